@@ -1,0 +1,47 @@
+# The commands the README uses. `make demo` needs no server; `make test` installs and starts
+# what the suite needs (Redis, Kafka, Prometheus) and runs every tier.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/valeur-monitor demo
+
+services: $(STAMP)
+	scripts/services start all
+
+services-stop:
+	scripts/services stop all
+
+lint: $(STAMP)
+	$(BIN)/ruff check valeur_monitor tests bench deploy
+	$(BIN)/mypy
+
+rules: $(STAMP)
+	$(BIN)/valeur-monitor rules check rules/
+	$(BIN)/valeur-monitor rules test rules/tests
+
+test: $(STAMP)
+	scripts/services start all
+	$(BIN)/ruff check valeur_monitor tests bench deploy
+	$(BIN)/mypy
+	$(BIN)/valeur-monitor rules check rules/
+	$(BIN)/valeur-monitor rules test rules/tests
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

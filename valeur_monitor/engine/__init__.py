@@ -1,0 +1,1 @@
+"""The pure value engine: events + customer state + rules + stream time -> new state and values."""

@@ -1,0 +1,53 @@
+"""The one exception tree of valeur-monitor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ValeurError(Exception):
+    """Base of every error raised on purpose by valeur-monitor."""
+
+
+class ConfigError(ValeurError):
+    """Settings or command-line options that cannot work."""
+
+
+@dataclass(frozen=True)
+class RuleIssue:
+    """One problem found in a rule file, with its location."""
+
+    file: str
+    line: int
+    rule_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        rule = f" [{self.rule_id}]" if self.rule_id else ""
+        return f"{where}:{rule} {self.message}"
+
+
+class RuleLoadError(ValeurError):
+    """A rule set was refused; carries every issue found, not only the first."""
+
+    def __init__(self, issues: list[RuleIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class EventError(ValeurError):
+    """An input record is not a valid event; `reason` is a stable short code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class StoreError(ValeurError):
+    """The state store failed or is unreachable."""
+
+
+class BrokerError(ValeurError):
+    """Kafka could not be reached or refused an operation."""
