@@ -1,0 +1,1 @@
+"""The `valeur-monitor` command line."""

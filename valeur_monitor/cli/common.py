@@ -1,0 +1,34 @@
+"""Helpers shared by CLI commands: rule loading with readable errors, default paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from valeur_monitor.engine.rules import RuleSet, load_rules
+from valeur_monitor.errors import RuleLoadError
+
+err = Console(stderr=True)
+
+
+def default_rules() -> list[str]:
+    """VALEUR_RULES (colon-separated), else ./rules, else the rules shipped beside the package."""
+    env = os.environ.get("VALEUR_RULES")
+    if env:
+        return env.split(os.pathsep)
+    if Path("rules").is_dir():
+        return ["rules"]
+    return [str(Path(__file__).resolve().parents[2] / "rules")]
+
+
+def rules_or_exit(paths: list[str] | None) -> RuleSet:
+    try:
+        return load_rules(paths or default_rules())
+    except RuleLoadError as exc:
+        err.print(f"[red]rules refused ({len(exc.issues)} problem(s)):[/red]")
+        for issue in exc.issues:
+            err.print(f"  {issue}", markup=False, highlight=False)
+        raise typer.Exit(1) from None

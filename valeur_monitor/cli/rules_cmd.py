@@ -1,0 +1,58 @@
+"""`valeur-monitor rules check|test`: validate rule files and run their YAML tests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from valeur_monitor.cli.common import err
+from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.engine.rules.loader import rule_files
+from valeur_monitor.errors import RuleLoadError
+from valeur_monitor.ruletest import run_test_file, test_files
+
+rules_app = typer.Typer(no_args_is_help=True, help="Check and test rule files.")
+out = Console(highlight=False, soft_wrap=True)
+
+
+@rules_app.command("check")
+def check(paths: Annotated[list[str], typer.Argument(help="rule files or directories")]) -> None:
+    """Load rule files; list every problem with file:line and rule id; exit 1 if any."""
+    try:
+        ruleset = load_rules(paths)
+    except RuleLoadError as exc:
+        for issue in exc.issues:
+            out.print(str(issue), markup=False)
+        err.print(f"[red]{len(exc.issues)} problem(s)[/red]")
+        raise typer.Exit(1) from None
+    files = rule_files(paths)
+    out.print(f"ok: {len(files)} file(s), {len(ruleset.rule_ids())} rules, "
+              f"{len(ruleset.alerts)} alerts, {len(ruleset.calendars)} calendars")
+
+
+@rules_app.command("test")
+def test(
+    paths: Annotated[list[str], typer.Argument(help="test files or directories")],
+    rules: Annotated[list[str] | None, typer.Option("--rules", "-r",
+                                                    help="test these rules instead")] = None,
+) -> None:
+    """Run YAML rule tests (events in, expected ledger out); exit 1 on any failure."""
+    files = test_files(paths)
+    if not files:
+        err.print("[red]no test files found[/red]")
+        raise typer.Exit(1)
+    passed = failed = 0
+    for path in files:
+        for result in run_test_file(path, rules):
+            if result.ok:
+                passed += 1
+                continue
+            failed += 1
+            out.print(f"FAIL {result.file}:{result.line} {result.name}", markup=False)
+            for failure in result.failures:
+                out.print(f"  {failure}", markup=False)
+    out.print(f"{passed} passed, {failed} failed")
+    if failed or not passed:
+        raise typer.Exit(1)

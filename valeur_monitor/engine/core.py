@@ -1,0 +1,222 @@
+"""The engine: ingest events and advance stream time for one customer, deterministically."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from valeur_monitor.engine import promises as P
+from valeur_monitor.engine.durations import format_duration
+from valeur_monitor.engine.event import Event, format_time
+from valeur_monitor.engine.explain import render
+from valeur_monitor.engine.ledger import LedgerEntry, Notice
+from valeur_monitor.engine.rules.model import Effect, ExpectRule, RuleSet
+from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
+from valeur_monitor.engine.state import CustomerState, Promise
+
+_NOTHING: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
+PRUNE_EVERY = 3_600_000  # prune dedupe marks at most hourly (stream time)
+
+
+@dataclass
+class Output:
+    """What ingesting/advancing produced; the runner hands it to the store and the sinks."""
+
+    entries: list[LedgerEntry] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    # (rule, outcome, team, channel) for every outcome, valued or not, and warnings
+    outcomes: list[tuple[str, str, str, str]] = field(default_factory=list)
+    processed: list[Event] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+    too_late: list[Event] = field(default_factory=list)
+
+
+class Engine:
+    """Pure and deterministic: no I/O, no clock reads; time comes in as arguments."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.settings = rules.settings
+        self.expect_by_id = {r.id: r for r in rules.expect_rules}
+        self._score_alerts = tuple(a for a in rules.alerts if a.score_below is not None)
+        self._count_alerts = tuple(a for a in rules.alerts if a.outcome is not None)
+
+    # -- entry points -------------------------------------------------------------------------
+    def ingest(self, state: CustomerState, event: Event, out: Output) -> None:
+        """Accept one event: buffered until stream time passes it, or applied late at once."""
+        if event.id in state.seen:
+            out.duplicates += 1
+            return
+        if event.time < state.clock - self.settings.late_horizon:
+            out.too_late.append(event)
+            return
+        state.seen[event.id] = event.time
+        if event.time >= state.clock:
+            bisect.insort(state.pending, event, key=Event.sort_key)
+        else:
+            out.late += 1
+            self._process(state, event, out, late=True)
+
+    def advance(self, state: CustomerState, until: int, out: Output) -> None:
+        """Move the customer's stream time to `until`: release events, fire timers, in order."""
+        pending = state.pending
+        while True:
+            event_at = pending[0].time if pending and pending[0].time <= until else -1
+            timer = self._next_timer(state)
+            timer_at = timer[0] if timer is not None and timer[0] <= until else -1
+            if event_at >= 0 and (timer_at < 0 or event_at <= timer_at):
+                event = pending.pop(0)
+                state.clock = max(state.clock, event.time)
+                self._process(state, event, out, late=False)
+            elif timer_at >= 0 and timer is not None:
+                state.clock = max(state.clock, timer_at)
+                self._fire(state, timer[1], timer_at, out)
+            else:
+                break
+        state.clock = max(state.clock, until)
+        if state.clock - state.pruned >= PRUNE_EVERY:
+            horizon = state.clock - self.settings.late_horizon
+            state.seen = {k: t for k, t in state.seen.items() if t >= horizon}
+            state.pruned = state.clock
+
+    def next_due(self, state: CustomerState) -> int:
+        """Earliest instant at which advancing this customer does something; -1 for never."""
+        due = state.pending[0].time if state.pending else -1
+        timer = self._next_timer(state)
+        if timer is not None and (due < 0 or timer[0] < due):
+            due = timer[0]
+        return due
+
+    # -- events -------------------------------------------------------------------------------
+    def _process(self, state: CustomerState, event: Event, out: Output, *, late: bool) -> None:
+        on_rules, repeat_rules, expect_rules = self.rules.by_type.get(event.type, _NOTHING)
+        for rule in on_rules:
+            if rule.matcher.matches(event):
+                self._emit(state, rule.id, rule.title, "matched", rule.effect, event.time,
+                           (event.id,), event.ref, event.team, event.channel, late, out,
+                           {}, event)
+        for rrule in repeat_rules:
+            if not rrule.matcher.matches(event):
+                continue
+            try:
+                key = str(rrule.key.value(event))
+            except (LookupError, ValueError, RuntimeError, TypeError):
+                continue  # no key, no repetition to count
+            slot = f"{rrule.id}\x1f{key}"
+            horizon = event.time - rrule.within
+            times = [t for t in state.repeats.get(slot, ()) if t > horizon]
+            times.append(event.time)
+            state.repeats[slot] = times
+            if len(times) >= rrule.from_count:
+                extra = {"count": len(times), "key": key, "within": format_duration(rrule.within)}
+                self._emit(state, rrule.id, rrule.title, "repeat", rrule.effect, event.time,
+                           (event.id,), event.ref, event.team, event.channel, late, out,
+                           extra, event)
+        for erule in expect_rules:
+            self._expect(state, erule, event, out, late)
+        out.processed.append(event)
+
+    def _expect(self, state: CustomerState, rule: ExpectRule, event: Event, out: Output,
+                late: bool) -> None:
+        slot = f"{rule.id}\x1f{event.ref}"
+        promise = state.promises.get(slot)
+        if promise is not None:
+            if P.any_match(rule.keep, event):
+                outcome = "late" if promise.broken_at >= 0 else "kept"
+                self._close(state, rule, promise, outcome, event, out, late)
+                del state.promises[slot]
+                promise = None
+            elif P.any_match(rule.cancel, event):
+                if rule.broken is not None:  # reported once, by the rule that owns the failure
+                    out.outcomes.append((rule.id, "cancelled", promise.team, promise.channel))
+                del state.promises[slot]
+                promise = None
+            elif P.any_match(rule.pause, event):
+                P.pause(rule, promise, event.time)
+            elif P.any_match(rule.resume, event):
+                P.resume(rule, promise, event.time)
+        if not P.any_match(rule.open, event):
+            return
+        if promise is not None and promise.broken_at < 0 and rule.reopen == "ignore":
+            return  # the running clock goes on (documented: first trigger wins)
+        fresh = P.open_promise(rule, event)
+        if fresh is not None:
+            state.promises[slot] = fresh
+        elif promise is not None:
+            del state.promises[slot]
+
+    def _close(self, state: CustomerState, rule: ExpectRule, promise: Promise, outcome: str,
+               event: Event, out: Output, late: bool) -> None:
+        effect = rule.kept if outcome == "kept" else rule.late
+        extra = {
+            "waited": format_duration(event.time - promise.opened_at),
+            "deadline": format_time(promise.deadline),
+            "overdue": format_duration(max(0, event.time - promise.deadline)),
+        }
+        self._emit(state, rule.id, rule.title, outcome, effect, event.time,
+                   (promise.open_event, event.id), promise.ref, promise.team, promise.channel,
+                   late, out, extra, event)
+
+    # -- timers -------------------------------------------------------------------------------
+    def _next_timer(self, state: CustomerState) -> tuple[int, str] | None:
+        best: tuple[int, str] | None = None
+        for slot, promise in state.promises.items():
+            rule = self.expect_by_id.get(promise.rule)
+            when = promise.next_timer(rule.late_window if rule else 0)
+            if when >= 0 and (best is None or (when, slot) < best):
+                best = (when, slot)
+        return best
+
+    def _fire(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
+        promise = state.promises[slot]
+        rule = self.expect_by_id.get(promise.rule)
+        if rule is None or promise.broken_at >= 0:
+            del state.promises[slot]  # late window over (or rule removed by a reload)
+            return
+        if promise.warn_at >= 0 and at == promise.warn_at and at < promise.deadline:
+            promise.warn_at = -1
+            promise.warned = True
+            message = render(None, "warning", {"title": rule.title, "ref": promise.ref,
+                                              "deadline": format_time(promise.deadline)}, None)
+            out.notices.append(Notice("warning", rule.id, state.customer, at, message,
+                                      ref=promise.ref))
+            out.outcomes.append((rule.id, "warning", promise.team, promise.channel))
+            return
+        promise.broken_at = promise.deadline
+        promise.warn_at = -1
+        extra = {"waited": format_duration(at - promise.opened_at),
+                 "deadline": format_time(promise.deadline)}
+        self._emit(state, rule.id, rule.title, "broken", rule.broken, at, (promise.open_event,),
+                   promise.ref, promise.team, promise.channel, False, out, extra, None)
+
+    # -- values -------------------------------------------------------------------------------
+    def _emit(self, state: CustomerState, rule_id: str, title: str, outcome: str,
+              effect: Effect | None, at: int, events: tuple[str, ...], ref: str, team: str,
+              channel: str, late: bool, out: Output, extra: dict[str, Any],
+              event: Event | None) -> None:
+        if effect is None:
+            return  # an outcome a rule does not value is not its outcome (shared promises)
+        out.outcomes.append((rule_id, outcome, team, channel))
+        if effect.values:
+            values = {"title": title, "rule": rule_id, "ref": ref or "-", "team": team,
+                      "channel": channel, "customer": state.customer,
+                      "type": event.type if event else "", **extra}
+            text = render(effect.explain, outcome, values, event)
+            half_life = self.settings.half_life
+            for dimension, amount, value in effect.values:
+                state.seq += 1
+                out.entries.append(LedgerEntry(
+                    customer=state.customer, seq=state.seq, rule=rule_id, outcome=outcome,
+                    dimension=dimension, amount=amount, value=value, time=at, events=events,
+                    explain=text, ref=ref, team=team, channel=channel, late=late))
+                apply_value(state.score, dimension, value, at, half_life)
+                if value > 0:
+                    state.score.created += value
+                else:
+                    state.score.destroyed -= value
+                state.reasons[rule_id] = state.reasons.get(rule_id, 0.0) + value
+            check_score_alerts(state, self._score_alerts, at, out.notices)
+        if self._count_alerts:
+            count_outcome(state, self._count_alerts, rule_id, outcome, at, out.notices)

@@ -1,0 +1,43 @@
+"""Durations written by rule authors ("90s", "4h", "1h30m", "7d", "2w") as milliseconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_WHOLE = re.compile(r"^-?(?:\d+(?:ms|s|m|h|d|w))+$")
+
+
+def parse_duration(text: object) -> int:
+    """'1h30m' -> 5_400_000; a leading '-' makes it negative; ValueError on anything else."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        raise ValueError(f"expected a duration like '4h' or '1h30m', got {text!r}")
+    if isinstance(text, int):
+        if text != 0:
+            raise ValueError(f"a bare number is ambiguous: write a unit, e.g. '{text}m'")
+        return 0
+    value = text.strip().replace(" ", "")
+    if value == "0":
+        return 0
+    if not _WHOLE.match(value):
+        raise ValueError(f"bad duration {text!r}: use units ms, s, m, h, d, w (e.g. '4h', '1h30m')")
+    sign = -1 if value.startswith("-") else 1
+    return sign * sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(value))
+
+
+def format_duration(ms: int) -> str:
+    """Milliseconds -> compact human form: 5_400_000 -> '1h30m', 0 -> '0s'."""
+    if ms == 0:
+        return "0s"
+    sign = "-" if ms < 0 else ""
+    rest = abs(ms)
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    if rest or not parts:
+        parts.append(f"{rest}ms")
+    return sign + "".join(parts)

@@ -1,0 +1,65 @@
+"""Rule conditions in CEL (Common Expression Language), compiled once at load, never `eval`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import cel
+
+from valeur_monitor.engine.event import Event, format_time
+
+# Names a condition may use; `time` is the event time as an RFC 3339 string.
+VARIABLES = frozenset({"type", "customer", "ref", "source", "channel", "team", "data", "time"})
+
+
+class Condition:
+    """A compiled CEL expression evaluated against one event."""
+
+    __slots__ = ("_needs", "_program", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            program = cel.compile(source)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(_first_line(str(exc))) from None
+        unknown = sorted(set(program.variables()) - VARIABLES)
+        if unknown:
+            raise ValueError(
+                f"unknown name(s) {', '.join(unknown)} in {source!r}; "
+                f"use {', '.join(sorted(VARIABLES))}"
+            )
+        self._program = program
+        # Only the names the expression reads are converted to CEL values (the costly part).
+        self._needs = tuple(sorted(program.variables()))
+
+    def context(self, event: Event) -> dict[str, Any]:
+        """The variables of `event` this expression reads."""
+        ctx: dict[str, Any] = {}
+        for name in self._needs:
+            if name == "time":
+                ctx[name] = format_time(event.time)
+            else:
+                ctx[name] = getattr(event, name)
+        return ctx
+
+    def value(self, event: Event) -> Any:
+        """The expression's value for `event`; raises LookupError/ValueError on evaluation errors."""
+        return self._program.execute(self.context(event))
+
+    def test(self, event: Event) -> bool:
+        """True only when the expression evaluates to true; a missing field counts as false."""
+        try:
+            return self._program.execute(self.context(event)) is True
+        except (LookupError, ValueError, RuntimeError, TypeError):
+            return False
+
+
+def _first_line(message: str) -> str:
+    """CEL's parser message, shortened: 'column 14: Syntax error: mismatched input ...'."""
+    match = re.search(r"<input>:\d+:(\d+): (.*?)(?: expecting .*)?$", message, re.MULTILINE)
+    if match:
+        return f"column {match.group(1)}: {match.group(2).strip()}"
+    lines = [line for line in message.splitlines() if line.strip()]
+    return lines[0] if lines else message

@@ -1,0 +1,74 @@
+"""The `expect` rule kind: promises opened, kept, cancelled, paused, resumed, warned and broken."""
+
+from __future__ import annotations
+
+from valeur_monitor.engine.event import Event, parse_time
+from valeur_monitor.engine.rules.model import ExpectRule, Matcher
+from valeur_monitor.engine.state import Promise
+
+
+def any_match(group: tuple[Matcher, ...], event: Event) -> bool:
+    return any(m.matches(event) for m in group)
+
+
+def sla_between(rule: ExpectRule, start: int, end: int) -> int:
+    """SLA clock elapsed between two instants (business time on a calendar, else wall time)."""
+    calendar = rule.deadline.calendar
+    return calendar.between(start, end) if calendar else max(0, end - start)
+
+
+def sla_add(rule: ExpectRule, start: int, amount: int) -> int:
+    """Instant when `amount` of SLA clock has elapsed after `start`."""
+    calendar = rule.deadline.calendar
+    return calendar.add(start, amount) if calendar else start + amount
+
+
+def open_promise(rule: ExpectRule, event: Event) -> Promise | None:
+    """A new promise for `event`, or None when no deadline can be computed or it already passed."""
+    deadline = rule.deadline
+    tier = str(event.data.get("tier", ""))
+    if deadline.at_field is not None:
+        try:
+            target = parse_time(event.data.get(deadline.at_field)) + deadline.offset
+        except ValueError:
+            return None
+        budget = target - event.time
+    else:
+        within = deadline.budget_for(tier)
+        if within is None:
+            return None
+        budget = within
+    if budget <= 0:
+        return None  # documented: a promise whose deadline is already past is not opened
+    promise = Promise(rule=rule.id, ref=event.ref, opened_at=event.time, open_event=event.id,
+                      budget=budget, running_since=event.time, tier=tier, team=event.team,
+                      channel=event.channel)
+    schedule(rule, promise)
+    return promise
+
+
+def schedule(rule: ExpectRule, promise: Promise) -> None:
+    """Recompute deadline and warning from the running SLA clock."""
+    remaining = promise.budget - promise.used
+    promise.deadline = sla_add(rule, promise.running_since, remaining)
+    promise.warn_at = -1
+    if rule.warn is not None and not promise.warned:
+        # Closer than the warning offset already: warn as the clock (re)starts.
+        lead = remaining - rule.warn
+        promise.warn_at = sla_add(rule, promise.running_since, lead) if lead > 0 else (
+            promise.running_since)
+
+
+def pause(rule: ExpectRule, promise: Promise, at: int) -> None:
+    if promise.paused_at >= 0 or promise.broken_at >= 0:
+        return
+    promise.used += sla_between(rule, promise.running_since, at)
+    promise.paused_at = at
+
+
+def resume(rule: ExpectRule, promise: Promise, at: int) -> None:
+    if promise.paused_at < 0:
+        return
+    promise.paused_at = -1
+    promise.running_since = at
+    schedule(rule, promise)

@@ -1,0 +1,205 @@
+"""Load rule files: every problem is collected with `file:line` and rule id, then all reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holiday_data
+import yaml
+
+from valeur_monitor.engine.calendar import Calendar, expand_days, parse_hours
+from valeur_monitor.engine.rules.compile import compile_alert, compile_rule
+from valeur_monitor.engine.rules.issues import Issues, duration, validate
+from valeur_monitor.engine.rules.model import (
+    AlertRule, ExpectRule, OnRule, RepeatRule, RuleSet, Settings,
+)
+from valeur_monitor.engine.rules.spec import (
+    AlertSpec, CalendarSpec, FileSpec, RuleSpec, SettingsSpec,
+)
+from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
+from valeur_monitor.engine.rules.yamlsource import parse_yaml
+from valeur_monitor.errors import RuleIssue, RuleLoadError
+
+
+def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Rule files named by `paths`: files as given, directories' *.yml/*.yaml (not recursive)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml")))
+        else:
+            out.append(path)
+    return out
+
+
+def load_rules(paths: Sequence[str | Path]) -> RuleSet:
+    """Load and compile rule files; raise RuleLoadError listing every problem found."""
+    files = rule_files(paths)
+    texts: list[tuple[str, str]] = []
+    issues: list[RuleIssue] = []
+    if not files:
+        issues.append(RuleIssue(", ".join(str(p) for p in paths) or "-", 1, None, "no rule files"))
+    for file in files:
+        try:
+            texts.append((str(file), file.read_text(encoding="utf-8")))
+        except OSError as exc:
+            issues.append(RuleIssue(str(file), 1, None, f"cannot read: {exc.strerror}"))
+    if issues:
+        raise RuleLoadError(issues)
+    return load_rules_text(texts)
+
+
+def load_rules_text(sources: Sequence[tuple[str, str]]) -> RuleSet:
+    """Compile rule files given as (name, text) pairs."""
+    issues: list[RuleIssue] = []
+    compiler = _Compiler()
+    for name, text in sources:
+        compiler.add_file(name, text, issues)
+    ruleset = compiler.finish(issues)
+    if issues:
+        issues.sort(key=lambda i: (i.file, i.line))
+        raise RuleLoadError(issues)
+    return ruleset
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.settings_from: str | None = None
+        self.calendars: dict[str, Calendar] = {}
+        self.on: list[OnRule] = []
+        self.expect: list[ExpectRule] = []
+        self.repeat: list[RepeatRule] = []
+        self.alerts: list[AlertRule] = []
+        self.ids: dict[str, str] = {}
+        self.files: list[str] = []
+        self.pending_rules: list[tuple[Issues, int, RuleSpec]] = []
+        self.pending_alerts: list[tuple[Issues, int, AlertSpec]] = []
+
+    def add_file(self, name: str, text: str, sink: list[RuleIssue]) -> None:
+        self.files.append(name)
+        try:
+            doc = parse_yaml(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            problem = getattr(exc, "problem", None) or str(exc)
+            sink.append(RuleIssue(name, line, None, f"YAML syntax error: {problem}"))
+            return
+        issues = Issues(name, doc, sink)
+        for path, _line in doc.duplicates:
+            issues.add(path, f"duplicate key {path[-1]!r}")
+        if not isinstance(doc.data, dict):
+            issues.add((), "a rule file is a mapping with `version: 1` and `rules:`")
+            return
+        spec = validate(FileSpec, doc.data, (), issues)
+        if spec is None:
+            return
+        if spec.settings is not None:
+            self._settings(spec.settings, issues, name)
+        for cal_name, cal in spec.calendars.items():
+            self._calendar(cal_name, cal, issues)
+        for i, raw in enumerate(spec.rules):
+            rule_id = raw.get("id") if isinstance(raw, dict) else None
+            rule = validate(RuleSpec, raw, ("rules", i), issues, rule_id)
+            if rule is None and isinstance(rule_id, str):
+                self._claim_id(rule_id, issues, ("rules", i))
+            if rule is not None:
+                self.pending_rules.append((issues, i, rule))
+        for i, raw in enumerate(spec.alerts):
+            alert_id = raw.get("id") if isinstance(raw, dict) else None
+            alert = validate(AlertSpec, raw, ("alerts", i), issues, alert_id)
+            if alert is not None:
+                self.pending_alerts.append((issues, i, alert))
+
+    def _settings(self, spec: SettingsSpec, issues: Issues, name: str) -> None:
+        if self.settings is not None:
+            issues.add(("settings",), f"settings already given in {self.settings_from}")
+            return
+        path = ("settings",)
+        lateness = duration(spec.lateness, (*path, "lateness"), issues, None, positive=False)
+        horizon = duration(spec.late_horizon, (*path, "late_horizon"), issues, None)
+        half_life = duration(spec.half_life, (*path, "half_life"), issues, None)
+        self.settings = Settings(
+            lateness=lateness if lateness is not None else Settings.lateness,
+            late_horizon=horizon or Settings.late_horizon,
+            half_life=half_life,
+            ledger_cap=spec.ledger_cap,
+        )
+        self.settings_from = name
+
+    def _calendar(self, name: str, raw: Any, issues: Issues) -> None:
+        path: KeyPath = ("calendars", name)
+        spec = validate(CalendarSpec, raw, path, issues)
+        if spec is None:
+            return
+        if name in self.calendars:
+            issues.add(path, f"calendar {name!r} defined twice")
+        weekly: list[tuple[tuple[int, int], ...]] = [()] * 7
+        for days, hours in spec.hours.items():
+            try:
+                parsed = parse_hours(hours)
+                for day in expand_days(days):
+                    weekly[day] = parsed
+            except ValueError as exc:
+                issues.add((*path, "hours", days), f"{days}: {exc}")
+        try:
+            ZoneInfo(spec.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            issues.add((*path, "timezone"), f"unknown time zone {spec.timezone!r}")
+            return
+        closed: set[date] = set(spec.holidays)
+        if spec.holiday_country:
+            try:
+                years = spec.holiday_years or list(range(2020, 2036))
+                closed |= set(holiday_data.country_holidays(spec.holiday_country, years=years))
+            except NotImplementedError:
+                issues.add((*path, "holiday_country"),
+                           f"unknown holiday country {spec.holiday_country!r}")
+        if not any(weekly):
+            issues.add((*path, "hours"), "a calendar needs at least one open day")
+        self.calendars[name] = Calendar(name, spec.timezone, tuple(weekly), frozenset(closed))
+
+    def _claim_id(self, rule_id: str, issues: Issues, path: KeyPath) -> bool:
+        """Record where a rule id is defined; False (and an issue) if it already was."""
+        where = f"{issues.file}:{issues.doc.line(path) if issues.doc else 1}"
+        first = self.ids.setdefault(rule_id, where)
+        if first != where:
+            issues.add((*path, "id"), f"duplicate rule id (first at {first})", rule_id)
+            return False
+        return True
+
+    def finish(self, sink: list[RuleIssue]) -> RuleSet:
+        for issues, i, spec in sorted(self.pending_rules, key=lambda p: (p[0].file, p[1])):
+            path: KeyPath = ("rules", i)
+            if not self._claim_id(spec.id, issues, path):
+                continue
+            rule = compile_rule(spec, path, issues, self.calendars)
+            if isinstance(rule, OnRule):
+                self.on.append(rule)
+            elif isinstance(rule, ExpectRule):
+                self.expect.append(rule)
+            elif isinstance(rule, RepeatRule):
+                self.repeat.append(rule)
+        alert_ids: set[str] = set()
+        for issues, i, aspec in self.pending_alerts:
+            path = ("alerts", i)
+            if aspec.id in alert_ids:
+                issues.add((*path, "id"), "duplicate alert id", aspec.id)
+                continue
+            alert_ids.add(aspec.id)
+            alert = compile_alert(aspec, path, issues, set(self.ids))
+            if alert is not None:
+                self.alerts.append(alert)
+        on, repeat, expect = tuple(self.on), tuple(self.repeat), tuple(self.expect)
+        return RuleSet(
+            settings=self.settings or Settings(), on_rules=on, expect_rules=expect,
+            repeat_rules=repeat, alerts=tuple(self.alerts), calendars=dict(self.calendars),
+            sources=tuple(self.files), by_type=RuleSet.index(on, repeat, expect),
+        )
+

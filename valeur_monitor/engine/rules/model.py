@@ -1,0 +1,152 @@
+"""Compiled rules: immutable, ready for the engine's hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from valeur_monitor.engine.calendar import Calendar
+from valeur_monitor.engine.event import Event
+from valeur_monitor.engine.expressions import Condition
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Event types plus an optional CEL condition."""
+
+    types: frozenset[str]
+    condition: Condition | None = None
+
+    def matches(self, event: Event) -> bool:
+        return event.type in self.types and (self.condition is None or self.condition.test(event))
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Signed values per dimension (costs already negated) and an explanation template."""
+
+    values: tuple[tuple[str, float, float], ...]  # (dimension, amount as written, signed value)
+    explain: str | None = None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long a promise has: a duration (optionally in business hours) or a field of the event."""
+
+    within: int | None = None                 # ms
+    tiers: tuple[tuple[str, int], ...] = ()   # tier -> ms, tier read from data.tier
+    at_field: str | None = None               # e.g. "promised_at" (a data field)
+    offset: int = 0                           # ms added to the field's instant (may be negative)
+    calendar: Calendar | None = None
+
+    def budget_for(self, tier: str) -> int | None:
+        for name, ms in self.tiers:
+            if name == tier:
+                return ms
+        return self.within
+
+
+@dataclass(frozen=True)
+class OnRule:
+    id: str
+    title: str
+    matcher: Matcher
+    effect: Effect
+
+
+@dataclass(frozen=True)
+class ExpectRule:
+    id: str
+    title: str
+    open: tuple[Matcher, ...]
+    keep: tuple[Matcher, ...]
+    cancel: tuple[Matcher, ...]
+    pause: tuple[Matcher, ...]
+    resume: tuple[Matcher, ...]
+    deadline: Deadline
+    warn: int | None          # ms of SLA clock before the deadline
+    reopen: str               # "ignore" (keep the running clock) | "restart"
+    late_window: int
+    kept: Effect | None
+    broken: Effect | None
+    late: Effect | None
+
+    def types(self) -> frozenset[str]:
+        out: set[str] = set()
+        for group in (self.open, self.keep, self.cancel, self.pause, self.resume):
+            for matcher in group:
+                out |= matcher.types
+        return frozenset(out)
+
+
+@dataclass(frozen=True)
+class RepeatRule:
+    id: str
+    title: str
+    matcher: Matcher
+    key: Condition
+    within: int
+    from_count: int
+    effect: Effect
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A per-customer alert: score below a threshold, or N outcomes within a window."""
+
+    id: str
+    title: str
+    score_below: float | None = None
+    outcome: str | None = None
+    rules: frozenset[str] = frozenset()       # empty = any rule
+    count: int = 0
+    within: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    lateness: int = 5 * 60_000                # allowed disorder (ms)
+    late_horizon: int = 7 * 86_400_000        # older than this behind stream time: refused
+    half_life: int | None = None              # score decay; None = no decay
+    ledger_cap: int = 500                     # entries kept per customer by stores that cap
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    settings: Settings
+    on_rules: tuple[OnRule, ...]
+    expect_rules: tuple[ExpectRule, ...]
+    repeat_rules: tuple[RepeatRule, ...]
+    alerts: tuple[AlertRule, ...]
+    calendars: dict[str, Calendar] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()             # files it was loaded from
+    # type -> rules interested in it, built once so the hot path is a dict lookup
+    by_type: dict[str, tuple[tuple[OnRule, ...], tuple[RepeatRule, ...], tuple[ExpectRule, ...]]] = (
+        field(default_factory=dict)
+    )
+
+    def rule_ids(self) -> list[str]:
+        return [r.id for r in (*self.on_rules, *self.expect_rules, *self.repeat_rules)]
+
+    def max_late_window(self) -> int:
+        return max((r.late_window for r in self.expect_rules), default=0)
+
+    def alert_window(self) -> int:
+        return max((a.within for a in self.alerts), default=0)
+
+    @staticmethod
+    def index(on: tuple[OnRule, ...], repeat: tuple[RepeatRule, ...],
+              expect: tuple[ExpectRule, ...]) -> dict[
+                  str, tuple[tuple[OnRule, ...], tuple[RepeatRule, ...], tuple[ExpectRule, ...]]]:
+        types: set[str] = set()
+        for r in on:
+            types |= r.matcher.types
+        for rr in repeat:
+            types |= rr.matcher.types
+        for er in expect:
+            types |= er.types()
+        return {
+            t: (tuple(r for r in on if t in r.matcher.types),
+                tuple(r for r in repeat if t in r.matcher.types),
+                tuple(r for r in expect if t in r.types()))
+            for t in sorted(types)
+        }

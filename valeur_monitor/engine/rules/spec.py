@@ -1,0 +1,100 @@
+"""The rule file schema (pydantic, unknown keys refused); polymorphic parts stay `Any` here."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Amounts = dict[str, float]
+
+
+class EffectSpec(Strict):
+    benefits: Amounts = Field(default_factory=dict)
+    costs: Amounts = Field(default_factory=dict)
+    explain: str | None = None
+
+
+class DeadlineSpec(Strict):
+    within: str | None = None
+    tiers: dict[str, str] = Field(default_factory=dict)
+    at: str | None = None
+    offset: str = "0"
+    calendar: str | None = None
+
+
+class ExpectSpec(Strict):
+    open: Any
+    keep: Any
+    cancel: Any = None
+    pause: Any = None
+    resume: Any = None
+    deadline: DeadlineSpec
+    warn: str | None = None
+    reopen: Literal["ignore", "restart"] = "ignore"
+    late_window: str = "7d"
+
+
+class RepeatSpec(Strict):
+    on: Any
+    if_: str | None = Field(default=None, alias="if")
+    key: str
+    within: str
+    from_: int = Field(default=2, alias="from", ge=1)
+
+
+class RuleSpec(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    title: str | None = None
+    description: str | None = None
+    on: Any = None
+    if_: str | None = Field(default=None, alias="if")
+    expect: ExpectSpec | None = None
+    repeat: RepeatSpec | None = None
+    benefits: Amounts = Field(default_factory=dict)
+    costs: Amounts = Field(default_factory=dict)
+    explain: str | None = None
+    kept: EffectSpec | None = None
+    broken: EffectSpec | None = None
+    late: EffectSpec | None = None
+
+
+class CalendarSpec(Strict):
+    timezone: str
+    hours: dict[str, str]
+    holidays: list[date] = Field(default_factory=list)
+    holiday_country: str | None = None
+    holiday_years: list[int] = Field(default_factory=list)
+
+
+class AlertSpec(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    title: str | None = None
+    score_below: float | None = None
+    outcome: Literal["kept", "broken", "late", "repeat", "matched"] | None = None
+    rules: list[str] = Field(default_factory=list)
+    count: int = Field(default=0, ge=0)
+    within: str | None = None
+
+
+class SettingsSpec(Strict):
+    lateness: str = "5m"
+    late_horizon: str = "7d"
+    half_life: str | None = None
+    ledger_cap: int = Field(default=500, ge=1)
+
+
+class FileSpec(Strict):
+    """Top level of a rule file; `rules` and `alerts` items are validated one by one."""
+
+    version: Literal[1]
+    settings: SettingsSpec | None = None
+    calendars: dict[str, Any] = Field(default_factory=dict)
+    rules: list[Any] = Field(default_factory=list)
+    alerts: list[Any] = Field(default_factory=list)

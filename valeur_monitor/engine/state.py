@@ -1,0 +1,76 @@
+"""Per-customer engine state: serialisable structs (the Redis store keeps them as msgpack)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from valeur_monitor.engine.event import Event
+
+
+class Promise(msgspec.Struct, gc=False):
+    """One open (or recently broken) obligation of an `expect` rule, keyed by rule and ref."""
+
+    rule: str
+    ref: str
+    opened_at: int            # event time of the opening event (ms)
+    open_event: str           # id of the opening event
+    budget: int               # SLA clock budget (ms of calendar time, or wall ms without calendar)
+    used: int = 0             # SLA clock consumed before `running_since`
+    running_since: int = 0    # when the SLA clock last (re)started (meaningless while paused)
+    deadline: int = 0         # instant the promise breaks (recomputed on resume)
+    warn_at: int = -1         # instant of the warning, -1 = none or already sent
+    broken_at: int = -1       # set once broken; the promise then waits for a late keep
+    paused_at: int = -1       # set while the clock is stopped (waiting on the customer)
+    warned: bool = False
+    tier: str = ""
+    team: str = ""
+    channel: str = ""
+
+    def next_timer(self, late_window: int) -> int:
+        """Earliest instant this promise needs attention, or -1 when none."""
+        if self.broken_at >= 0:
+            return self.broken_at + late_window
+        if self.paused_at >= 0:
+            return -1
+        return self.warn_at if self.warn_at >= 0 else self.deadline
+
+
+class Score(msgspec.Struct, gc=False):
+    """Running score: value per dimension (benefits positive, costs negative), decayed to `at`."""
+
+    total: float = 0.0
+    dims: dict[str, float] = msgspec.field(default_factory=dict)
+    at: int = 0
+    created: float = 0.0       # undecayed sums, for reports
+    destroyed: float = 0.0
+
+
+class CustomerState(msgspec.Struct, gc=False):
+    """Everything the engine knows about one customer; the engine mutates it in place."""
+
+    customer: str
+    clock: int = 0                                    # customer's stream time (ms)
+    pruned: int = 0                                   # clock at the last pruning of `seen`
+    seq: int = 0                                      # ledger entries issued so far
+    seen: dict[str, int] = msgspec.field(default_factory=dict)      # event id -> event time
+    pending: list[Event] = msgspec.field(default_factory=list)      # sorted by (time, id)
+    promises: dict[str, Promise] = msgspec.field(default_factory=dict)
+    repeats: dict[str, list[int]] = msgspec.field(default_factory=dict)   # rule\x1fkey -> times
+    alert_windows: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    alerts_fired: list[str] = msgspec.field(default_factory=list)  # alerts awaiting re-arm
+    score: Score = msgspec.field(default_factory=Score)
+    reasons: dict[str, float] = msgspec.field(default_factory=dict)  # rule -> undecayed value
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(CustomerState)
+
+
+def encode_state(state: CustomerState) -> bytes:
+    """Deterministic bytes of a state (same state -> same bytes)."""
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes) -> CustomerState:
+    """Inverse of `encode_state`."""
+    return _decoder.decode(data)

@@ -1,0 +1,1 @@
+"""Runners: the embedded one (files, no server) and, in `streaming/`, the faust workers."""

@@ -1,0 +1,117 @@
+"""The service function both runners call: records in, engine applied, effects committed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from valeur_monitor.codec import decode
+from valeur_monitor.engine.core import Engine, Output
+from valeur_monitor.engine.event import Event, to_canonical
+from valeur_monitor.engine.ledger import LedgerEntry, Notice
+from valeur_monitor.engine.rules.model import RuleSet
+from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.errors import EventError
+from valeur_monitor.store.base import Commit, Store
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be used, kept whole with the reason."""
+
+    raw: bytes
+    reason: str
+    detail: str
+
+
+@dataclass
+class BatchResult:
+    """Everything one batch produced, for sinks and metrics."""
+
+    received: int = 0
+    events: list[Event] = field(default_factory=list)
+    entries: list[LedgerEntry] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    outcomes: list[tuple[str, str, str, str]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+    watermark: int = 0
+    changed: dict[str, CustomerState] = field(default_factory=dict)
+
+
+class Processor:
+    """Decode, dedupe, order, apply rules and commit, one batch at a time."""
+
+    def __init__(self, rules: RuleSet, store: Store) -> None:
+        self.engine = Engine(rules)
+        self.rules = rules
+        self.store = store
+        self.lateness = rules.settings.lateness
+        self.max_event_time = 0  # latest event time seen by this processor (end-of-input drain)
+
+    def process(self, records: Sequence[bytes | str]) -> BatchResult:
+        """Handle raw records (JSON lines or Kafka values); bad ones become dead letters."""
+        result = BatchResult(received=len(records))
+        events: list[Event] = []
+        for raw in records:
+            try:
+                events.append(decode(raw))
+            except EventError as exc:
+                data = raw.encode() if isinstance(raw, str) else bytes(raw)
+                result.dead_letters.append(DeadLetter(data, exc.reason, exc.detail))
+        return self.process_events(events, result)
+
+    def process_events(self, events: Sequence[Event],
+                       result: BatchResult | None = None) -> BatchResult:
+        """Apply decoded events; stream time moves to (latest event − allowed lateness)."""
+        result = result or BatchResult(received=len(events))
+        watermark = self.store.watermark()
+        if events:
+            latest = max(e.time for e in events)
+            self.max_event_time = max(self.max_event_time, latest)
+            watermark = max(watermark, latest - self.lateness)
+        states = self.store.load({e.customer for e in events})
+        out = Output()
+        engine = self.engine
+        for event in events:
+            engine.ingest(states[event.customer], event, out)
+        self._advance(states, watermark, out, result)
+        return result
+
+    def advance_to(self, until: int) -> BatchResult:
+        """Move stream time without events (timers, idle streams, end of input)."""
+        result = BatchResult()
+        watermark = max(self.store.watermark(), until)
+        self._advance({}, watermark, Output(), result)
+        return result
+
+    def _advance(self, states: dict[str, CustomerState], watermark: int, out: Output,
+                 result: BatchResult) -> None:
+        store, engine = self.store, self.engine
+        while True:
+            due = [c for c in store.due(watermark) if c not in states]
+            if due:
+                states.update(store.load(due))
+            for state in states.values():
+                engine.advance(state, watermark, out)
+            commit = Commit(states=states, watermark=watermark, entries=out.entries,
+                            due={c: engine.next_due(s) for c, s in states.items()})
+            store.commit(commit)
+            result.entries.extend(out.entries)
+            result.notices.extend(out.notices)
+            result.outcomes.extend(out.outcomes)
+            result.events.extend(out.processed)
+            result.duplicates += out.duplicates
+            result.late += out.late
+            result.changed.update(states)
+            for event in out.too_late:
+                result.dead_letters.append(DeadLetter(
+                    orjson.dumps(to_canonical(event)), "too_late",
+                    f"event {event.id} is older than the late horizon of its customer"))
+            result.watermark = watermark
+            if len(due) < 10_000:
+                return
+            states, out = {}, Output()  # a very large due set: continue in slices

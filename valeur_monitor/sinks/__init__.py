@@ -1,0 +1,1 @@
+"""Where results go: files (ledger, scores, dead letters), Kafka topics, metrics."""

@@ -1,0 +1,87 @@
+"""File sinks: ledger and scores as JSONL or CSV (by suffix), dead letters as JSONL."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from valeur_monitor.engine.event import format_time
+from valeur_monitor.engine.ledger import DIMENSIONS, LedgerEntry
+from valeur_monitor.service import DeadLetter
+from valeur_monitor.store.base import ScoreView
+
+LEDGER_FIELDS = ("customer", "seq", "time", "rule", "outcome", "dimension", "amount", "value",
+                 "ref", "team", "channel", "late", "events", "explain")
+
+
+class _Writer:
+    def __init__(self, path: str | Path, fields: tuple[str, ...]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[Any] = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._csv = None
+        if self.path.suffix == ".csv":
+            self._csv = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+            self._csv.writeheader()
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        if self._csv is not None:
+            for row in rows:
+                self._csv.writerow(row)
+        else:
+            self._file.write("".join(orjson.dumps(r).decode() + "\n" for r in rows))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class LedgerWriter(_Writer):
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, LEDGER_FIELDS)
+
+    def write(self, entries: Iterable[LedgerEntry]) -> None:
+        rows = (e.to_json() for e in entries)
+        if self._csv is not None:
+            rows = ({**r, "events": " ".join(r["events"])} for r in rows)
+        self.write_rows(rows)
+
+
+def score_row(view: ScoreView, reasons: int = 3) -> dict[str, Any]:
+    row: dict[str, Any] = {"customer": view.customer, "score": round(view.total, 6),
+                           "at": format_time(view.at) if view.at else None,
+                           "created": round(view.created, 6), "destroyed": round(view.destroyed, 6)}
+    for dim in DIMENSIONS:
+        row[dim] = round(view.dims.get(dim, 0.0), 6)
+    row["top_reasons"] = [{"rule": r, "value": round(v, 6)} for r, v in view.top_reasons(reasons)]
+    return row
+
+
+class ScoresWriter(_Writer):
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, ("customer", "score", "at", "created", "destroyed", *DIMENSIONS,
+                                "top_reasons"))
+
+    def write(self, views: Iterable[ScoreView]) -> None:
+        rows = (score_row(v) for v in views)
+        if self._csv is not None:
+            rows = ({**r, "top_reasons": " ".join(f"{x['rule']}={x['value']:g}"
+                                                   for x in r["top_reasons"])} for r in rows)
+        self.write_rows(rows)
+
+
+class DeadLetterWriter(_Writer):
+    """One JSON object per refused record: reason, detail and the original line, untouched."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, ("reason", "detail", "record"))
+        self.count = 0
+
+    def write(self, letters: Iterable[DeadLetter]) -> None:
+        rows = [{"reason": d.reason, "detail": d.detail,
+                 "record": d.raw.decode("utf-8", "replace").rstrip("\n")} for d in letters]
+        self.count += len(rows)
+        self.write_rows(rows)
