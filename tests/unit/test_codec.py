@@ -1,0 +1,60 @@
+"""Decoding records: canonical JSON, CloudEvents, and a precise reason for every refusal."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from valeur_monitor.codec import decode
+from valeur_monitor.engine.event import format_time, parse_time, to_canonical
+from valeur_monitor.errors import EventError
+
+pytestmark = pytest.mark.unit
+
+GOOD = {"id": "e1", "type": "contact.inbound", "time": "2026-11-02T09:15:00+01:00",
+        "customer": "c1", "ref": "r1", "channel": "phone", "team": "billing",
+        "data": {"topic": "invoice"}}
+
+
+def test_canonical_event_round_trip() -> None:
+    event = decode(orjson.dumps(GOOD))
+    assert event.time == parse_time("2026-11-02T08:15:00Z")
+    assert (event.customer, event.ref, event.channel, event.team) == ("c1", "r1", "phone",
+                                                                      "billing")
+    again = decode(orjson.dumps(to_canonical(event)))
+    assert again == event
+
+
+def test_cloudevents_structured_mode() -> None:
+    ce = {"specversion": "1.0", "id": "x1", "source": "helpdesk", "type": "callback.promised",
+          "time": "2026-11-02T09:00:00Z", "subject": "c9", "ref": "cb1", "channel": "phone",
+          "datacontenttype": "application/json",
+          "data": {"promised_at": "2026-11-02T14:00:00+01:00"}}
+    event = decode(orjson.dumps(ce))
+    assert (event.id, event.customer, event.ref, event.source) == ("x1", "c9", "cb1", "helpdesk")
+
+
+@pytest.mark.parametrize(("record", "reason"), [
+    (b"{oops", "malformed_json"),
+    (b"[1, 2]", "not_an_object"),
+    (orjson.dumps({**GOOD, "id": ""}), "missing_field"),
+    (orjson.dumps({**GOOD, "customer": 42}), "bad_field"),
+    (orjson.dumps({**GOOD, "type": "contact.teleported"}), "unknown_type"),
+    (orjson.dumps({**GOOD, "time": "2026-11-02T09:15:00"}), "bad_time"),
+    (orjson.dumps({**GOOD, "time": "yesterday"}), "bad_time"),
+    (orjson.dumps({**GOOD, "data": {}}), "invalid_data"),
+    (orjson.dumps({**GOOD, "data": []}), "bad_field"),
+    (orjson.dumps({**GOOD, "type": "request.status_changed", "data": {"status": "asleep"}}),
+     "invalid_data"),
+    (orjson.dumps({**GOOD, "type": "survey.answered", "data": {"score": True}}), "invalid_data"),
+    (orjson.dumps({"specversion": "0.3", "id": "x"}), "bad_field"),
+])
+def test_refusals_carry_a_stable_reason(record: bytes, reason: str) -> None:
+    with pytest.raises(EventError) as info:
+        decode(record)
+    assert info.value.reason == reason
+
+
+def test_format_time_is_utc_rfc3339() -> None:
+    assert format_time(parse_time("2026-11-02T09:15:00+01:00")) == "2026-11-02T08:15:00Z"
+    assert format_time(1) == "1970-01-01T00:00:00.001Z"
