@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
@@ -11,6 +12,7 @@ from valeur_monitor.cli.run_cmd import run_command
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Running, explainable per-customer value scores from support events.")
 app.command("run")(run_command)
+app.command("demo")(demo_command)
 app.command("explain")(explain_command)
 app.add_typer(rules_app, name="rules")
 

@@ -106,8 +106,12 @@ class Engine:
                 continue  # no key, no repetition to count
             slot = f"{rrule.id}\x1f{key}"
             horizon = event.time - rrule.within
-            times = [t for t in state.repeats.get(slot, ()) if t > horizon]
-            times.append(event.time)
+            times = [(at, ref) for at, ref in state.repeats.get(slot, ()) if at > horizon]
+            if rrule.merge and event.ref and any(
+                    ref == event.ref and abs(event.time - at) <= rrule.merge for at, ref in times):
+                state.repeats[slot] = times
+                continue  # the same contact seen twice (e.g. a call that opened a request)
+            times.append((event.time, event.ref))
             state.repeats[slot] = times
             if len(times) >= rrule.from_count:
                 extra = {"count": len(times), "key": key, "within": format_duration(rrule.within)}

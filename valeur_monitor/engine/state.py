@@ -55,7 +55,7 @@ class CustomerState(msgspec.Struct, gc=False):
     seen: dict[str, int] = msgspec.field(default_factory=dict)      # event id -> event time
     pending: list[Event] = msgspec.field(default_factory=list)      # sorted by (time, id)
     promises: dict[str, Promise] = msgspec.field(default_factory=dict)
-    repeats: dict[str, list[int]] = msgspec.field(default_factory=dict)   # rule\x1fkey -> times
+    repeats: dict[str, list[tuple[int, str]]] = msgspec.field(default_factory=dict)  # (time, ref)
     alert_windows: dict[str, list[int]] = msgspec.field(default_factory=dict)
     alerts_fired: list[str] = msgspec.field(default_factory=list)  # alerts awaiting re-arm
     score: Score = msgspec.field(default_factory=Score)

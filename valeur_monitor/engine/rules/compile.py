@@ -147,8 +147,9 @@ def compile_rule(spec: RuleSpec, path: KeyPath, issues: Issues,
             issues.add(path, "a `repeat` rule needs `benefits` or `costs`", rid)
         if key is None or within is None:
             return None
+        merge = duration(r.merge_same_ref, (*rp, "merge_same_ref"), issues, rid) or 0
         return RepeatRule(rid, title, matcher, key, within, r.from_,
-                          effect(plain, spec.explain, path, issues, rid))
+                          effect(plain, spec.explain, path, issues, rid), merge)
     assert spec.expect is not None
     e = spec.expect
     ep: KeyPath = (*path, "expect")

@@ -87,6 +87,7 @@ class RepeatRule:
     within: int
     from_count: int
     effect: Effect
+    merge: int = 0            # same ref within this long = the same contact, counted once
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class RepeatSpec(Strict):
     key: str
     within: str
     from_: int = Field(default=2, alias="from", ge=1)
+    merge_same_ref: str | None = None
 
 
 class RuleSpec(Strict):
