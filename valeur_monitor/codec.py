@@ -80,7 +80,8 @@ def _check_data(etype: str, data: dict[str, Any], field: str, kind: str) -> None
 def _from_cloudevent(obj: dict[str, Any]) -> dict[str, Any]:
     """CloudEvents 1.0 structured mode -> canonical dict (customer from `customer` or `subject`)."""
     if obj.get("specversion") != "1.0":
-        raise EventError("bad_field", f"unsupported CloudEvents specversion {obj.get('specversion')!r}")
+        version = obj.get("specversion")
+        raise EventError("bad_field", f"unsupported CloudEvents specversion {version!r}")
     out: dict[str, Any] = {
         "id": obj.get("id"), "type": obj.get("type"), "time": obj.get("time"),
         "customer": obj.get("customer") or obj.get("subject"),

@@ -94,25 +94,26 @@ def run_case(rules: RuleSet, case: Case) -> list[str]:
     actual = [e.to_json() for e in entries if not case.only or e.rule in case.only]
     actual.sort(key=lambda e: (parse_time(e["time"]), e["customer"], e["seq"]))
     exp = case.expect
-    if exp.ledger is not None:
-        if len(exp.ledger) != len(actual) or not all(
-                _matches(x, a) for x, a in zip(exp.ledger, actual, strict=False)):
-            failures.append("ledger differs\n  expected: " + _dump(exp.ledger)
-                            + "\n  actual:   " + _dump([_short(a) for a in actual]))
+    if exp.ledger is not None and not _all_match(exp.ledger, actual):
+        failures.append("ledger differs\n  expected: " + _dump(exp.ledger)
+                        + "\n  actual:   " + _dump([_short(a) for a in actual]))
     if exp.scores is not None:
         for customer, want in exp.scores.items():
             got = sum(e.value for e in entries if e.customer == customer)
             if abs(got - want) > 1e-6:
                 failures.append(f"score of {customer}: expected {want:g}, got {got:g}")
-    if exp.notices is not None:
-        got_notices = [n.to_json() for n in notices]
-        if len(exp.notices) != len(got_notices) or not all(
-                _matches(x, a) for x, a in zip(exp.notices, got_notices, strict=False)):
-            failures.append("notices differ\n  expected: " + _dump(exp.notices)
-                            + "\n  actual:   " + _dump(got_notices))
+    got_notices = [n.to_json() for n in notices]
+    if exp.notices is not None and not _all_match(exp.notices, got_notices):
+        failures.append("notices differ\n  expected: " + _dump(exp.notices)
+                        + "\n  actual:   " + _dump(got_notices))
     if exp.dead_letters is not None and exp.dead_letters != dead:
         failures.append(f"dead letters: expected {exp.dead_letters}, got {dead}")
     return failures
+
+
+def _all_match(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> bool:
+    return len(expected) == len(actual) and all(
+        _matches(x, a) for x, a in zip(expected, actual, strict=True))
 
 
 def _short(entry: dict[str, Any]) -> dict[str, Any]:

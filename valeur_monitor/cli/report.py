@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.table import Table
@@ -41,7 +42,7 @@ def print_report(report: RunReport, console: Console, dead_path: str | None) -> 
     by_dim = Table(title="Value by dimension")
     for col in ("dimension", "created", "destroyed"):
         by_dim.add_column(col, justify="left" if col == "dimension" else "right")
-    dims: Counter[str] = Counter()
+    dims: dict[str, float] = defaultdict(float)
     for (_, dim), v in report.created.items():
         dims[dim] += v
     for (_, dim), v in report.destroyed.items():
@@ -65,5 +66,5 @@ def print_report(report: RunReport, console: Console, dead_path: str | None) -> 
     console.print(worst)
 
 
-def _sum(counter: Counter[tuple[str, str]], rule: str) -> float:
+def _sum(counter: Mapping[tuple[str, str], float], rule: str) -> float:
     return sum(v for (r, _), v in counter.items() if r == rule)

@@ -51,7 +51,8 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
 
 def run_command(
     files: Annotated[list[str], typer.Argument(help="JSONL files (.gz ok); '-' reads stdin")],
-    rules: Annotated[list[str] | None, typer.Option("--rules", "-r", help="rule files/dirs")] = None,
+    rules: Annotated[list[str] | None,
+                     typer.Option("--rules", "-r", help="rule files/dirs")] = None,
     store: Annotated[str, typer.Option(help="'memory' or redis://host:port/db")] = "memory",
     ledger: Annotated[str | None, typer.Option(help="write the ledger (.jsonl or .csv)")] = None,
     scores: Annotated[str | None, typer.Option(help="write final scores (.jsonl or .csv)")] = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -95,7 +96,7 @@ def parse_hours(spec: str) -> tuple[tuple[int, int], ...]:
             raise ValueError(f"opening hours {part.strip()!r} end before they start")
         out.append((lo, hi))
     out.sort()
-    for (_, prev_hi), (lo, _) in zip(out, out[1:], strict=False):
+    for (_, prev_hi), (lo, _) in pairwise(out):
         if lo < prev_hi:
             raise ValueError(f"opening hours overlap in {spec!r}")
     return tuple(out)

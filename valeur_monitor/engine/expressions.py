@@ -31,7 +31,7 @@ class Condition:
                 f"use {', '.join(sorted(VARIABLES))}"
             )
         self._program = program
-        # Only the names the expression reads are converted to CEL values (the costly part).
+        # Only the names the expression reads are converted to CEL values.
         self._needs = tuple(sorted(program.variables()))
 
     def context(self, event: Event) -> dict[str, Any]:
@@ -45,7 +45,7 @@ class Condition:
         return ctx
 
     def value(self, event: Event) -> Any:
-        """The expression's value for `event`; raises LookupError/ValueError on evaluation errors."""
+        """The expression's value for `event`; raises LookupError/ValueError on errors."""
         return self._program.execute(self.context(event))
 
     def test(self, event: Event) -> bool:

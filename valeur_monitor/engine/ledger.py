@@ -35,7 +35,7 @@ class LedgerEntry(msgspec.Struct, gc=False, omit_defaults=True):
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict with RFC 3339 time (the ledger file and API format)."""
-        out = msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
         out["time"] = format_time(self.time)
         out["events"] = list(self.events)
         return out
@@ -54,6 +54,6 @@ class Notice(msgspec.Struct, gc=False, omit_defaults=True):
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict with RFC 3339 time."""
-        out = msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
         out["time"] = format_time(self.time)
         return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -24,8 +24,8 @@ class RunReport:
     duplicates: int = 0
     late: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
-    created: Counter[tuple[str, str]] = field(default_factory=Counter)    # (rule, dim) -> points
-    destroyed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    created: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    destroyed: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)   # (rule, outcome) -> n
     notices: Counter[tuple[str, str]] = field(default_factory=Counter)    # (kind, id) -> n
     entries: int = 0

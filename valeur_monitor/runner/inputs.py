@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import sys
@@ -15,7 +16,9 @@ def open_input(name: str) -> BinaryIO:
     if name == "-":
         return sys.stdin.buffer
     raw = open(name, "rb")  # noqa: SIM115 - the caller closes it
-    if raw.peek(2)[:2] == b"\x1f\x8b" if isinstance(raw, io.BufferedReader) else name.endswith(".gz"):
+    gzipped = raw.peek(2)[:2] == b"\x1f\x8b" if isinstance(raw, io.BufferedReader) else (
+        name.endswith(".gz"))
+    if gzipped:
         return gzip.open(raw, "rb")  # type: ignore[return-value]
     return raw
 
@@ -44,7 +47,5 @@ def read_batches(stream: BinaryIO, size: int,
     if batch:
         yield batch
     if progress is not None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             progress(raw.tell() - last)
-        except (OSError, ValueError):
-            pass

@@ -1,4 +1,4 @@
-"""The store protocol every state store implements (memory for embedded runs, Redis in production)."""
+"""The store protocol: memory for embedded runs, Redis in production."""
 
 from __future__ import annotations
 

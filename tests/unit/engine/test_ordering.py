@@ -117,6 +117,6 @@ def test_any_arrival_order_within_lateness_gives_the_same_ledger(seed: int, batc
     rng = random.Random(seed)
     arrival = _shuffle_within(EVENTS, rng, 5 * 60_000)
     if rng.random() < 0.5:
-        arrival = arrival + [arrival[rng.randrange(len(arrival))]]  # plus a redelivery
+        arrival = [*arrival, arrival[rng.randrange(len(arrival))]]  # plus a redelivery
     batches = [arrival[i:i + batch] for i in range(0, len(arrival), batch)]
     assert _ledger(batches) == BASELINE

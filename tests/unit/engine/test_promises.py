@@ -111,7 +111,8 @@ rules:
       deadline: {at: data.window_start, offset: -24h}
     broken: {costs: {inconvenience: 2}}
 """
-    window = {"window_start": "2026-11-05T08:00:00+01:00", "window_end": "2026-11-05T12:00:00+01:00"}
+    window = {"window_start": "2026-11-05T08:00:00+01:00",
+              "window_end": "2026-11-05T12:00:00+01:00"}
     later = {"window_start": "2026-11-09T08:00:00+01:00", "window_end": "2026-11-09T12:00:00+01:00"}
     d = Driver(rules(body)).feed(
         ev("e1", "visit.scheduled", "2026-11-02T10:00:00+01:00", **window),

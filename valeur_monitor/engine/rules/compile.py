@@ -11,7 +11,13 @@ from valeur_monitor.engine.expressions import Condition
 from valeur_monitor.engine.ledger import BENEFITS, COSTS
 from valeur_monitor.engine.rules.issues import Issues, duration
 from valeur_monitor.engine.rules.model import (
-    AlertRule, Deadline, Effect, ExpectRule, Matcher, OnRule, RepeatRule,
+    AlertRule,
+    Deadline,
+    Effect,
+    ExpectRule,
+    Matcher,
+    OnRule,
+    RepeatRule,
 )
 from valeur_monitor.engine.rules.spec import AlertSpec, DeadlineSpec, EffectSpec, RuleSpec
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath

@@ -24,7 +24,8 @@ class Issues:
 
     def pydantic(self, base: KeyPath, error: ValidationError, rule_id: str | None) -> None:
         for item in error.errors():
-            loc = tuple(p for p in item["loc"] if not isinstance(p, str) or not p.startswith("function"))
+            loc = tuple(p for p in item["loc"]
+                        if not isinstance(p, str) or not p.startswith("function"))
             where = ".".join(str(p) for p in loc) or "(top)"
             message = item["msg"]
             if item["type"] == "extra_forbidden":

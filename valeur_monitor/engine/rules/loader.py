@@ -15,10 +15,19 @@ from valeur_monitor.engine.calendar import Calendar, expand_days, parse_hours
 from valeur_monitor.engine.rules.compile import compile_alert, compile_rule
 from valeur_monitor.engine.rules.issues import Issues, duration, validate
 from valeur_monitor.engine.rules.model import (
-    AlertRule, ExpectRule, OnRule, RepeatRule, RuleSet, Settings,
+    AlertRule,
+    ExpectRule,
+    OnRule,
+    RepeatRule,
+    RuleSet,
+    Settings,
 )
 from valeur_monitor.engine.rules.spec import (
-    AlertSpec, CalendarSpec, FileSpec, RuleSpec, SettingsSpec,
+    AlertSpec,
+    CalendarSpec,
+    FileSpec,
+    RuleSpec,
+    SettingsSpec,
 )
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
 from valeur_monitor.engine.rules.yamlsource import parse_yaml

@@ -111,6 +111,9 @@ class Settings:
     ledger_cap: int = 500                     # entries kept per customer by stores that cap
 
 
+RulesForType = tuple[tuple[OnRule, ...], tuple[RepeatRule, ...], tuple[ExpectRule, ...]]
+
+
 @dataclass(frozen=True)
 class RuleSet:
     settings: Settings
@@ -121,12 +124,12 @@ class RuleSet:
     calendars: dict[str, Calendar] = field(default_factory=dict)
     sources: tuple[str, ...] = ()             # files it was loaded from
     # type -> rules interested in it, built once so the hot path is a dict lookup
-    by_type: dict[str, tuple[tuple[OnRule, ...], tuple[RepeatRule, ...], tuple[ExpectRule, ...]]] = (
-        field(default_factory=dict)
-    )
+    by_type: dict[str, RulesForType] = field(default_factory=dict)
 
     def rule_ids(self) -> list[str]:
-        return [r.id for r in (*self.on_rules, *self.expect_rules, *self.repeat_rules)]
+        rules: tuple[OnRule | ExpectRule | RepeatRule, ...] = (
+            *self.on_rules, *self.expect_rules, *self.repeat_rules)
+        return [r.id for r in rules]
 
     def max_late_window(self) -> int:
         return max((r.late_window for r in self.expect_rules), default=0)
@@ -136,8 +139,7 @@ class RuleSet:
 
     @staticmethod
     def index(on: tuple[OnRule, ...], repeat: tuple[RepeatRule, ...],
-              expect: tuple[ExpectRule, ...]) -> dict[
-                  str, tuple[tuple[OnRule, ...], tuple[RepeatRule, ...], tuple[ExpectRule, ...]]]:
+              expect: tuple[ExpectRule, ...]) -> dict[str, RulesForType]:
         types: set[str] = set()
         for r in on:
             types |= r.matcher.types
