@@ -140,6 +140,8 @@ class Metrics:
         self._created: dict[Key, Counter] = {}
         self._destroyed: dict[Key, Counter] = {}
         self._open_rules: set[str] = set()
+        self._bands: dict[str, str] = {}   # customer -> band, for update_scores (never a label)
+        self._band_counts = dict.fromkeys(BANDS, 0)
         for band in BANDS:
             self.customers.labels(band).set(0)
         # Known values start at 0 so that rate()/increase() see their first increment.
@@ -249,12 +251,26 @@ class Metrics:
         return "neutral" if score <= high else "positive"
 
     def set_score_bands(self, scores: Iterable[float]) -> None:
-        """Count customers per band from their scores (NaN scores are skipped)."""
+        """Count customers per band from ALL their scores (NaN skipped); see update_scores."""
         counts = dict.fromkeys(BANDS, 0)
         band = self.band
         for score in scores:
             if score == score:
                 counts[band(score)] += 1
+        self.set_band_counts(counts)
+
+    def update_scores(self, changed: Mapping[str, float]) -> None:
+        """Scores of the customers that changed (customer -> score), e.g. once per batch: keeps
+        every customer's band in memory and sets the counts over all customers seen so far."""
+        bands, counts, band = self._bands, self._band_counts, self.band
+        for customer, score in changed.items():
+            new = band(score) if score == score else None
+            old = bands.pop(customer, None)
+            if old is not None:
+                counts[old] -= 1
+            if new is not None:
+                counts[new] += 1
+                bands[customer] = new
         self.set_band_counts(counts)
 
     def set_band_counts(self, counts: Mapping[str, int]) -> None:

@@ -66,6 +66,7 @@ def exercise(m: Metrics) -> None:
     m.customer_alert("score-below-threshold")
     m.set_open_promises({"callback-on-time": 3, "unanswered-request": 1})
     m.set_score_bands([-30.0, -10.0, 0.0, 12.0])
+    m.update_scores({CUSTOMER: -3.0})
     m.set_band_counts({"critical": 1, "at_risk": 2, "neutral": 3, "positive": 4})
     m.set_watermark(1_700_000_000_000, 1_700_000_004_500)
     m.observe_batch(0.0021, 37)
@@ -222,6 +223,23 @@ def test_set_score_bands_counts_and_resets(m: Metrics) -> None:
     assert [sample(m, "valeur_customers", band=b) for b in BANDS] == [2, 1, 3, 1]
     m.set_score_bands(iter([7.0]))   # any iterable, bands not seen go back to 0
     assert [sample(m, "valeur_customers", band=b) for b in BANDS] == [0, 0, 0, 1]
+
+
+def test_update_scores_tracks_every_customer_incrementally(m: Metrics) -> None:
+    def bands() -> list[float | None]:
+        return [sample(m, "valeur_customers", band=b) for b in BANDS]
+
+    m.update_scores({"c1": -30.0, "c2": -10.0, "c3": 0.0})
+    assert bands() == [1, 1, 1, 0]
+    m.update_scores({"c4": 8.0})             # a batch changing one customer only
+    assert bands() == [1, 1, 1, 1]
+    m.update_scores({"c1": 6.0, "c2": -12.0})   # c1 moves, c2 stays in its band
+    assert bands() == [0, 1, 1, 2]
+    m.update_scores({"c3": math.nan})        # unknown score: no longer counted
+    assert bands() == [0, 1, 0, 2]
+    m.update_scores({})
+    assert bands() == [0, 1, 0, 2]
+    assert CUSTOMER not in generate_latest(m.registry).decode()
 
 
 def test_configurable_band_edges() -> None:
