@@ -40,6 +40,9 @@ test: $(STAMP)
 	$(BIN)/valeur-monitor rules test rules/tests
 	$(BIN)/python -m pytest
 
+dashboards: $(STAMP)
+	$(BIN)/python -m deploy.monitoring.generate
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 

@@ -69,7 +69,7 @@ def run_command(
     if metrics_port is not None:
         from valeur_monitor.runner.observe import metrics_hook
 
-        hooks.append(metrics_hook(metrics_port))
+        hooks.append(metrics_hook(metrics_port, rules_or_exit(rules)))
     try:
         report = run_files(files, rules=rules, store_url=store, ledger=ledger, scores=scores,
                            dead_letters=dead_letters, until=until, progress=not no_progress,

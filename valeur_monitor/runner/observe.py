@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from valeur_monitor.engine.event import CHANNELS, EVENT_TYPES
+from valeur_monitor.engine.rules import RuleSet
 from valeur_monitor.metrics import Metrics, serve
 from valeur_monitor.service import BatchResult
 
@@ -27,16 +29,23 @@ def record_batch(metrics: Metrics, result: BatchResult, seconds: float) -> None:
     for notice in result.notices:
         if notice.kind == "alert":
             metrics.customer_alert(notice.id)
-    if result.changed:
-        metrics.set_score_bands(s.score.total for s in result.changed.values())
+    if result.changed:  # bands are counted over every customer seen, not only this batch's
+        metrics.update_scores({c: s.score.total for c, s in result.changed.items()})
     metrics.observe_batch(seconds, result.received)
     if result.watermark:
         metrics.set_watermark(result.watermark, int(time.time() * 1000))
 
 
-def metrics_hook(port: int, host: str = "127.0.0.1") -> Callable[[BatchResult, float], None]:
+def metrics_for(rules: RuleSet) -> Metrics:
+    """Metrics whose free-text labels are bounded by what the rules and catalogue name."""
+    return Metrics(allowlists={"rule": rules.rule_ids(), "type": list(EVENT_TYPES),
+                               "channel": list(CHANNELS)})
+
+
+def metrics_hook(port: int, rules: RuleSet,
+                 host: str = "0.0.0.0") -> Callable[[BatchResult, float], None]:
     """Serve /metrics on `port` and return the hook that updates it after each batch."""
-    metrics = Metrics()
+    metrics = metrics_for(rules)
     serve(metrics, host, port)
 
     def hook(result: BatchResult, seconds: float) -> None:
