@@ -11,12 +11,12 @@ from valeur_monitor.engine.durations import format_duration
 from valeur_monitor.engine.event import Event, format_time
 from valeur_monitor.engine.explain import render
 from valeur_monitor.engine.ledger import LedgerEntry, Notice
-from valeur_monitor.engine.rules.model import Effect, ExpectRule, RuleSet
+from valeur_monitor.engine.rules.model import Effect, ExpectRule, Roles, RuleSet
 from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
 from valeur_monitor.engine.state import CustomerState, Promise
 
 _NOTHING: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
-PRUNE_EVERY = 3_600_000  # prune dedupe marks at most hourly (stream time)
+PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
 
 
 @dataclass
@@ -118,30 +118,30 @@ class Engine:
                 self._emit(state, rrule.id, rrule.title, "repeat", rrule.effect, event.time,
                            (event.id,), event.ref, event.team, event.channel, late, out,
                            extra, event)
-        for erule in expect_rules:
-            self._expect(state, erule, event, out, late)
+        for erule, roles in expect_rules:
+            self._expect(state, erule, roles, event, out, late)
         out.processed.append(event)
 
-    def _expect(self, state: CustomerState, rule: ExpectRule, event: Event, out: Output,
-                late: bool) -> None:
+    def _expect(self, state: CustomerState, rule: ExpectRule, roles: Roles, event: Event,
+                out: Output, late: bool) -> None:
         slot = f"{rule.id}\x1f{event.ref}"
         promise = state.promises.get(slot)
         if promise is not None:
-            if P.any_match(rule.keep, event):
+            if roles.keep and P.hit(roles.keep, event):
                 outcome = "late" if promise.broken_at >= 0 else "kept"
                 self._close(state, rule, promise, outcome, event, out, late)
                 del state.promises[slot]
                 promise = None
-            elif P.any_match(rule.cancel, event):
+            elif roles.cancel and P.hit(roles.cancel, event):
                 if rule.broken is not None:  # reported once, by the rule that owns the failure
                     out.outcomes.append((rule.id, "cancelled", promise.team, promise.channel))
                 del state.promises[slot]
                 promise = None
-            elif P.any_match(rule.pause, event):
+            elif roles.pause and P.hit(roles.pause, event):
                 P.pause(rule, promise, event.time)
-            elif P.any_match(rule.resume, event):
+            elif roles.resume and P.hit(roles.resume, event):
                 P.resume(rule, promise, event.time)
-        if not P.any_match(rule.open, event):
+        if not roles.open or not P.hit(roles.open, event):
             return
         if promise is not None and promise.broken_at < 0 and rule.reopen == "ignore":
             return  # the running clock goes on (documented: first trigger wins)
@@ -154,6 +154,8 @@ class Engine:
     def _close(self, state: CustomerState, rule: ExpectRule, promise: Promise, outcome: str,
                event: Event, out: Output, late: bool) -> None:
         effect = rule.kept if outcome == "kept" else rule.late
+        if effect is None:
+            return  # this rule does not value this outcome
         extra = {
             "waited": format_duration(event.time - promise.opened_at),
             "deadline": format_time(promise.deadline),
@@ -164,14 +166,15 @@ class Engine:
                    late, out, extra, event)
 
     # -- timers -------------------------------------------------------------------------------
-    def _next_timer(self, state: CustomerState) -> tuple[int, str] | None:
-        best: tuple[int, str] | None = None
+    @staticmethod
+    def _next_timer(state: CustomerState) -> tuple[int, str] | None:
+        best_at, best_slot = -1, ""
         for slot, promise in state.promises.items():
-            rule = self.expect_by_id.get(promise.rule)
-            when = promise.next_timer(rule.late_window if rule else 0)
-            if when >= 0 and (best is None or (when, slot) < best):
-                best = (when, slot)
-        return best
+            when = promise.due
+            if when >= 0 and (best_at < 0 or when < best_at or (when == best_at
+                                                               and slot < best_slot)):
+                best_at, best_slot = when, slot
+        return (best_at, best_slot) if best_at >= 0 else None
 
     def _fire(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
         promise = state.promises[slot]
@@ -182,14 +185,19 @@ class Engine:
         if promise.warn_at >= 0 and at == promise.warn_at and at < promise.deadline:
             promise.warn_at = -1
             promise.warned = True
+            promise.refresh(rule.late_window)
             message = render(None, "warning", {"title": rule.title, "ref": promise.ref,
                                               "deadline": format_time(promise.deadline)}, None)
             out.notices.append(Notice("warning", rule.id, state.customer, at, message,
                                       ref=promise.ref))
             out.outcomes.append((rule.id, "warning", promise.team, promise.channel))
             return
-        promise.broken_at = promise.deadline
-        promise.warn_at = -1
+        if rule.late is None:
+            del state.promises[slot]  # nothing to report if kept late: no need to wait for it
+        else:
+            promise.broken_at = promise.deadline
+            promise.warn_at = -1
+            promise.refresh(rule.late_window)
         extra = {"waited": format_duration(at - promise.opened_at),
                  "deadline": format_time(promise.deadline)}
         self._emit(state, rule.id, rule.title, "broken", rule.broken, at, (promise.open_event,),

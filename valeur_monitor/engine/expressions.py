@@ -8,6 +8,7 @@ from typing import Any
 import cel
 
 from valeur_monitor.engine.event import Event, format_time
+from valeur_monitor.engine.fastpath import compile_fast, compile_field
 
 # Names a condition may use; `time` is the event time as an RFC 3339 string.
 VARIABLES = frozenset({"type", "customer", "ref", "source", "channel", "team", "data", "time"})
@@ -16,7 +17,7 @@ VARIABLES = frozenset({"type", "customer", "ref", "source", "channel", "team", "
 class Condition:
     """A compiled CEL expression evaluated against one event."""
 
-    __slots__ = ("_needs", "_program", "source")
+    __slots__ = ("_fast", "_field", "_needs", "_program", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -33,6 +34,8 @@ class Condition:
         self._program = program
         # Only the names the expression reads are converted to CEL values.
         self._needs = tuple(sorted(program.variables()))
+        self._fast = compile_fast(source)
+        self._field = compile_field(source)
 
     def context(self, event: Event) -> dict[str, Any]:
         """The variables of `event` this expression reads."""
@@ -46,10 +49,18 @@ class Condition:
 
     def value(self, event: Event) -> Any:
         """The expression's value for `event`; raises LookupError/ValueError on errors."""
+        if self._field is not None:
+            value = event.data.get(self._field)
+            if isinstance(value, str):
+                return value
         return self._program.execute(self.context(event))
 
     def test(self, event: Event) -> bool:
         """True only when the expression evaluates to true; a missing field counts as false."""
+        if self._fast is not None:
+            answer = self._fast(event.data)
+            if answer is not None:
+                return answer
         try:
             return self._program.execute(self.context(event)) is True
         except (LookupError, ValueError, RuntimeError, TypeError):

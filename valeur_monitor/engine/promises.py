@@ -7,8 +7,9 @@ from valeur_monitor.engine.rules.model import ExpectRule, Matcher
 from valeur_monitor.engine.state import Promise
 
 
-def any_match(group: tuple[Matcher, ...], event: Event) -> bool:
-    return any(m.matches(event) for m in group)
+def hit(group: tuple[Matcher, ...], event: Event) -> bool:
+    """True if a matcher of `group` (already narrowed to the event's type) accepts the event."""
+    return any(m.condition is None or m.condition.test(event) for m in group)
 
 
 def sla_between(rule: ExpectRule, start: int, end: int) -> int:
@@ -57,6 +58,7 @@ def schedule(rule: ExpectRule, promise: Promise) -> None:
         lead = remaining - rule.warn
         promise.warn_at = sla_add(rule, promise.running_since, lead) if lead > 0 else (
             promise.running_since)
+    promise.refresh(rule.late_window)
 
 
 def pause(rule: ExpectRule, promise: Promise, at: int) -> None:
@@ -64,6 +66,7 @@ def pause(rule: ExpectRule, promise: Promise, at: int) -> None:
         return
     promise.used += sla_between(rule, promise.running_since, at)
     promise.paused_at = at
+    promise.refresh(rule.late_window)
 
 
 def resume(rule: ExpectRule, promise: Promise, at: int) -> None:

@@ -22,17 +22,19 @@ class Promise(msgspec.Struct, gc=False):
     broken_at: int = -1       # set once broken; the promise then waits for a late keep
     paused_at: int = -1       # set while the clock is stopped (waiting on the customer)
     warned: bool = False
+    due: int = -1             # next instant this promise needs attention (-1: none), see refresh
     tier: str = ""
     team: str = ""
     channel: str = ""
 
-    def next_timer(self, late_window: int) -> int:
-        """Earliest instant this promise needs attention, or -1 when none."""
+    def refresh(self, late_window: int) -> None:
+        """Recompute `due` after any change (kept as a field so timers are a cheap scan)."""
         if self.broken_at >= 0:
-            return self.broken_at + late_window
-        if self.paused_at >= 0:
-            return -1
-        return self.warn_at if self.warn_at >= 0 else self.deadline
+            self.due = self.broken_at + late_window
+        elif self.paused_at >= 0:
+            self.due = -1
+        else:
+            self.due = self.warn_at if self.warn_at >= 0 else self.deadline
 
 
 class Score(msgspec.Struct, gc=False):

@@ -73,15 +73,27 @@ class ScoresWriter(_Writer):
         self.write_rows(rows)
 
 
-class DeadLetterWriter(_Writer):
-    """One JSON object per refused record: reason, detail and the original line, untouched."""
+class DeadLetterWriter:
+    """One JSON object per refused record: reason, detail and the original line, untouched.
+
+    The file is created on the first dead letter only, so a clean run leaves nothing behind.
+    """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, ("reason", "detail", "record"))
+        self.path = Path(path)
         self.count = 0
+        self._writer: _Writer | None = None
 
     def write(self, letters: Iterable[DeadLetter]) -> None:
         rows = [{"reason": d.reason, "detail": d.detail,
                  "record": d.raw.decode("utf-8", "replace").rstrip("\n")} for d in letters]
+        if not rows:
+            return
+        if self._writer is None:
+            self._writer = _Writer(self.path, ("reason", "detail", "record"))
         self.count += len(rows)
-        self.write_rows(rows)
+        self._writer.write_rows(rows)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

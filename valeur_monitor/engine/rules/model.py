@@ -111,7 +111,27 @@ class Settings:
     ledger_cap: int = 500                     # entries kept per customer by stores that cap
 
 
-RulesForType = tuple[tuple[OnRule, ...], tuple[RepeatRule, ...], tuple[ExpectRule, ...]]
+@dataclass(frozen=True)
+class Roles:
+    """For one event type: the matchers of an `expect` rule that can react to it, per role."""
+
+    keep: tuple[Matcher, ...]
+    cancel: tuple[Matcher, ...]
+    pause: tuple[Matcher, ...]
+    resume: tuple[Matcher, ...]
+    open: tuple[Matcher, ...]
+
+    @classmethod
+    def of(cls, rule: ExpectRule, event_type: str) -> Roles:
+        def pick(group: tuple[Matcher, ...]) -> tuple[Matcher, ...]:
+            return tuple(m for m in group if event_type in m.types)
+
+        return cls(pick(rule.keep), pick(rule.cancel), pick(rule.pause), pick(rule.resume),
+                   pick(rule.open))
+
+
+RulesForType = tuple[tuple[OnRule, ...], tuple[RepeatRule, ...],
+                     tuple[tuple[ExpectRule, Roles], ...]]
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,6 @@ class RuleSet:
         return {
             t: (tuple(r for r in on if t in r.matcher.types),
                 tuple(r for r in repeat if t in r.matcher.types),
-                tuple(r for r in expect if t in r.types()))
+                tuple((r, Roles.of(r, t)) for r in expect if t in r.types()))
             for t in sorted(types)
         }

@@ -1,0 +1,115 @@
+"""A shortcut for the commonest CEL condition shapes, with CEL's answer whenever in doubt.
+
+Conditions such as `has(data.topic)`, `data.status == "open"`, `data.status in ["a", "b"]`,
+`data.score >= 4` and conjunctions of them are evaluated in Python. Each atom answers True,
+False, or UNSURE (a type CEL might treat differently); one UNSURE sends the whole expression to
+CEL. Equivalence with CEL is property-tested (tests/unit/engine/test_fastpath.py).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
+
+UNSURE = None
+_MISSING: Any = object()
+Atom = Callable[[dict[str, Any]], bool | None]
+
+_FIELD = r"data\.([A-Za-z_][A-Za-z0-9_]*)"
+_STRING = r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\''
+_HAS = re.compile(rf"^has\({_FIELD}\)$")
+_CMP_STR = re.compile(rf"^{_FIELD}\s*(==|!=)\s*(?:{_STRING})$")
+_IN_STR = re.compile(rf"^{_FIELD}\s+in\s+\[(.*)\]$")
+_CMP_NUM = re.compile(rf"^{_FIELD}\s*(==|!=|<=|>=|<|>)\s*(-?\d+)$")
+_LIST_ITEM = re.compile(rf"\s*(?:{_STRING})\s*(?:,|$)")
+_NUMERIC_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
+    "<": operator.lt, ">": operator.gt}
+
+
+def _unescaped(double: str | None, single: str | None) -> str | None:
+    text = double if double is not None else single
+    if text is None or "\\" in text:
+        return None  # escapes: leave them to CEL
+    return text
+
+
+def _atom(text: str) -> Atom | None:
+    if m := _HAS.match(text):
+        name = m.group(1)
+        return lambda data: name in data
+    if m := _CMP_STR.match(text):
+        name, op, literal = m.group(1), m.group(2), _unescaped(m.group(3), m.group(4))
+        if literal is None:
+            return None
+        equal = op == "=="
+
+        def compare(data: dict[str, Any]) -> bool | None:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                return False  # CEL: no such key -> error -> the condition is false
+            if not isinstance(value, str):
+                return UNSURE
+            return (value == literal) is equal
+
+        return compare
+    if m := _IN_STR.match(text):
+        name, body = m.group(1), m.group(2)
+        items = [_unescaped(a, b) for a, b in _LIST_ITEM.findall(body)]
+        if not items or any(i is None for i in items) or _LIST_ITEM.sub("", body).strip():
+            return None
+        allowed = frozenset(i for i in items if i is not None)
+
+        def member(data: dict[str, Any]) -> bool | None:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                return False
+            if not isinstance(value, str):
+                return UNSURE
+            return value in allowed
+
+        return member
+    if m := _CMP_NUM.match(text):
+        name, op, number = m.group(1), _NUMERIC_OPS[m.group(2)], int(m.group(3))
+
+        def numeric(data: dict[str, Any]) -> bool | None:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                return False
+            if isinstance(value, bool) or not isinstance(value, int):
+                return UNSURE  # doubles, strings, bools: CEL decides
+            return op(value, number)
+
+        return numeric
+    return None
+
+
+def compile_fast(source: str) -> Callable[[dict[str, Any]], bool | None] | None:
+    """A Python test over `data` for a conjunction of simple atoms, or None if not that shape."""
+    parts = [p.strip() for p in source.split("&&")]
+    if any(("||" in p) or ("(" in p and not p.startswith("has(")) for p in parts):
+        return None
+    atoms = [_atom(p) for p in parts]
+    if not atoms or any(a is None for a in atoms):
+        return None
+    checks = tuple(a for a in atoms if a is not None)
+
+    def test(data: dict[str, Any]) -> bool | None:
+        unsure = False
+        for check in checks:
+            answer = check(data)
+            if answer is False:
+                return False  # false && anything is false in CEL, errors included
+            if answer is UNSURE:
+                unsure = True
+        return UNSURE if unsure else True
+
+    return test
+
+
+def compile_field(source: str) -> str | None:
+    """`data.name` -> 'name' (a key expression that is a plain field), else None."""
+    m = re.match(rf"^{_FIELD}$", source.strip())
+    return m.group(1) if m else None
