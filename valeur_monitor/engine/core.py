@@ -62,17 +62,20 @@ class Engine:
     def advance(self, state: CustomerState, until: int, out: Output) -> None:
         """Move the customer's stream time to `until`: release events, fire timers, in order."""
         pending = state.pending
+        timer = self._next_timer(state)
         while True:
             event_at = pending[0].time if pending and pending[0].time <= until else -1
-            timer = self._next_timer(state)
             timer_at = timer[0] if timer is not None and timer[0] <= until else -1
             if event_at >= 0 and (timer_at < 0 or event_at <= timer_at):
                 event = pending.pop(0)
                 state.clock = max(state.clock, event.time)
                 self._process(state, event, out, late=False)
+                if self.rules.by_type.get(event.type, _NOTHING)[2]:
+                    timer = self._next_timer(state)  # only promise rules change timers
             elif timer_at >= 0 and timer is not None:
                 state.clock = max(state.clock, timer_at)
                 self._fire(state, timer[1], timer_at, out)
+                timer = self._next_timer(state)
             else:
                 break
         state.clock = max(state.clock, until)
