@@ -11,9 +11,10 @@ from valeur_monitor.codec import decode
 from valeur_monitor.engine.core import Engine, Output
 from valeur_monitor.engine.event import Event, to_canonical
 from valeur_monitor.engine.ledger import LedgerEntry, Notice
+from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.engine.state import CustomerState
-from valeur_monitor.errors import EventError
+from valeur_monitor.errors import EventError, RuleIssue, RuleLoadError
 from valeur_monitor.store.base import Commit, Store
 
 
@@ -51,6 +52,22 @@ class Processor:
         self.store = store
         self.lateness = rules.settings.lateness
         self.max_event_time = 0  # latest event time seen by this processor (end-of-input drain)
+
+    def reload(self, paths: Sequence[str]) -> list[RuleIssue]:
+        """Swap in freshly loaded rules; on any problem keep the running ones and say why.
+
+        State stays valid across a reload: promises of a removed rule are dropped at their next
+        timer, and the new rules apply to every event released from now on (those still in the
+        reorder buffer included); entries already written are never rewritten.
+        """
+        try:
+            rules = load_rules(paths)
+        except RuleLoadError as exc:
+            return exc.issues
+        self.engine = Engine(rules)
+        self.rules = rules
+        self.lateness = rules.settings.lateness
+        return []
 
     def process(self, records: Sequence[bytes | str]) -> BatchResult:
         """Handle raw records (JSON lines or Kafka values); bad ones become dead letters."""
