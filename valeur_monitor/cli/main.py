@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from valeur_monitor.cli.advance_cmd import advance_command
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
+from valeur_monitor.cli.produce_cmd import produce_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
+from valeur_monitor.cli.topics_cmd import topics_app
+from valeur_monitor.cli.worker_cmd import worker_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Running, explainable per-customer value scores from support events.")
@@ -15,6 +19,10 @@ app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("explain")(explain_command)
 app.add_typer(rules_app, name="rules")
+app.command("worker")(worker_command)
+app.command("advance")(advance_command)
+app.command("produce")(produce_command)
+app.add_typer(topics_app, name="topics")
 
 
 def main() -> None:

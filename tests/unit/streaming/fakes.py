@@ -1,0 +1,70 @@
+"""Test doubles for the streaming pipeline: a Redis-like memory store, a recording publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
+from valeur_monitor.errors import BrokerError, StoreError
+from valeur_monitor.store.base import Commit
+from valeur_monitor.store.memory import MemoryStore
+from valeur_monitor.streaming.clock import key_partition
+from valeur_monitor.streaming.outputs import Message, Record
+
+
+class SharedStore(MemoryStore):
+    """Behaves like the Redis store where it matters here: `due` only reads, `load` returns
+    copies (a state changes only through `commit`), and commits can be made to fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_commits = 0
+        self.commit_calls = 0
+
+    def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
+        return {c: decode_state(encode_state(s)) for c, s in super().load(customers).items()}
+
+    def due(self, until: int, limit: int = 10_000) -> list[str]:
+        items = sorted((d, c) for c, d in self._due.items() if d <= until)
+        return [c for _, c in items[:limit]]
+
+    def commit(self, commit: Commit) -> None:
+        self.commit_calls += 1
+        if self.fail_commits > 0:
+            self.fail_commits -= 1
+            raise StoreError("Redis unreachable at redis://test: Connection refused")
+        super().commit(commit)
+
+
+class RecordingPublisher:
+    """Keeps what was published; `fail` transient failures first; `snapshot` runs at publish."""
+
+    def __init__(self, store: SharedStore | None = None) -> None:
+        self.messages: list[Message] = []
+        self.calls = 0
+        self.fail = 0
+        self.store = store
+        self.customers_at_publish: list[list[str]] = []
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        self.calls += 1
+        if self.store is not None:
+            self.customers_at_publish.append(self.store.customers())
+        if self.fail > 0:
+            self.fail -= 1
+            raise BrokerError("publishing: KafkaTimeoutError")
+        self.messages.extend(messages)
+
+
+def records_for(lines: Sequence[bytes], partitions: int) -> list[Record]:
+    """Kafka's view of `lines` produced keyed by customer: partition and offset of each."""
+    from valeur_monitor.kafka.produce import customer_key
+
+    offsets = [0] * partitions
+    out = []
+    for line in lines:
+        key = customer_key(line)
+        part = key_partition(key, partitions) if key is not None else len(out) % partitions
+        out.append(Record(part, offsets[part], key, line))
+        offsets[part] += 1
+    return out

@@ -1,0 +1,1 @@
+"""Kafka tooling around the stream (kafka-python): topology, topic admin, replaying events."""

@@ -1,0 +1,237 @@
+"""Deployment settings: one pydantic-settings object for workers and the Kafka tooling.
+
+Sources, highest priority first: keyword arguments (CLI options), environment variables
+(prefix ``VALEUR_``, nested fields joined by ``__``), the optional config file given with
+``--config`` (TOML, YAML or a ``.env`` file), then the defaults below::
+
+    VALEUR_KAFKA__BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092
+    VALEUR_KAFKA__SECURITY_PROTOCOL=SASL_SSL
+    VALEUR_REDIS_URL=redis://redis:6379/0
+    VALEUR_RULES=rules:extra-rules            # os.pathsep-separated, like the embedded runner
+    VALEUR_TOPICS__EVENTS=support.events
+    VALEUR_WORKER__CLOCK=event
+
+The same keys in a TOML file: ``redis_url = "..."``, ``[kafka] bootstrap_servers = "..."``,
+``[topics] events = "..."``, ``[worker] batch_size = 2000``.
+
+Rule semantics (lateness, late horizon, ledger cap) stay in the rule files, not here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from valeur_monitor.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ClockMode = Literal["wall", "event"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+TOPIC_ROLES = ("events", "score-updates", "customer-alerts", "dead-letters")
+
+_config_file: ContextVar[Path | None] = ContextVar("valeur_config_file", default=None)
+
+
+class KafkaSettings(BaseModel):
+    """How every Kafka client (faust worker, admin, producer, readers) reaches the cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"       # comma-separated host:port list
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None                  # CA bundle for SSL / SASL_SSL
+    client_id: str = "valeur-monitor"
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts:
+            raise ValueError("at least one host:port is needed")
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(f"{host!r} is not host:port")
+        return ",".join(hosts)
+
+    @property
+    def servers(self) -> list[str]:
+        return self.bootstrap_servers.split(",")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def check(self) -> None:
+        """Refuse incomplete security settings with one readable message."""
+        if self.uses_sasl:
+            missing = [n for n in ("sasl_mechanism", "sasl_username", "sasl_password")
+                       if getattr(self, n) is None]
+            if missing:
+                raise ConfigError(f"kafka.security_protocol={self.security_protocol} needs "
+                                  f"kafka.{', kafka.'.join(missing)}")
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ConfigError(f"kafka.ssl_cafile {self.ssl_cafile} is not a file")
+
+    def client_config(self) -> dict[str, Any]:
+        """Keyword arguments for kafka-python clients (KafkaAdminClient, KafkaProducer, ...)."""
+        self.check()
+        config: dict[str, Any] = {"bootstrap_servers": self.servers,
+                                  "client_id": self.client_id,
+                                  "security_protocol": self.security_protocol,
+                                  "request_timeout_ms": int(self.request_timeout_s * 1000)}
+        if self.uses_sasl:
+            assert self.sasl_password is not None  # check() above
+            config.update(sasl_mechanism=self.sasl_mechanism,
+                          sasl_plain_username=self.sasl_username,
+                          sasl_plain_password=self.sasl_password.get_secret_value())
+        if self.ssl_cafile is not None:
+            config["ssl_cafile"] = str(self.ssl_cafile)
+        return config
+
+
+class TopicNames(BaseModel):
+    """Topic names; None takes the name given in the topology file (streams/topics.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: str | None = None
+    score_updates: str | None = None
+    customer_alerts: str | None = None
+    dead_letters: str | None = None
+
+    def overrides(self) -> dict[str, str]:
+        """Role (as in topics.yaml, e.g. ``score-updates``) -> name, for the names set here."""
+        return {field.replace("_", "-"): name for field, name in self.model_dump().items()
+                if name}
+
+
+class WorkerSettings(BaseModel):
+    """The faust worker: consumer group, batching, stream-time clock, web server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = "valeur-monitor"                  # faust app id = Kafka consumer group
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    flush_interval: float = Field(default=0.05, gt=0)   # s: a partial batch waits at most this
+    clock: ClockMode = "wall"                       # wall: idle stream time follows the clock
+    tick_interval: float = Field(default=1.0, gt=0)     # s between stream-time timer ticks
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    datadir: Path = Path(tempfile.gettempdir()) / "valeur-monitor"
+    session_timeout: float = Field(default=10.0, ge=3)  # broker_session_timeout, s
+    loglevel: str = "info"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment configures (see the module docstring for the sources)."""
+
+    model_config = SettingsConfigDict(env_prefix="VALEUR_", env_nested_delimiter="__",
+                                      extra="ignore", validate_default=True)
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    topology: Path | None = None                    # default: streams/topics.yaml
+    topics: TopicNames = TopicNames()
+    worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _split_rules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value not in ("memory", "memory://") and not value.startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL (or 'memory')")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(_file_source(settings_cls, path))
+        return tuple(sources)
+
+    # -- derived ------------------------------------------------------------------------------
+    def rule_paths(self) -> list[str]:
+        """The rule files/dirs: as configured, else the embedded runner's default lookup."""
+        if self.rules:
+            return list(self.rules)
+        if Path("rules").is_dir():
+            return ["rules"]
+        return [str(PROJECT_ROOT / "rules")]
+
+    def topology_path(self) -> Path:
+        if self.topology is not None:
+            return self.topology
+        local = Path("streams") / "topics.yaml"
+        return local if local.is_file() else PROJECT_ROOT / "streams" / "topics.yaml"
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    return DotEnvSettingsSource(settings_cls, env_file=path, env_prefix="VALEUR_",
+                                env_nested_delimiter="__")
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from overrides > environment > `config` file > defaults; ConfigError if invalid.
+
+    `config` may be TOML (``.toml``), YAML (``.yaml``/``.yml``) or a dotenv file (anything else,
+    with the same ``VALEUR_`` names as the environment).
+    """
+    path = Path(config) if config is not None else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    token = _config_file.set(path)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                             for e in exc.errors())
+        where = f" (config file {path})" if path is not None else ""
+        raise ConfigError(f"invalid settings{where}: {problems}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    finally:
+        _config_file.reset(token)
+    settings.kafka.check()
+    return settings

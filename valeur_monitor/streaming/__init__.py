@@ -1,0 +1,1 @@
+"""Distributed runner: faust workers over the events topic, sharing the embedded Processor."""

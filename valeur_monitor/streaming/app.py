@@ -1,0 +1,189 @@
+"""The faust app: one agent over the events topic, one stream-time timer, three web pages.
+
+Everything the agent and the timer do lives in `streaming/pipeline.py`; here is only wiring.
+Run it with ``valeur-monitor worker`` (settings from ``VALEUR_*`` / ``--config``) or with faust's
+own CLI: ``faust --datadir /tmp/vm -A valeur_monitor.streaming.app worker`` (the module-level
+``app`` is created on first access, from the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.errors import BrokerError
+from valeur_monitor.kafka.admin import load_topology
+from valeur_monitor.runner.observe import metrics_for
+from valeur_monitor.settings import KafkaSettings, Settings, load_settings
+from valeur_monitor.store.factory import open_store
+from valeur_monitor.streaming.clock import StreamClock
+from valeur_monitor.streaming.outputs import Message, OutputTopics, Record
+from valeur_monitor.streaming.pipeline import StreamPipeline, WorkerRuntime
+
+log = logging.getLogger(__name__)
+EXIT_FATAL = 70
+
+
+def credentials(kafka: KafkaSettings) -> Any:
+    """faust broker credentials for the security settings (None for PLAINTEXT)."""
+    kafka.check()
+    context = None
+    if kafka.uses_ssl:
+        context = ssl.create_default_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    if kafka.uses_sasl:
+        assert kafka.sasl_password is not None
+        return faust.SASLCredentials(username=kafka.sasl_username,
+                                     password=kafka.sasl_password.get_secret_value(),
+                                     mechanism=kafka.sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+class FaustPublisher:
+    """Publishes through the app's (aiokafka) producer and waits for every acknowledgement."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        producer = self.app.producer
+        try:
+            futures = [await producer.send(m.topic, m.key, m.value, m.partition, None,
+                                           list(m.headers) or None) for m in messages]
+            await asyncio.gather(*futures)
+        except Exception as exc:  # aiokafka/faust errors: retried by the runtime
+            raise BrokerError(f"publishing {len(messages)} message(s): {exc!r}") from exc
+
+
+def fatal(exc: BaseException) -> None:
+    """Fail-stop: an unexpected error must not let the batch's offsets be committed."""
+    log.critical("unrecoverable error, exiting so the batch is redelivered: %r", exc,
+                 exc_info=exc)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_FATAL)
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """Build the worker app: rules, store and topics from `settings` (default: environment)."""
+    settings = settings if settings is not None else load_settings()
+    worker, kafka = settings.worker, settings.kafka
+    rules = load_rules(settings.rule_paths())
+    topology = load_topology(settings.topology_path(), settings.topics.overrides())
+    store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap)
+    worker.datadir.mkdir(parents=True, exist_ok=True)
+
+    app = faust.App(
+        worker.app_id, broker=[f"kafka://{s}" for s in kafka.servers],
+        broker_credentials=credentials(kafka), broker_client_id=kafka.client_id,
+        store="memory://", datadir=str(worker.datadir),
+        key_serializer="raw", value_serializer="raw",
+        broker_session_timeout=worker.session_timeout,
+        broker_heartbeat_interval=max(1.0, worker.session_timeout / 5),
+        broker_request_timeout=max(kafka.request_timeout_s, worker.session_timeout + 5),
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False, topic_disable_leader=True,
+        stream_wait_empty=True, producer_acks=-1,
+        web_enabled=True, web_bind=worker.web_host, web_port=worker.web_port,
+    )
+    events_topic = topology.name("events")
+    source = app.topic(events_topic, key_serializer="raw", value_serializer="raw")
+    outputs = OutputTopics(topology.name("score-updates"), topology.name("customer-alerts"),
+                           topology.name("dead-letters"))
+    metrics = metrics_for(rules)
+    pipeline = StreamPipeline(rules, store, events_topic=events_topic, outputs=outputs,
+                              clock=StreamClock(worker.clock, rules.settings.lateness))
+    runtime = WorkerRuntime(pipeline, FaustPublisher(app), metrics)
+    app.valeur_runtime = runtime  # type: ignore[attr-defined]  # for tests and the web pages
+
+    @app.agent(source)
+    async def process(stream: Any) -> None:
+        async for events in stream.noack_take(worker.batch_size, within=worker.flush_interval):
+            try:
+                await runtime.handle([Record(e.message.partition, e.message.offset,
+                                             e.message.key, e.value) for e in events])
+            except Exception as exc:
+                fatal(exc)
+            for event in events:    # acked (offsets committable) only after the Redis commit
+                await stream.ack(event)
+
+    @app.timer(worker.tick_interval)  # type: ignore[untyped-decorator]
+    async def advance_stream_time() -> None:
+        try:
+            await runtime.tick()
+        except Exception as exc:
+            fatal(exc)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's signal typing
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        await runtime.revoke({tp.partition for tp in revoked if tp.topic == events_topic})
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == events_topic}
+        total: int | None = app.consumer.topic_partitions(events_topic)
+        if not total:
+            total = await asyncio.to_thread(_partitions, kafka, events_topic)
+        await runtime.assign(mine, total)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry),
+                         headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        ok, why = runtime.healthy()
+        return web.json({"status": "ok" if ok else "failing", "detail": why},
+                        status=200 if ok else 503)
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ok, why = runtime.ready()
+        if ok and not app.rebalancing:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(store.watermark), timeout=2.0)
+            except Exception as exc:
+                ok, why = False, f"store: {exc}"
+        elif ok:
+            ok, why = False, "rebalancing"
+        return web.json({"status": "ready" if ok else "not ready", "detail": why,
+                         "partitions": sorted(pipeline.clock.owned),
+                         "batches": runtime.health.batches, "events": runtime.health.events,
+                         "seconds": {k: round(v, 3) for k, v in runtime.health.seconds.items()}},
+                        status=200 if ok else 503)
+
+    return app
+
+
+def _partitions(kafka: KafkaSettings, topic: str) -> int:
+    from valeur_monitor.kafka.admin import open_admin, partition_count
+
+    admin = open_admin(kafka.client_config())
+    try:
+        count = partition_count(admin, topic)
+    finally:
+        admin.close()
+    if not count:
+        raise BrokerError(f"topic {topic} does not exist: run `valeur-monitor topics apply`")
+    return count
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` for ``faust -A valeur_monitor.streaming.app``, created on first access."""
+    if name == "app":
+        created = create_app()
+        globals()["app"] = created
+        return created
+    raise AttributeError(name)

@@ -1,0 +1,90 @@
+"""What a batch publishes: score updates, customer alerts and dead letters, as Kafka messages.
+
+* score-updates (compacted): key = customer id, value = JSON `score_row` (score, breakdown,
+  top reasons) of every customer whose ledger grew in the batch. The latest value per key is
+  the customer's current score, so a repeated message is harmless.
+* customer-alerts: key = customer id, value = the alert notice as JSON.
+* dead-letters: key = the source record's key (if any), value = the original bytes untouched,
+  reason/detail/source in headers, so a fixed consumer can replay the value as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from valeur_monitor.service import BatchResult
+from valeur_monitor.sinks.files import score_row
+from valeur_monitor.store.base import ScoreView
+
+H_REASON = "valeur-reason"
+H_DETAIL = "valeur-detail"
+H_SOURCE = "valeur-source"      # topic/partition/offset of the refused record
+MAX_DETAIL = 1000               # bytes of detail kept in a header
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed Kafka record (what the agent hands to the pipeline)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None    # None: the producer's partitioner (murmur2 of the key)
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    score_updates: str
+    customer_alerts: str
+    dead_letters: str
+
+
+def score_message(topic: str, view: ScoreView) -> Message:
+    return Message(topic, view.customer.encode(), orjson.dumps(score_row(view)))
+
+
+def build_messages(result: BatchResult, topics: OutputTopics, *, source_topic: str = "",
+                   records: Sequence[Record] = ()) -> list[Message]:
+    """Every message a processed batch publishes, in a deterministic order."""
+    out: list[Message] = []
+    scored = dict.fromkeys(e.customer for e in result.entries)
+    for customer in scored:
+        state = result.changed.get(customer)
+        if state is not None:
+            out.append(score_message(topics.score_updates, ScoreView.of(state)))
+    for notice in result.notices:
+        if notice.kind == "alert":
+            out.append(Message(topics.customer_alerts, notice.customer.encode(),
+                               orjson.dumps(notice.to_json())))
+    if result.dead_letters:
+        sources = _sources(records) if records else {}
+        for letter in result.dead_letters:
+            key, where = sources.get(letter.raw, (None, ""))
+            headers = [(H_REASON, letter.reason.encode()),
+                       (H_DETAIL, letter.detail.encode()[:MAX_DETAIL])]
+            if where:
+                headers.append((H_SOURCE, f"{source_topic}/{where}".encode()))
+            out.append(Message(topics.dead_letters, key, letter.raw, tuple(headers)))
+    return out
+
+
+def _sources(records: Iterable[Record]) -> dict[bytes, tuple[bytes | None, str]]:
+    """Original value -> (key, "partition/offset") of its first occurrence in the batch."""
+    found: dict[bytes, tuple[bytes | None, str]] = {}
+    for r in records:
+        found.setdefault(r.value, (r.key, f"{r.partition}/{r.offset}"))
+    return found

@@ -1,0 +1,283 @@
+"""The worker's logic, testable without a broker: batches in, the shared Processor, outputs out.
+
+`StreamPipeline` (synchronous) runs one partition's batch through the shared `Processor` over a
+`WorkerScope` of the Redis store, and builds the messages to publish. `WorkerRuntime` (asyncio)
+orders the steps of every batch so that the Redis commit is the commit point:
+
+    process (commit staged) -> publish outputs, wait for acks -> apply the commit -> ack offsets
+
+* crash before the Redis commit: Kafka redelivers the batch; it is processed again from the
+  same stored states and its outputs are published again (at-least-once outputs);
+* crash after it: the redelivered events are duplicates (dedupe marks are in the committed
+  states) and change nothing (exactly-once effect).
+
+The faust agent and timer (`streaming/app.py`) only call `WorkerRuntime.handle` and `tick`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from valeur_monitor.engine.rules.model import RuleSet
+from valeur_monitor.errors import BrokerError, StoreError
+from valeur_monitor.kafka.produce import customer_key
+from valeur_monitor.metrics import Metrics
+from valeur_monitor.runner.observe import record_batch
+from valeur_monitor.service import BatchResult, Processor
+from valeur_monitor.store.base import Store
+from valeur_monitor.streaming.clock import Partitioner, StreamClock
+from valeur_monitor.streaming.outputs import Message, OutputTopics, Record, build_messages
+from valeur_monitor.streaming.scope import WorkerScope
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Failures worth retrying in place: the batch stays unacknowledged meanwhile.
+TRANSIENT: tuple[type[BaseException], ...] = (StoreError, BrokerError, OSError)
+
+
+@dataclass
+class Step:
+    """One Processor call: its result and the messages to publish before committing it."""
+
+    result: BatchResult
+    messages: list[Message]
+    rerouted: int = 0
+    seconds: float = 0.0
+
+
+class StreamPipeline:
+    """Synchronous core: one partition's records -> Processor -> staged commit + messages."""
+
+    def __init__(self, rules: RuleSet, store: Store, *, events_topic: str,
+                 outputs: OutputTopics, clock: StreamClock) -> None:
+        self.scope = WorkerScope(store)
+        self.processor = Processor(rules, self.scope)
+        self.events_topic = events_topic
+        self.outputs = outputs
+        self.clock = clock
+        self.partitioner: Partitioner | None = None
+        self.idle_until = 0      # stream time the last idle advance reached
+
+    # -- assignment ----------------------------------------------------------------------------
+    def assign(self, partitions: set[int], total: int) -> None:
+        """The worker's full assignment on the events topic, out of `total` partitions."""
+        if self.partitioner is None or self.partitioner.partitions != total:
+            self.partitioner = Partitioner(total)
+        self.clock.assign(partitions)
+        self.idle_until = 0
+
+    def revoke(self, partitions: set[int]) -> None:
+        self.clock.assign(self.clock.owned - partitions)
+
+    @property
+    def assigned(self) -> bool:
+        return self.partitioner is not None
+
+    def _partition_of(self) -> Partitioner:
+        if self.partitioner is None:
+            raise RuntimeError("no partition assignment yet")
+        return self.partitioner
+
+    # -- steps ---------------------------------------------------------------------------------
+    def process(self, partition: int, records: Sequence[Record]) -> Step:
+        """Apply one partition's records; the commit stays staged until `commit()`."""
+        began = time.perf_counter()
+        part = self._partition_of()
+        clock = self.clock
+        values: list[bytes] = []
+        reroute: list[Message] = []
+        for record in records:
+            key = customer_key(record.value)
+            if key is not None and (home := part(key.decode())) != partition:
+                # Not keyed by customer (or keyed for another partition count): send it to the
+                # customer's partition, where it is ordered with that customer's other events.
+                reroute.append(Message(self.events_topic, key, record.value, partition=home))
+            else:
+                values.append(record.value)
+
+        def allow(customer: str, until: int) -> bool:
+            return clock.allows(part(customer), until, partition)
+
+        self.scope.scoped(clock.floor(partition), allow)
+        result = self.processor.process(values)
+        clock.observe(partition, result.watermark)
+        messages = build_messages(result, self.outputs, source_topic=self.events_topic,
+                                  records=records)
+        return Step(result, reroute + messages, len(reroute), time.perf_counter() - began)
+
+    def advance(self) -> Step | None:
+        """Advance every owned customer to the idle stream time, if it moved (timer tick)."""
+        part = self._partition_of()
+        clock = self.clock
+        until = clock.idle_target()
+        if until <= self.idle_until:
+            return None
+        began = time.perf_counter()
+
+        def allow(customer: str, at: int) -> bool:
+            return clock.allows(part(customer), at)
+
+        self.scope.scoped(until, allow)
+        result = self.processor.advance_to(until)
+        self.idle_until = until
+        return Step(result, build_messages(result, self.outputs), 0,
+                    time.perf_counter() - began)
+
+    def commit(self) -> int:
+        """Apply the staged commit(s) to the store: the commit point of the batch."""
+        return self.scope.flush()
+
+    def discard(self) -> None:
+        self.scope.discard()
+
+
+def _bind(fn: Callable[[int, Sequence[Record]], Step], partition: int,
+          group: Sequence[Record]) -> Callable[[], Awaitable[Step]]:
+    return lambda: asyncio.to_thread(fn, partition, group)
+
+
+class Publisher(Protocol):
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Send every message; return once the broker acknowledged all of them."""
+        ...
+
+
+@dataclass
+class Health:
+    """What /healthz and /readyz report."""
+
+    started: float = field(default_factory=time.monotonic)
+    failing_since: float | None = None
+    last_error: str = ""
+    batches: int = 0
+    events: int = 0
+    rerouted: int = 0
+    last_batch: float | None = None
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("process", "publish", "commit"), 0.0))      # time spent per step, for tuning
+
+
+class WorkerRuntime:
+    """Asyncio side: serialises batches and ticks, orders process/publish/commit, retries."""
+
+    def __init__(self, pipeline: StreamPipeline, publisher: Publisher,
+                 metrics: Metrics | None = None, *, retry_delay: float = 0.2,
+                 max_retry_delay: float = 5.0, unhealthy_after: float = 60.0) -> None:
+        self.pipeline = pipeline
+        self.publisher = publisher
+        self.metrics = metrics
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.unhealthy_after = unhealthy_after
+        self.health = Health()
+        self.lock = asyncio.Lock()
+        self.stopping = False
+
+    # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
+    async def assign(self, partitions: set[int], total: int) -> None:
+        """Rebalance done: the full new assignment of the events topic."""
+        async with self.lock:
+            self.pipeline.assign(partitions, total)
+        log.info("assigned partitions %s of %d", sorted(partitions), total)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        """Rebalance starts: stop advancing customers of these partitions (waits for a batch
+        in progress, so the new owner never works on a customer at the same time)."""
+        async with self.lock:
+            self.pipeline.revoke(partitions)
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Process a batch (any mix of partitions); returns once all of it is committed."""
+        groups: dict[int, list[Record]] = {}
+        for record in records:
+            groups.setdefault(record.partition, []).append(record)
+        async with self.lock:
+            for partition, group in groups.items():
+                began = time.perf_counter()
+                step = await self._retry("process", _bind(self.pipeline.process, partition, group),
+                                         undo=self.pipeline.discard)
+                self.health.seconds["process"] += time.perf_counter() - began
+                await self._finish(step)
+
+    async def tick(self) -> None:
+        """Timer: advance stream time while idle (wall mode), or drain what became due."""
+        if not self.pipeline.assigned:
+            return
+        async with self.lock:
+            step = await self._retry("advance", lambda: asyncio.to_thread(self.pipeline.advance),
+                                     undo=self.pipeline.discard)
+            if step is not None:
+                await self._finish(step)
+
+    # -- internals -------------------------------------------------------------------------------
+    async def _finish(self, step: Step) -> None:
+        h = self.health
+        began = time.perf_counter()
+        if step.messages:
+            await self._retry("publish", lambda: self.publisher.publish(step.messages))
+        published = time.perf_counter()
+        await self._retry("commit", lambda: asyncio.to_thread(self.pipeline.commit))
+        committed = time.perf_counter()
+        h.seconds["publish"] += published - began
+        h.seconds["commit"] += committed - published
+        seconds = step.seconds + (committed - began)
+        h.batches += 1
+        h.events += step.result.received
+        h.rerouted += step.rerouted
+        h.last_batch = time.monotonic()
+        if self.metrics is not None:
+            record_batch(self.metrics, step.result, seconds)
+
+    async def _retry(self, operation: str, call: Callable[[], Awaitable[T]],
+                     undo: Callable[[], None] | None = None) -> T:
+        """Run `call` until it succeeds, backing off on transient failures."""
+        delay = self.retry_delay
+        while True:
+            try:
+                value = await call()
+            except TRANSIENT as exc:
+                if undo is not None:
+                    undo()
+                self._failed(operation, exc)
+                if self.stopping:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+                continue
+            if self.health.failing_since is not None:
+                log.info("%s recovered", operation)
+            self.health.failing_since = None
+            return value
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        h = self.health
+        if h.failing_since is None:
+            h.failing_since = time.monotonic()
+        h.last_error = f"{operation}: {exc}"
+        log.warning("%s failed (will retry): %s", operation, exc)
+        if self.metrics is not None:
+            if operation == "publish":
+                self.metrics.broker_error("produce")
+            else:
+                self.metrics.store_error(operation)
+
+    # -- probes ----------------------------------------------------------------------------------
+    def healthy(self) -> tuple[bool, str]:
+        h = self.health
+        failing = 0.0 if h.failing_since is None else time.monotonic() - h.failing_since
+        if failing > self.unhealthy_after:
+            return False, f"failing for {failing:.0f}s: {h.last_error}"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.pipeline.assigned:
+            return False, "waiting for a partition assignment"
+        if self.health.failing_since is not None:
+            return False, self.health.last_error
+        return True, "ok"

@@ -1,0 +1,104 @@
+"""A view of the shared store for one worker: its stream time, its customers, staged commits.
+
+The shared `Processor` reads three things from its store that a worker must scope:
+
+* ``watermark()``: the stream time to start from. The store's global watermark is the maximum
+  any worker reached; applying it to this worker's customers would make their next events late
+  whenever another partition runs ahead. The view answers the floor the pipeline sets per call.
+* ``due(until)``: customers with a timer or a buffered event due. The view keeps only customers
+  this worker may advance to `until` (owned partition, safe stream time reached), so no two
+  workers ever advance the same customer.
+* ``commit(commit)``: staged, not applied, until the pipeline has published the batch's outputs
+  to Kafka; `flush()` then applies it. A crash before the flush redelivers the batch and
+  publishes the outputs again (at-least-once outputs); a crash after it is absorbed by dedupe.
+
+Requires a store whose ``due`` only reads (the Redis store). `MemoryStore.due` pops what it
+returns, so customers filtered out here would be lost from its due index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from valeur_monitor.engine.ledger import LedgerEntry
+from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.store.base import Commit, ScoreView, Store
+
+Allow = Callable[[str, int], bool]
+
+
+def _allow_all(customer: str, until: int) -> bool:
+    return True
+
+
+class WorkerScope:
+    """Store protocol over another store (see the module docstring)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.floor = 0
+        self.allow: Allow = _allow_all
+        self.staged: list[Commit] = []
+        self.commits = 0
+
+    def scoped(self, floor: int, allow: Allow) -> WorkerScope:
+        """Set the floor and the due filter for the next Processor call."""
+        self.floor = floor
+        self.allow = allow
+        return self
+
+    # -- the Store protocol ------------------------------------------------------------------
+    def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
+        return self.inner.load(customers)
+
+    def commit(self, commit: Commit) -> None:
+        self.staged.append(commit)
+
+    def due(self, until: int, limit: int = 10_000) -> list[str]:
+        # The Processor asks again after committing a slice of a very large due set: that slice
+        # must be visible first (its outputs are then published after its commit: see docs).
+        self.flush()
+        allow = self.allow
+        ask = limit
+        while True:
+            found = self.inner.due(until, ask)
+            mine = [c for c in found if allow(c, until)]
+            if len(found) < ask or len(mine) >= limit:
+                return mine[:limit]
+            ask *= 4
+
+    def watermark(self) -> int:
+        return self.floor
+
+    def score(self, customer: str) -> ScoreView | None:
+        return self.inner.score(customer)
+
+    def ranking(self, n: int, *, worst: bool = True) -> list[tuple[str, float]]:
+        return self.inner.ranking(n, worst=worst)
+
+    def ledger(self, customer: str, limit: int | None = None) -> list[LedgerEntry]:
+        return self.inner.ledger(customer, limit)
+
+    def customers(self) -> list[str]:
+        return self.inner.customers()
+
+    def due_promises(self, until: int) -> list[tuple[str, str, str, int]]:
+        return self.inner.due_promises(until)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    # -- staging -------------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Apply the staged commits in order; returns how many were applied."""
+        applied = 0
+        while self.staged:
+            self.inner.commit(self.staged[0])   # a failure keeps it staged for a retry
+            self.staged.pop(0)
+            applied += 1
+        self.commits += applied
+        return applied
+
+    def discard(self) -> None:
+        """Drop staged commits (the batch will be redelivered and processed again)."""
+        self.staged.clear()
