@@ -58,7 +58,7 @@ import yaml
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.metrics import serve
 from valeur_monitor.runner.embedded import EmbeddedRunner
-from valeur_monitor.runner.observe import metrics_for, record_batch
+from valeur_monitor.runner.observe import OpenPromises, metrics_for, record_batch
 from valeur_monitor.simulate import RAW_KEY, SimulationConfig, simulate
 from valeur_monitor.store.memory import MemoryStore
 
@@ -88,31 +88,6 @@ TARGET_UP_TIMEOUT_S = 30.0   # file_sd refresh (5 s) + discovery batching (5 s) 
 CHECKS_TIMEOUT_S = 30.0      # after the target is up: rate windows filled, checks retried
 RECORDING_SLACK_S = 15.0     # beyond one interval of the slowest recording group
 
-# Product gaps this test found, reported, not yet fixed: exact first lines of the problems. The
-# test xfails when these, and only these, occur; any other problem fails it, and so does a gap
-# that no longer occurs (then delete its lines here). Not a tolerance: each entry is a bug.
-_OPEN_PROMISES = ("valeur_open_promises is never set: record_batch() does not call "
-                  "Metrics.set_open_promises()")
-_OPERATIONS = ("metrics_for() gives no `operation` allowlist, so valeur_store_errors_total and "
-               "valeur_broker_errors_total have no series until the first error")
-KNOWN_GAPS: dict[str, str] = {
-    "dashboard valeur-overview panel 9 'Open promises by rule' ref A: empty result for this run":
-        _OPEN_PROMISES,
-    "dashboard valeur-overview panel 9 'Open promises by rule' ref A: metric "
-    "valeur_open_promises has no series from this run": _OPEN_PROMISES,
-    "dashboard valeur-pipeline panel 9 'Store errors by operation' ref A: empty result for this "
-    "run": _OPERATIONS,
-    "dashboard valeur-pipeline panel 9 'Store errors by operation' ref A: metric "
-    "valeur_store_errors_total has no series from this run": _OPERATIONS,
-    "dashboard valeur-pipeline panel 10 'Broker errors by operation' ref A: empty result for "
-    "this run": _OPERATIONS,
-    "dashboard valeur-pipeline panel 10 'Broker errors by operation' ref A: metric "
-    "valeur_broker_errors_total has no series from this run": _OPERATIONS,
-    "alert valeur-monitor.pipeline/StoreErrors: left side of `>`: empty result for this run "
-    "(threshold stripped)": _OPERATIONS,
-    "alert valeur-monitor.pipeline/StoreErrors: metric valeur_store_errors_total has no series "
-    "from this run": _OPERATIONS,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,9 +598,9 @@ def embedded_run(prometheus_url: str) -> Iterator[Run]:
     lines = [_line(r) for r in records]
     rules = load_rules([str(ROOT / "rules")])
     metrics = metrics_for(rules)
-    runner = EmbeddedRunner(rules, MemoryStore(),
-                            on_batch=[lambda result, seconds: record_batch(metrics, result,
-                                                                           seconds)])
+    promises = OpenPromises()
+    runner = EmbeddedRunner(rules, MemoryStore(), on_batch=[
+        lambda result, seconds: record_batch(metrics, result, seconds, promises)])
     warm = int(len(lines) * WARMUP_SHARE)
     for start in range(0, warm, 1000):
         runner.feed(lines[start:min(start + 1000, warm)])
@@ -872,7 +847,7 @@ def test_dashboards_alerts_and_recording_rules_work_on_a_scraped_embedded_run(
         for group, name, expr in records:
             problems += checker.expression(f"recording rule {group}/{name}", expr, at,
                                            want_result=False)
-        if not _unknown(problems) or time.monotonic() > deadline:
+        if not problems or time.monotonic() > deadline:
             break
         time.sleep(SCRAPE_INTERVAL_S)
     checks_done = time.monotonic()
@@ -911,18 +886,9 @@ def test_dashboards_alerts_and_recording_rules_work_on_a_scraped_embedded_run(
     print(summary)
     if waited:   # what phase 2 waited for (normal right after a Prometheus start)
         print(f"waited {rules_done - checks_done:.1f}s for:\n  " + "\n  ".join(waited))
-    unknown = _unknown(problems)
-    fixed = sorted(set(KNOWN_GAPS) - {p.split("\n", 1)[0] for p in problems})
-    lines = unknown + [f"known gap no longer seen, delete it from KNOWN_GAPS: {f}" for f in fixed]
-    if lines:
-        pytest.fail(f"{len(lines)} problem(s) ({summary}):\n- " + "\n- ".join(lines),
+    if problems:
+        pytest.fail(f"{len(problems)} problem(s) ({summary}):\n- " + "\n- ".join(problems),
                     pytrace=False)
-    pytest.xfail("known product gaps, every other check passed: "
-                 + "; ".join(sorted(set(KNOWN_GAPS.values()))))
-
-
-def _unknown(problems: list[str]) -> list[str]:
-    return [p for p in problems if p.split("\n", 1)[0] not in KNOWN_GAPS]
 
 
 # ---------------------------------------------------------------------------------------------
