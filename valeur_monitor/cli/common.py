@@ -7,11 +7,17 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from valeur_monitor.engine.rules import RuleSet, load_rules
 from valeur_monitor.errors import RuleLoadError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def print_error(message: object) -> None:
+    """One red 'error:' line on stderr; the message is shown as is (no rich markup)."""
+    err.print(f"[red]error:[/red] {escape(str(message))}")
 
 
 def default_rules() -> list[str]:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from valeur_monitor.cli.common import err
+from valeur_monitor.cli.common import err, print_error
 from valeur_monitor.runner.inputs import open_input
 
 
@@ -25,7 +25,7 @@ def explain_command(
             rows = [r for line in stream if line.strip()
                     if (r := orjson.loads(line)).get("customer") == customer]
     except OSError as exc:
-        err.print(f"[red]error:[/red] cannot read ledger {ledger}: {exc.strerror}")
+        print_error(f"cannot read ledger {ledger}: {exc.strerror}")
         raise typer.Exit(2) from None
     if not rows:
         err.print(f"no ledger entries for customer {customer!r} in {ledger}")

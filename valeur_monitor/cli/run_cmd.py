@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from valeur_monitor.cli.common import err, rules_or_exit
+from valeur_monitor.cli.common import err, print_error, rules_or_exit
 from valeur_monitor.cli.report import print_report
 from valeur_monitor.engine.event import parse_time
 from valeur_monitor.errors import ValeurError
@@ -75,6 +75,6 @@ def run_command(
                            dead_letters=dead_letters, until=until, progress=not no_progress,
                            hooks=hooks)
     except (ValeurError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
     print_report(report, Console(), dead_letters)
