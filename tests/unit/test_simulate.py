@@ -525,3 +525,14 @@ def test_the_simulate_command(tmp_path: Path) -> None:
     assert too_much.exit_code == 2 and "must not exceed 1" in too_much.stderr
     unknown = runner.invoke(app, [*args, "--rate", "nope=0.1"])
     assert unknown.exit_code == 2 and "unknown rate" in unknown.stderr
+
+
+def test_the_examples_of_the_event_docs_are_valid() -> None:
+    text = (ROOT / "docs" / "events.md").read_text()
+    blocks = [json.loads(b.split("```", 1)[0]) for b in text.split("```json\n")[1:]]
+    assert len(blocks) == 2
+    canonical, cloud = blocks
+    assert not list(EVENTS_SCHEMA.iter_errors(canonical))
+    assert not list(CLOUD_SCHEMA.iter_errors(cloud))
+    assert to_cloudevent(canonical) == cloud
+    assert decode(orjson.dumps(canonical)) == decode(orjson.dumps(cloud))
