@@ -10,6 +10,7 @@ from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.produce_cmd import produce_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
+from valeur_monitor.cli.simulate_cmd import simulate_command
 from valeur_monitor.cli.topics_cmd import topics_app
 from valeur_monitor.cli.worker_cmd import worker_command
 
@@ -17,6 +18,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Running, explainable per-customer value scores from support events.")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("simulate")(simulate_command)
 app.command("explain")(explain_command)
 app.add_typer(rules_app, name="rules")
 app.command("worker")(worker_command)
