@@ -182,13 +182,14 @@ class Engine:
     def _fire(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
         promise = state.promises[slot]
         rule = self.expect_by_id.get(promise.rule)
-        if rule is None or promise.broken_at >= 0:
-            del state.promises[slot]  # late window over (or rule removed by a reload)
+        if rule is None or promise.broken_at >= 0 or promise.paused_at >= 0:
+            # late window over, paused longer than max_pause, or rule removed by a reload
+            del state.promises[slot]
             return
         if promise.warn_at >= 0 and at == promise.warn_at and at < promise.deadline:
             promise.warn_at = -1
             promise.warned = True
-            promise.refresh(rule.late_window)
+            promise.refresh(rule.late_window, rule.max_pause)
             message = render(None, "warning", {"title": rule.title, "ref": promise.ref,
                                               "deadline": format_time(promise.deadline)}, None)
             out.notices.append(Notice("warning", rule.id, state.customer, at, message,
@@ -200,7 +201,7 @@ class Engine:
         else:
             promise.broken_at = promise.deadline
             promise.warn_at = -1
-            promise.refresh(rule.late_window)
+            promise.refresh(rule.late_window, rule.max_pause)
         extra = {"waited": format_duration(at - promise.opened_at),
                  "deadline": format_time(promise.deadline)}
         self._emit(state, rule.id, rule.title, "broken", rule.broken, at, (promise.open_event,),

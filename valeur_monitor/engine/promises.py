@@ -58,7 +58,7 @@ def schedule(rule: ExpectRule, promise: Promise) -> None:
         lead = remaining - rule.warn
         promise.warn_at = sla_add(rule, promise.running_since, lead) if lead > 0 else (
             promise.running_since)
-    promise.refresh(rule.late_window)
+    promise.refresh(rule.late_window, rule.max_pause)
 
 
 def pause(rule: ExpectRule, promise: Promise, at: int) -> None:
@@ -66,7 +66,7 @@ def pause(rule: ExpectRule, promise: Promise, at: int) -> None:
         return
     promise.used += sla_between(rule, promise.running_since, at)
     promise.paused_at = at
-    promise.refresh(rule.late_window)
+    promise.refresh(rule.late_window, rule.max_pause)
 
 
 def resume(rule: ExpectRule, promise: Promise, at: int) -> None:

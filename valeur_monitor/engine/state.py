@@ -27,12 +27,12 @@ class Promise(msgspec.Struct, gc=False):
     team: str = ""
     channel: str = ""
 
-    def refresh(self, late_window: int) -> None:
+    def refresh(self, late_window: int, max_pause: int) -> None:
         """Recompute `due` after any change (kept as a field so timers are a cheap scan)."""
         if self.broken_at >= 0:
             self.due = self.broken_at + late_window
         elif self.paused_at >= 0:
-            self.due = -1
+            self.due = self.paused_at + max_pause  # waiting on the customer too long: dropped
         else:
             self.due = self.warn_at if self.warn_at >= 0 else self.deadline
 

@@ -48,13 +48,18 @@ def test_pause_stops_the_sla_clock_and_resume_restarts_it() -> None:
     assert d.outcomes() == [("reply", "broken", t("2026-11-04T12:00:00+01:00"))]
 
 
-def test_a_paused_promise_never_breaks_while_paused() -> None:
+def test_a_paused_promise_never_breaks_and_is_dropped_after_max_pause() -> None:
     d = Driver(rules(REPLY)).feed(
         ev("e1", "request.opened", "2026-11-02T09:00:00+01:00"),
         ev("e2", "request.status_changed", "2026-11-02T10:00:00+01:00", status="pending"),
         until="2026-11-30T00:00:00+01:00")
     assert d.outcomes() == []
-    assert d.engine.next_due(d.state) == -1
+    assert d.engine.next_due(d.state) == t("2026-12-02T10:00:00+01:00")  # default max_pause 30d
+    d.feed(until="2026-12-03T00:00:00+01:00")
+    assert d.state.promises == {} and d.outcomes() == []
+    d.feed(ev("e3", "request.customer_replied", "2026-12-03T10:00:00+01:00"),
+           until="2026-12-10T00:00:00+01:00")
+    assert d.outcomes() == []  # nothing left to resume
 
 
 def test_warning_fires_once_before_the_deadline() -> None:

@@ -66,6 +66,7 @@ class ExpectRule:
     warn: int | None          # ms of SLA clock before the deadline
     reopen: str               # "ignore" (keep the running clock) | "restart"
     late_window: int
+    max_pause: int            # a promise paused longer than this is dropped (no outcome)
     kept: Effect | None
     broken: Effect | None
     late: Effect | None

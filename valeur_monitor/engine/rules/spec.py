@@ -39,6 +39,7 @@ class ExpectSpec(Strict):
     warn: str | None = None
     reopen: Literal["ignore", "restart"] = "ignore"
     late_window: str = "7d"
+    max_pause: str = "30d"
 
 
 class RepeatSpec(Strict):
