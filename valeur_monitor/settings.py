@@ -139,6 +139,7 @@ class WorkerSettings(BaseModel):
     flush_interval: float = Field(default=0.05, gt=0)   # s: a partial batch waits at most this
     clock: ClockMode = "wall"                       # wall: idle stream time follows the clock
     tick_interval: float = Field(default=1.0, gt=0)     # s between stream-time timer ticks
+    idle_after: float = Field(default=2.0, gt=0)        # s without records: wall clock leads
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
     datadir: Path = Path(tempfile.gettempdir()) / "valeur-monitor"

@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                            topology.name("dead-letters"))
     metrics = metrics_for(rules)
     pipeline = StreamPipeline(rules, store, events_topic=events_topic, outputs=outputs,
-                              clock=StreamClock(worker.clock, rules.settings.lateness))
+                              clock=StreamClock(worker.clock, rules.settings.lateness,
+                                                idle_after=int(worker.idle_after * 1000)))
     runtime = WorkerRuntime(pipeline, FaustPublisher(app), metrics)
     app.valeur_runtime = runtime  # type: ignore[attr-defined]  # for tests and the web pages
 
@@ -161,6 +162,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return web.json({"status": "ready" if ok else "not ready", "detail": why,
                          "partitions": sorted(pipeline.clock.owned),
                          "batches": runtime.health.batches, "events": runtime.health.events,
+                         "first_batch": runtime.health.first_batch,
+                         "last_batch": runtime.health.last_batch,
                          "seconds": {k: round(v, 3) for k, v in runtime.health.seconds.items()}},
                         status=200 if ok else 503)
 

@@ -10,9 +10,11 @@ partition, and only if it owns that partition, so:
   as the embedded run over the same events, whatever the number of workers and the batching;
 * two workers never advance the same customer (no lost update between them in Redis).
 
-In `wall` mode the safe time of every owned partition is also at least ``now − lateness`` (live
-operation: deadlines fire for customers who send nothing more, and an event older than that is
-a late event with its documented compensating effect). In `event` mode (replays, tests) stream
+In `wall` mode a partition that received no record for `idle_after` (2 s) follows the wall
+clock: its safe time is at least ``now − lateness``, so deadlines fire for customers who send
+nothing more (an event arriving later than that is a late event, with its documented
+compensating effect). An active partition follows its events, so a backlog after downtime is
+replayed in event time, not turned into late events. In `event` mode (replays, tests) stream
 time moves only with events, and end of input is an explicit drain (`valeur-monitor advance`).
 """
 
@@ -57,44 +59,53 @@ class Partitioner:
 class StreamClock:
     """Safe stream time of each partition this worker owns (see the module docstring)."""
 
-    def __init__(self, mode: ClockMode, lateness: int,
+    def __init__(self, mode: ClockMode, lateness: int, *, idle_after: int = 2_000,
                  wall: Callable[[], int] = now_ms) -> None:
         self.mode = mode
         self.lateness = lateness
+        self.idle_after = idle_after          # ms without a record before the wall clock leads
         self.wall = wall
         self.safe: dict[int, int] = {}
+        self.last_seen: dict[int, int] = {}   # wall ms of the last record of each partition
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The full new assignment: kept partitions keep their time, new ones start at 0."""
-        wanted = set(partitions)
-        self.safe = {p: self.safe.get(p, 0) for p in sorted(wanted)}
+        """The full new assignment: kept partitions keep their time, new ones start at 0 (and
+        count as active: their backlog, if any, arrives before the wall clock may lead)."""
+        now = self.wall()
+        wanted = sorted(set(partitions))
+        self.safe = {p: self.safe.get(p, 0) for p in wanted}
+        self.last_seen = {p: self.last_seen.get(p, now) for p in wanted}
 
     @property
     def owned(self) -> frozenset[int]:
         return frozenset(self.safe)
 
-    def wall_floor(self) -> int:
-        return self.wall() - self.lateness if self.mode == "wall" else 0
+    def touch(self, partition: int) -> None:
+        """Records of `partition` arrived now."""
+        if partition in self.last_seen:
+            self.last_seen[partition] = self.wall()
+
+    def wall_floor(self, partition: int) -> int:
+        """`now − lateness` for an idle partition in wall mode, else 0."""
+        if self.mode != "wall":
+            return 0
+        now = self.wall()
+        if now - self.last_seen.get(partition, now) < self.idle_after:
+            return 0      # active: stream time follows its events (a backlog is not late)
+        return now - self.lateness
 
     def floor(self, partition: int) -> int:
         """Stream time partition `partition` may safely be advanced to now."""
-        return max(self.safe.get(partition, 0), self.wall_floor())
+        return max(self.safe.get(partition, 0), self.wall_floor(partition))
 
     def observe(self, partition: int, watermark: int) -> None:
         """A batch of `partition` was applied up to `watermark` (it becomes its safe time)."""
         if partition in self.safe and watermark > self.safe[partition]:
             self.safe[partition] = watermark
 
-    def idle_target(self) -> int:
-        """Stream time every owned customer may be advanced to without any event: the lowest
-        floor over the owned partitions (0 when nothing is owned)."""
-        if not self.safe:
-            return 0
-        wall = self.wall_floor()
-        return min(max(t, wall) for t in self.safe.values())
-
-    def allows(self, partition: int, until: int, current: int | None = None) -> bool:
-        """May a customer of `partition` be advanced to `until` now (by a batch of `current`)?"""
-        if partition not in self.safe:
-            return False
-        return partition == current or self.floor(partition) >= until
+    def floors(self) -> dict[int, set[int]]:
+        """Owned partitions grouped by the stream time they may be advanced to now."""
+        groups: dict[int, set[int]] = {}
+        for partition in self.safe:
+            groups.setdefault(self.floor(partition), set()).add(partition)
+        return groups

@@ -62,7 +62,7 @@ class StreamPipeline:
         self.outputs = outputs
         self.clock = clock
         self.partitioner: Partitioner | None = None
-        self.idle_until = 0      # stream time the last idle advance reached
+        self.reached: dict[int, int] = {}   # partition -> stream time its customers were swept to
 
     # -- assignment ----------------------------------------------------------------------------
     def assign(self, partitions: set[int], total: int) -> None:
@@ -70,7 +70,7 @@ class StreamPipeline:
         if self.partitioner is None or self.partitioner.partitions != total:
             self.partitioner = Partitioner(total)
         self.clock.assign(partitions)
-        self.idle_until = 0
+        self.reached = {}
 
     def revoke(self, partitions: set[int]) -> None:
         self.clock.assign(self.clock.owned - partitions)
@@ -85,6 +85,20 @@ class StreamPipeline:
         return self.partitioner
 
     # -- steps ---------------------------------------------------------------------------------
+    def process_batch(self, records: Sequence[Record]) -> Step:
+        """Apply a batch (any mix of partitions): one Processor call per partition, with that
+        partition's stream time, touching only that partition's customers; the commits stay
+        staged until `commit()`."""
+        began = time.perf_counter()
+        groups: dict[int, list[Record]] = {}
+        for record in records:
+            groups.setdefault(record.partition, []).append(record)
+        steps = [self.process(partition, group) for partition, group in groups.items()]
+        step = Step(_merge([s.result for s in steps]), [m for s in steps for m in s.messages],
+                    sum(s.rerouted for s in steps))
+        step.seconds = time.perf_counter() - began
+        return step
+
     def process(self, partition: int, records: Sequence[Record]) -> Step:
         """Apply one partition's records; the commit stays staged until `commit()`."""
         began = time.perf_counter()
@@ -102,30 +116,40 @@ class StreamPipeline:
                 values.append(record.value)
 
         def allow(customer: str, until: int) -> bool:
-            return clock.allows(part(customer), until, partition)
+            # Only this partition's customers: the batches of one take touch disjoint
+            # customers, so their commits can wait and be applied together.
+            return part(customer) == partition
 
+        clock.touch(partition)
         self.scope.scoped(clock.floor(partition), allow)
         result = self.processor.process(values)
         clock.observe(partition, result.watermark)
+        self.reached[partition] = max(self.reached.get(partition, 0), result.watermark)
         messages = build_messages(result, self.outputs, source_topic=self.events_topic,
                                   records=records)
         return Step(result, reroute + messages, len(reroute), time.perf_counter() - began)
 
     def advance(self) -> Step | None:
-        """Advance every owned customer to the idle stream time, if it moved (timer tick)."""
+        """Timer tick: advance the customers of each owned partition whose stream time moved
+        without events (wall mode, idle partitions) to it. None when nothing moved."""
         part = self._partition_of()
-        clock = self.clock
-        until = clock.idle_target()
-        if until <= self.idle_until:
-            return None
         began = time.perf_counter()
+        results = []
+        for until, partitions in sorted(self.clock.floors().items()):
+            behind = {p for p in partitions if self.reached.get(p, 0) < until}
+            if not behind or until <= 0:
+                continue
 
-        def allow(customer: str, at: int) -> bool:
-            return clock.allows(part(customer), at)
+            def allow(customer: str, at: int, mine: set[int] = behind) -> bool:
+                return part(customer) in mine
 
-        self.scope.scoped(until, allow)
-        result = self.processor.advance_to(until)
-        self.idle_until = until
+            self.scope.scoped(until, allow)
+            results.append(self.processor.advance_to(until))
+            for p in behind:
+                self.reached[p] = until
+        if not results:
+            return None
+        result = _merge(results)
         return Step(result, build_messages(result, self.outputs), 0,
                     time.perf_counter() - began)
 
@@ -137,9 +161,23 @@ class StreamPipeline:
         self.scope.discard()
 
 
-def _bind(fn: Callable[[int, Sequence[Record]], Step], partition: int,
-          group: Sequence[Record]) -> Callable[[], Awaitable[Step]]:
-    return lambda: asyncio.to_thread(fn, partition, group)
+def _merge(results: Sequence[BatchResult]) -> BatchResult:
+    """One BatchResult for several Processor calls (disjoint customers)."""
+    if len(results) == 1:
+        return results[0]
+    out = BatchResult()
+    for r in results:
+        out.received += r.received
+        out.events.extend(r.events)
+        out.entries.extend(r.entries)
+        out.notices.extend(r.notices)
+        out.outcomes.extend(r.outcomes)
+        out.dead_letters.extend(r.dead_letters)
+        out.duplicates += r.duplicates
+        out.late += r.late
+        out.watermark = max(out.watermark, r.watermark)
+        out.changed.update(r.changed)
+    return out
 
 
 class Publisher(Protocol):
@@ -158,7 +196,8 @@ class Health:
     batches: int = 0
     events: int = 0
     rerouted: int = 0
-    last_batch: float | None = None
+    first_batch: float | None = None    # wall clock (s) when the first batch started
+    last_batch: float | None = None     # wall clock (s) when the last batch was committed
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("process", "publish", "commit"), 0.0))      # time spent per step, for tuning
 
@@ -177,13 +216,14 @@ class WorkerRuntime:
         self.unhealthy_after = unhealthy_after
         self.health = Health()
         self.lock = asyncio.Lock()
-        self.stopping = False
+        self._assignment = asyncio.Event()
 
     # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
     async def assign(self, partitions: set[int], total: int) -> None:
         """Rebalance done: the full new assignment of the events topic."""
         async with self.lock:
             self.pipeline.assign(partitions, total)
+        self._assignment.set()
         log.info("assigned partitions %s of %d", sorted(partitions), total)
 
     async def revoke(self, partitions: set[int]) -> None:
@@ -194,16 +234,17 @@ class WorkerRuntime:
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Process a batch (any mix of partitions); returns once all of it is committed."""
-        groups: dict[int, list[Record]] = {}
-        for record in records:
-            groups.setdefault(record.partition, []).append(record)
+        if not self.pipeline.assigned:   # events before the assignment signal: wait for it
+            await self._assignment.wait()
+        if self.health.first_batch is None:
+            self.health.first_batch = time.time()
         async with self.lock:
-            for partition, group in groups.items():
-                began = time.perf_counter()
-                step = await self._retry("process", _bind(self.pipeline.process, partition, group),
-                                         undo=self.pipeline.discard)
-                self.health.seconds["process"] += time.perf_counter() - began
-                await self._finish(step)
+            began = time.perf_counter()
+            step = await self._retry(
+                "process", lambda: asyncio.to_thread(self.pipeline.process_batch, records),
+                undo=self.pipeline.discard)
+            self.health.seconds["process"] += time.perf_counter() - began
+            await self._finish(step)
 
     async def tick(self) -> None:
         """Timer: advance stream time while idle (wall mode), or drain what became due."""
@@ -230,7 +271,7 @@ class WorkerRuntime:
         h.batches += 1
         h.events += step.result.received
         h.rerouted += step.rerouted
-        h.last_batch = time.monotonic()
+        h.last_batch = time.time()
         if self.metrics is not None:
             record_batch(self.metrics, step.result, seconds)
 
@@ -245,8 +286,6 @@ class WorkerRuntime:
                 if undo is not None:
                     undo()
                 self._failed(operation, exc)
-                if self.stopping:
-                    raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue

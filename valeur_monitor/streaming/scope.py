@@ -9,7 +9,8 @@ The shared `Processor` reads three things from its store that a worker must scop
   this worker may advance to `until` (owned partition, safe stream time reached), so no two
   workers ever advance the same customer.
 * ``commit(commit)``: staged, not applied, until the pipeline has published the batch's outputs
-  to Kafka; `flush()` then applies it. A crash before the flush redelivers the batch and
+  to Kafka; `flush()` then applies every staged commit (merged into one when their customers
+  are disjoint: one Redis round trip). A crash before the flush redelivers the batch and
   publishes the outputs again (at-least-once outputs); a crash after it is absorbed by dedupe.
 
 Requires a store whose ``due`` only reads (the Redis store). `MemoryStore.due` pops what it
@@ -27,6 +28,19 @@ from valeur_monitor.store.base import Commit, ScoreView, Store
 Allow = Callable[[str, int], bool]
 
 
+def merge_commits(commits: list[Commit]) -> Commit | None:
+    """One commit with the effects of several whose customers are disjoint (else None)."""
+    if len(commits) == 1:
+        return commits[0]
+    states = {c: s for commit in commits for c, s in commit.states.items()}
+    if len(states) != sum(len(commit.states) for commit in commits):
+        return None
+    return Commit(states=states,
+                  due={c: d for commit in commits for c, d in commit.due.items()},
+                  entries=[e for commit in commits for e in commit.entries],
+                  watermark=max(commit.watermark for commit in commits))
+
+
 def _allow_all(customer: str, until: int) -> bool:
     return True
 
@@ -40,11 +54,13 @@ class WorkerScope:
         self.allow: Allow = _allow_all
         self.staged: list[Commit] = []
         self.commits = 0
+        self._call_start = 0
 
     def scoped(self, floor: int, allow: Allow) -> WorkerScope:
         """Set the floor and the due filter for the next Processor call."""
         self.floor = floor
         self.allow = allow
+        self._call_start = len(self.staged)
         return self
 
     # -- the Store protocol ------------------------------------------------------------------
@@ -57,7 +73,7 @@ class WorkerScope:
     def due(self, until: int, limit: int = 10_000) -> list[str]:
         # The Processor asks again after committing a slice of a very large due set: that slice
         # must be visible first (its outputs are then published after its commit: see docs).
-        self.flush()
+        self._flush_from(self._call_start)
         allow = self.allow
         ask = limit
         while True:
@@ -90,14 +106,23 @@ class WorkerScope:
 
     # -- staging -------------------------------------------------------------------------------
     def flush(self) -> int:
-        """Apply the staged commits in order; returns how many were applied."""
-        applied = 0
-        while self.staged:
-            self.inner.commit(self.staged[0])   # a failure keeps it staged for a retry
-            self.staged.pop(0)
-            applied += 1
-        self.commits += applied
-        return applied
+        """Apply every staged commit; returns how many there were."""
+        self._call_start = 0
+        return self._flush_from(0)
+
+    def _flush_from(self, start: int) -> int:
+        pending = self.staged[start:]
+        if not pending:
+            return 0
+        merged = merge_commits(pending)
+        if merged is not None:
+            self.inner.commit(merged)          # a failure keeps them staged for a retry
+        else:                                  # re-applying after a failure is idempotent
+            for commit in pending:
+                self.inner.commit(commit)
+        del self.staged[start:]
+        self.commits += len(pending)
+        return len(pending)
 
     def discard(self) -> None:
         """Drop staged commits (the batch will be redelivered and processed again)."""

@@ -26,33 +26,33 @@ def test_key_partition_is_kafkas_default_partitioner() -> None:
 def test_event_clock_moves_only_with_events_and_per_partition() -> None:
     clock = StreamClock("event", lateness=300_000, wall=lambda: 10**13)
     clock.assign({0, 1})
-    assert clock.floor(0) == 0 and clock.idle_target() == 0
+    assert clock.floor(0) == 0 and clock.floors() == {0: {0, 1}}
     clock.observe(0, 5_000_000)
     assert clock.floor(0) == 5_000_000 and clock.floor(1) == 0
-    assert clock.idle_target() == 0            # partition 1 has seen nothing yet
+    assert clock.floors() == {5_000_000: {0}, 0: {1}}
     clock.observe(0, 4_000_000)                # never backwards
     assert clock.floor(0) == 5_000_000
     clock.observe(7, 9_000_000)                # not owned: ignored
     assert 7 not in clock.owned
-    # a batch of partition 0 may advance its own customers; partition 1's only if it is there
-    assert clock.allows(0, 6_000_000, current=0)
-    assert not clock.allows(1, 6_000_000, current=0)
-    assert clock.allows(1, 0, current=0)
-    assert not clock.allows(7, 0)
     clock.assign({1, 2})                       # rebalance: kept partitions keep their time
     clock.observe(1, 2_000_000)
     clock.assign({1, 2})
     assert clock.floor(1) == 2_000_000 and clock.floor(2) == 0 and clock.owned == {1, 2}
 
 
-def test_wall_clock_gives_every_owned_partition_now_minus_lateness() -> None:
+def test_wall_clock_leads_only_idle_partitions() -> None:
     now = [1_000_000_000]
-    clock = StreamClock("wall", lateness=1_000, wall=lambda: now[0])
+    clock = StreamClock("wall", lateness=1_000, idle_after=2_000, wall=lambda: now[0])
     clock.assign({0, 1})
-    assert clock.floor(1) == now[0] - 1_000
-    assert clock.idle_target() == now[0] - 1_000
+    assert clock.floor(1) == 0                 # just assigned: a backlog may be on its way
+    now[0] += 2_000
+    assert clock.floor(1) == now[0] - 1_000    # idle: now - lateness
+    clock.touch(0)                             # partition 0 is receiving records
+    clock.observe(0, now[0] - 60_000)          # ... an hour-old backlog, say
+    assert clock.floor(0) == now[0] - 60_000   # follows its events, not the wall clock
+    assert clock.floors() == {now[0] - 60_000: {0}, now[0] - 1_000: {1}}
+    now[0] += 2_000                            # partition 0 went quiet too
+    assert clock.floor(0) == now[0] - 1_000
     clock.observe(0, now[0] + 60_000)          # events ahead of the wall clock
     assert clock.floor(0) == now[0] + 60_000
-    now[0] += 5_000
-    assert clock.idle_target() == now[0] - 1_000
-    assert StreamClock("wall", 1_000).idle_target() == 0   # nothing owned
+    assert StreamClock("wall", 1_000).floors() == {}   # nothing owned

@@ -85,8 +85,10 @@ def differences(expected: Store, actual: Store) -> list[str]:
 
 
 def pipeline(store: Store, owned: set[int], mode: str = "event",
-             rules: RuleSet = RULES, wall: int = 0) -> StreamPipeline:
-    clock = StreamClock(mode, rules.settings.lateness, wall=lambda: wall)  # type: ignore[arg-type]
+             rules: RuleSet = RULES, wall: list[int] | None = None) -> StreamPipeline:
+    now = wall if wall is not None else [0]
+    clock = StreamClock(mode, rules.settings.lateness,  # type: ignore[arg-type]
+                        wall=lambda: now[0])
     p = StreamPipeline(rules, store, events_topic="events", outputs=TOPICS, clock=clock)
     p.assign(owned, PARTITIONS)
     return p
@@ -151,6 +153,44 @@ def test_two_workers_interleaved_give_the_embedded_results(seed: int) -> None:
     assert differences(EXPECTED, store) == []
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_mixed_partition_batches_give_the_embedded_results(seed: int) -> None:
+    """Batches as a consumer sees them (all partitions mixed), with partitions fetched at
+    different speeds: one Processor call per partition inside, one merged commit."""
+    store = SharedStore()
+    p = pipeline(store, set(range(PARTITIONS)))
+    queues = {q: list(rs) for q, rs in by_partition(records_for(LINES, PARTITIONS)).items()}
+    rng = random.Random(seed)
+    while any(queues.values()):
+        batch: list[Record] = []
+        for q in queues:            # each partition contributes a different share
+            take = rng.randint(0, 300)
+            batch += queues[q][:take]
+            queues[q] = queues[q][take:]
+        step = p.process_batch(batch)
+        assert step.result.late == 0
+        p.commit()
+    drain(RULES, store, UNTIL)
+    assert differences(EXPECTED, store) == []
+
+
+def test_wall_mode_replays_a_backlog_in_event_time() -> None:
+    """A worker back after downtime, in wall mode: the backlog (days old) is not late, because
+    partitions that receive records follow their events, not the wall clock."""
+    store = SharedStore()
+    now = [UNTIL + DAY]
+    p = pipeline(store, set(range(PARTITIONS)), mode="wall", wall=now)
+    records = records_for(LINES, PARTITIONS)
+    for i in range(0, len(records), 700):
+        step = p.process_batch(records[i:i + 700])
+        assert step.result.late == 0
+        p.commit()
+        now[0] += 20
+        assert p.advance() is None             # every partition active: no wall-clock lead
+    drain(RULES, store, UNTIL)
+    assert differences(EXPECTED, store) == []
+
+
 def test_redelivered_batches_change_nothing() -> None:
     store = SharedStore()
     p = pipeline(store, set(range(PARTITIONS)))
@@ -179,7 +219,10 @@ def test_a_worker_never_advances_customers_of_partitions_it_does_not_own() -> No
             worker.commit()
     before = {c: store.load([c])[c].clock for c in store.customers()}
     # worker a alone, with a wall clock far ahead: only its own customers move
-    wall = pipeline(store, {0, 1}, mode="wall", wall=UNTIL)
+    now = [UNTIL]
+    wall = pipeline(store, {0, 1}, mode="wall", wall=now)
+    assert wall.advance() is None              # just assigned: not idle yet
+    now[0] += 3_000
     step = wall.advance()
     assert step is not None
     wall.commit()
@@ -264,10 +307,11 @@ async def test_runtime_publishes_before_the_commit_point() -> None:
     runtime = WorkerRuntime(pipeline(store, {0, 1, 2, 3}), publisher)
     records = records_for(LINES[:400], PARTITIONS)
     await runtime.handle(records)
-    assert publisher.calls == len({r.partition for r in records})
-    # every publish saw the store before that partition's commit: the first saw it empty
-    assert publisher.customers_at_publish[0] == []
-    assert runtime.health.batches == publisher.calls and runtime.health.events == 400
+    assert len({r.partition for r in records}) == PARTITIONS
+    # one publish for the whole batch, before the one (merged) commit of its 4 partitions
+    assert publisher.calls == 1 and publisher.customers_at_publish == [[]]
+    assert store.commit_calls == 1
+    assert runtime.health.batches == 1 and runtime.health.events == 400
     assert store.customers()
 
 
@@ -328,7 +372,7 @@ rules:
 async def test_wall_clock_tick_breaks_a_quiet_customers_promise() -> None:
     now = [1_795_000_000_000]
     store = SharedStore()
-    clock = StreamClock("wall", QUIET.settings.lateness, wall=lambda: now[0])
+    clock = StreamClock("wall", QUIET.settings.lateness, idle_after=1_000, wall=lambda: now[0])
     p = StreamPipeline(QUIET, store, events_topic="events", outputs=TOPICS, clock=clock)
     p.assign({0, 1, 2, 3}, PARTITIONS)
     publisher = RecordingPublisher()
