@@ -10,7 +10,7 @@ import gzip
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,20 @@ def test_a_week_of_1000_customers(week: list[dict[str, Any]]) -> None:
         "standard", "gold"}
     customers = {r["customer"] for r in week}
     assert 950 <= len(customers) <= 1000
+
+
+@pytest.mark.parametrize("start", ["2026-10-20T00:00:00+02:00",     # crosses the end of DST
+                                   "2026-11-04T09:30:17+01:00",     # mid-week, odd second
+                                   "2026-03-25T00:00:00+00:00"])    # UTC start, DST begins
+def test_any_start_gives_ordered_valid_events_inside_the_period(start: str) -> None:
+    begin = datetime.fromisoformat(start)
+    records = list(simulate(SimulationConfig(seed=4, customers=120, days=10, start=begin)))
+    times = [_ms(r) for r in records]
+    assert times == sorted(times)
+    assert parse_time(start) <= times[0] and times[-1] < parse_time(start) + 10 * DAY
+    assert all(EVENTS_SCHEMA.is_valid(r) for r in records[::20])
+    if not start.startswith("2026-11"):
+        assert {r["time"][-6:] for r in records} == {"+01:00", "+02:00"}  # local offsets
 
 
 def test_volume_scales_with_customers_times_days() -> None:

@@ -30,11 +30,16 @@ def local_ms(day: date, hour: int, minute: int, zone: ZoneInfo) -> int:
 
 
 class BusinessClock:
-    """Open intervals between two instants, with O(log n) "business time elapsed" both ways."""
+    """Open intervals between two instants, with O(log n) "business time elapsed" both ways.
+
+    Instants are milliseconds since `origin_ms` (epoch ms): small ints are cheaper than epoch
+    milliseconds for the arithmetic and comparisons of the hot path.
+    """
 
     def __init__(self, zone: ZoneInfo, first: date, last: date, hours: tuple[int, int],
-                 days: Iterable[int], closed: frozenset[date]) -> None:
+                 days: Iterable[int], closed: frozenset[date], origin_ms: int = 0) -> None:
         self.zone = zone
+        self.origin_ms = origin_ms
         self.closed = closed
         self.days = frozenset(days)
         self._starts: list[int] = []
@@ -44,8 +49,8 @@ class BusinessClock:
         day = first
         while day <= last:
             if self.is_business_day(day):
-                lo = local_ms(day, hours[0], 0, zone)
-                hi = local_ms(day, hours[1], 0, zone)
+                lo = local_ms(day, hours[0], 0, zone) - origin_ms
+                hi = local_ms(day, hours[1], 0, zone) - origin_ms
                 self._starts.append(lo)
                 self._ends.append(hi)
                 self._before.append(total)
@@ -89,14 +94,22 @@ class BusinessClock:
 
     def local_date(self, ms: int) -> date:
         """The local calendar date of an instant."""
-        return datetime.fromtimestamp(ms // 1000, self.zone).date()
+        return datetime.fromtimestamp((ms + self.origin_ms) // 1000, self.zone).date()
+
+    def at(self, day: date, hour: int, minute: int = 0) -> int:
+        """The instant of a local wall-clock time (as `local_ms`, from the origin)."""
+        return local_ms(day, hour, minute, self.zone) - self.origin_ms
 
 
 class TimeFormatter:
-    """Epoch ms -> RFC 3339 with the local offset (second precision), cached per minute."""
+    """Instants -> RFC 3339 with the local offset (second precision), cached per minute.
 
-    def __init__(self, zone: ZoneInfo) -> None:
+    `format` and `naive` take milliseconds since `origin_ms`; `minute` an epoch minute.
+    """
+
+    def __init__(self, zone: ZoneInfo, origin_ms: int = 0) -> None:
         self.zone = zone
+        self.origin_ms = origin_ms
         self._cache: dict[int, tuple[str, str]] = {}
 
     def minute(self, minute: int) -> tuple[str, str]:
@@ -115,12 +128,12 @@ class TimeFormatter:
 
     def format(self, ms: int) -> str:
         """RFC 3339 with offset, e.g. 2026-11-02T09:15:00+01:00 (milliseconds dropped)."""
-        seconds = ms // 1000
+        seconds = (ms + self.origin_ms) // 1000
         parts = self.minute(seconds // 60)
         return parts[0] + SECONDS[seconds % 60] + parts[1]
 
     def naive(self, ms: int) -> str:
         """The same local wall-clock time without its offset (only for malformed lines)."""
-        seconds = ms // 1000
+        seconds = (ms + self.origin_ms) // 1000
         parts = self.minute(seconds // 60)
         return parts[0] + SECONDS[seconds % 60]

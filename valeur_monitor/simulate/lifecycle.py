@@ -14,7 +14,6 @@ from valeur_monitor.simulate.clock import (
     HOUR_MS,
     BusinessClock,
     TimeFormatter,
-    local_ms,
     public_holidays,
 )
 from valeur_monitor.simulate.config import SimulationConfig
@@ -51,17 +50,21 @@ class Operation:
         zone = ZoneInfo(config.timezone)
         self.zone = zone
         start = config.start.astimezone(zone)
-        self.start_ms = int(start.timestamp() * 1000)
+        # every instant below is ms since `origin_ms`, the whole minute at or before the start
+        start_epoch_ms = int(start.timestamp() * 1000)
+        self.origin_ms = start_epoch_ms - start_epoch_ms % 60_000
+        self.start_ms = start_epoch_ms - self.origin_ms
         self.end_ms = self.start_ms + config.days * DAY_MS
         first = start.date() - timedelta(days=1)
         last = start.date() + timedelta(days=config.days + 30)
         closed = public_holidays(config.holidays_country, range(first.year, last.year + 1))
         self.clock = BusinessClock(zone, first, last, config.business_hours,
-                                   config.business_days, closed)
-        self.formatter = TimeFormatter(zone)
+                                   config.business_days, closed, self.origin_ms)
+        self.formatter = TimeFormatter(zone, self.origin_ms)
         self.population: Population = build_population(config, self.rng)
         self.sched = Scheduler(self.start_ms, self.end_ms, config.disorder,
-                               config.disorder_window_seconds * 1000, config.seed ^ 0x5EED_D150)
+                               config.disorder_window_seconds * 1000, config.seed ^ 0x5EED_D150,
+                               self.origin_ms)
         self.sla_ms = int(config.first_reply_sla_hours * HOUR_MS)
         self.gold_sla_ms = int(config.gold_first_reply_sla_hours * HOUR_MS)
         opening, closing = config.business_hours
@@ -106,7 +109,7 @@ class Operation:
         t = self.start_ms
         while t < self.end_ms:
             local = self.clock.local_date(t)
-            hour = (t - local_ms(local, 0, 0, self.zone)) // HOUR_MS
+            hour = (t - self.clock.at(local, 0)) // HOUR_MS
             day_factor = (1.0, 1.0, 1.0, 1.0, 1.0, 0.35, 0.2)[local.weekday()]
             if local in self.clock.closed:
                 day_factor = 0.3
@@ -355,7 +358,7 @@ class Operation:
             while not self.clock.is_business_day(day):
                 day += timedelta(days=1)
         lo, hi = VISIT_SLOTS[int(self.rng.random() * len(VISIT_SLOTS))]
-        return local_ms(day, lo, 0, self.zone), local_ms(day, hi, 0, self.zone)
+        return self.clock.at(day, lo), self.clock.at(day, hi)
 
     def _visit(self, t: int, req: Context, agent: str) -> int:
         """Schedule a visit 2-5 days ahead; returns when the request is back to open."""

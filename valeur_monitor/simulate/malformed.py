@@ -29,7 +29,8 @@ class Malformer:
         self.count = 0
 
     def after(self, record: dict[str, Any], t: int) -> Iterator[dict[str, Any]]:
-        """The bad lines (usually none) to emit right after `record` (event time `t`, ms)."""
+        """The bad lines (usually none) to emit right after `record` (its time `t`, as `naive`
+        takes it)."""
         rnd = self._rng.random
         expected = self._per_good
         while expected > 0:

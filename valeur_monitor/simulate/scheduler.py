@@ -10,16 +10,18 @@ from random import Random
 from typing import Any
 
 BUCKET_MS = 3_600_000
+BUCKET_S = BUCKET_MS // 1000
 
 # What the events of one obligation share: (customer, ref, source, channel, team, and those
 # five as the middle of a canonical JSON line, built once for all its events).
 Context = tuple[str, str, str, str, str, str]
-# (release ms, sequence number, event time ms, type, context, index of the event's data in its
-# bucket's side list). Tuples of atoms only, which the garbage collector stops tracking: a tuple
-# holding the data dict itself would be traversed by every collection, and a million of them
-# would make the collector the main cost.
-Entry = tuple[int, int, int, str, Context, int]
-Batch = tuple[list[Entry], list[dict[str, Any]]]
+# (release, sequence number, event time, type, context); release and event time in seconds since
+# the origin (small ints are much cheaper than epoch milliseconds to compare, divide and sort).
+# The event's data is in a side list at index `sequence number - 1`. Tuples of atoms only,
+# which the garbage collector stops tracking: a tuple holding the data dict itself would be
+# traversed by every collection, and a million of them would make the collector the main cost.
+Entry = tuple[int, int, int, str, Context]
+Batch = tuple[list[Entry], list[dict[str, Any] | None]]
 Push = Callable[[int, str, Context, dict[str, Any]], None]
 
 
@@ -41,43 +43,43 @@ class Scheduler:
     """
 
     def __init__(self, start_ms: int, end_ms: int, disorder: float, window_ms: int,
-                 seed: int) -> None:
-        self.start_ms = start_ms
+                 seed: int, origin_ms: int) -> None:
+        if origin_ms % 60_000 or start_ms < 0:
+            raise ValueError("the origin must be a whole minute, at or before the start")
+        self.start_ms = start_ms   # ms since origin_ms, like every instant pushed
         self.end_ms = end_ms
+        self.base_ms = origin_ms   # epoch ms of the origin, for consumers formatting times
         self.disorder = disorder
         self.window_ms = window_ms
         self._rng = Random(seed)  # separate stream: disorder never changes the events themselves
-        size = (end_ms + window_ms - start_ms) // BUCKET_MS + 2
+        size = (end_ms + window_ms) // BUCKET_MS + 2
         self._buckets: list[list[Entry]] = [[] for _ in range(size)]
-        self._data: list[list[dict[str, Any]]] = [[] for _ in range(size)]
-        self._seq = count(1)
+        self._data: list[dict[str, Any] | None] = []   # by sequence number - 1; None once out
+        self._seq = count(1)   # numbers the deferred actions
         self._actions: list[tuple[int, int, Any]] = []   # (time, seq, action) heap
         self.push: Push = self._make_push()
 
     def _make_push(self) -> Push:
         """The hot path, as a closure over locals (a method would look everything up)."""
-        start, end, window, bucket_ms = self.start_ms, self.end_ms, self.window_ms, BUCKET_MS
-        buckets, datas, seq = self._buckets, self._data, self._seq
+        end, window, bucket_s = self.end_ms, self.window_ms // 1000, BUCKET_S
+        buckets, datas = self._buckets, self._data
+        keep = datas.append
         disorder, rnd = self.disorder, self._rng.random
 
         def push(t: int, etype: str, ctx: Context, data: dict[str, Any]) -> None:
             """Queue an event at `t` (ms, truncated to the second); dropped past the end."""
             if t < end:
-                t -= t % 1000
-                index = (t - start) // bucket_ms
-                side = datas[index]
-                side.append(data)
-                buckets[index].append((t, next(seq), t, etype, ctx, len(side) - 1))
+                second = t // 1000
+                keep(data)
+                buckets[second // bucket_s].append((second, len(datas), second, etype, ctx))
 
         def push_late(t: int, etype: str, ctx: Context, data: dict[str, Any]) -> None:
             """As `push`, but a share `disorder` of events is released up to `window` late."""
             if t < end:
-                t -= t % 1000
-                release = t + 1 + int(rnd() * window) if rnd() < disorder else t
-                index = (release - start) // bucket_ms
-                side = datas[index]
-                side.append(data)
-                buckets[index].append((release, next(seq), t, etype, ctx, len(side) - 1))
+                second = t // 1000
+                release = second + 1 + int(rnd() * window) if rnd() < disorder else second
+                keep(data)
+                buckets[release // bucket_s].append((release, len(datas), second, etype, ctx))
 
         if disorder:
             return push_late
@@ -99,13 +101,14 @@ class Scheduler:
     def run(self, perform: Callable[[int, Any], None]) -> Iterator[Batch]:
         """Run the actions in time order; yield each hour's events, sorted, once it is final.
 
-        A batch is (entries, data): entry[-1] is the index of the event's data in `data`.
+        A batch is (entries, data): an entry's data is `data[seq - 1]`, which the consumer
+        sets to None once used (so memory holds only the events still queued).
         """
         actions = self._actions
         ready = 0
         while actions:
             t, _, action = heappop(actions)
-            current = (t - self.start_ms) // BUCKET_MS
+            current = t // BUCKET_MS
             while ready < current:   # nothing pending can land before the current action
                 yield self._take(ready)
                 ready += 1
@@ -114,7 +117,7 @@ class Scheduler:
             yield self._take(index)
 
     def _take(self, index: int) -> Batch:
-        bucket, datas = self._buckets[index], self._data[index]
-        self._buckets[index], self._data[index] = [], []
+        bucket = self._buckets[index]
+        self._buckets[index] = []
         bucket.sort(key=itemgetter(0))
-        return bucket, datas
+        return bucket, self._data
