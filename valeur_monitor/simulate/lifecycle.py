@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator
 from datetime import timedelta
+from math import floor
 from random import Random
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -170,7 +171,7 @@ class Operation:
             channel = (pop.preferred[c] if rnd() < 0.6
                        else pop.channels[pick(pop.channel_cum, rnd())])
         agents = pop.agents[team]
-        agent = agents[int(rnd() * len(agents))]
+        agent = agents[floor(rnd() * len(agents))]
 
         req = context(cust, ref, "helpdesk", channel, team)
         t = t0
@@ -178,7 +179,7 @@ class Operation:
             push(t, "contact.inbound",
                  context(cust, ref, SOURCE_OF_CHANNEL.get(channel, "helpdesk"), channel, team),
                  {"topic": topic.name})
-            t += 30_000 + int(rnd() * 270_000)
+            t += 30_000 + floor(rnd() * 270_000)
         opened = t
         push(opened, "request.opened", req, {"topic": topic.name, "tier": pop.tiers[c]})
         self._remember(c, topic.name, opened)
@@ -193,7 +194,7 @@ class Operation:
         if rnd() < rates.callback:
             self._callback(first, req, agent)
         if fcr:
-            resolved = first + MIN_MS + int(rnd() * 9 * MIN_MS)
+            resolved = first + MIN_MS + floor(rnd() * 9 * MIN_MS)
             push(resolved, "request.resolved", req,
                  {"agent_replies": 1, "reopened": False, "agent": agent})
         else:
@@ -207,13 +208,13 @@ class Operation:
         clock = self.clock
         sla = self.gold_sla_ms if tier == "gold" else self.sla_ms
         if rnd() < self.rates.late_first_reply:   # after the SLA, by 30 min to 12 business hours
-            return clock.add(opened, sla + 30 * MIN_MS + int(rnd() * 11.5 * HOUR_MS))
+            return clock.add(opened, sla + 30 * MIN_MS + floor(rnd() * 11.5 * HOUR_MS))
         if channel in ("phone", "chat") and clock.is_open(opened):
-            return opened + MIN_MS + int(rnd() * 14 * MIN_MS)   # answered live
+            return opened + MIN_MS + floor(rnd() * 14 * MIN_MS)   # answered live
         if not clock.is_open(opened) and rnd() < self.config.off_hours_reply_share:
-            return opened + 10 * MIN_MS + int(rnd() * 90 * MIN_MS)   # the evening/weekend shift
+            return opened + 10 * MIN_MS + floor(rnd() * 90 * MIN_MS)   # the evening/weekend shift
         budget = int(sla * 0.9) - 5 * MIN_MS
-        return clock.add(opened, 5 * MIN_MS + int(rnd() * max(0, budget)))
+        return clock.add(opened, 5 * MIN_MS + floor(rnd() * max(0, budget)))
 
     def _conversation(self, first: int, req: Context, agent: str, visit: bool) -> int:
         """Agent replies 2-6 with customer waits between; returns the final resolution time."""
@@ -221,8 +222,8 @@ class Operation:
         push = self.sched.push
         clock = self.clock
         update = self.update_ms
-        replies_target = 2 + int(rnd() ** 1.5 * 5)
-        gap_at = 1 + int(rnd() * (replies_target - 1)) if rnd() < self.rates.no_update else 0
+        replies_target = 2 + floor(rnd() ** 1.5 * 5)
+        gap_at = 1 + floor(rnd() * (replies_target - 1)) if rnd() < self.rates.no_update else 0
         t = first
         replies = 1
         for stretch in range(1, replies_target):
@@ -232,41 +233,41 @@ class Operation:
             if stretch == 1 and visit:
                 base = self._visit(t, req, agent)   # on hold meanwhile
             elif rnd() < 0.65:   # waiting on the customer (status pending)
-                asked = t + MIN_MS + int(rnd() * 2 * MIN_MS)
+                asked = t + MIN_MS + floor(rnd() * 2 * MIN_MS)
                 push(asked, "request.status_changed", req, {"status": "pending", "agent": agent})
-                answer = asked + 20 * MIN_MS + int(rnd() * 30 * HOUR_MS)
+                answer = asked + 20 * MIN_MS + floor(rnd() * 30 * HOUR_MS)
                 if clock.between(t, answer) > 12 * HOUR_MS:
-                    answer = clock.add(t, 20 * MIN_MS + int(rnd() * 11 * HOUR_MS))
+                    answer = clock.add(t, 20 * MIN_MS + floor(rnd() * 11 * HOUR_MS))
                 push(answer, "request.customer_replied", req, {})
-                base = answer + 1000 + int(rnd() * 59_000)
+                base = answer + 1000 + floor(rnd() * 59_000)
                 push(base, "request.status_changed", req, {"status": "open"})
                 spent = clock.between(t, base)
             elif rnd() < 0.12:   # parked with a third party for a few business hours
-                held = t + MIN_MS + int(rnd() * 2 * MIN_MS)
+                held = t + MIN_MS + floor(rnd() * 2 * MIN_MS)
                 push(held, "request.status_changed", req, {"status": "on_hold", "agent": agent})
-                base = clock.add(held, HOUR_MS + int(rnd() * 5 * HOUR_MS))
+                base = clock.add(held, HOUR_MS + floor(rnd() * 5 * HOUR_MS))
                 push(base, "request.status_changed", req, {"status": "open", "agent": agent})
                 spent = clock.between(t, base)
             else:
                 base = t
             if stretch == gap_at:   # the destroyer: no agent update for longer than the SLA
-                nxt = clock.add(base, update + HOUR_MS + int(rnd() * 8 * HOUR_MS))
+                nxt = clock.add(base, update + HOUR_MS + floor(rnd() * 8 * HOUR_MS))
             else:   # comfortably inside the SLA, whether or not waits pause its clock
                 room = max(0, min(12 * HOUR_MS, update - 2 * HOUR_MS - spent) - 10 * MIN_MS)
-                nxt = clock.add(base, 10 * MIN_MS + int(rnd() * room))
+                nxt = clock.add(base, 10 * MIN_MS + floor(rnd() * room))
             push(nxt, "request.agent_replied", req, {"agent": agent})
             replies += 1
             t = nxt
-        resolved = t + MIN_MS + int(rnd() * 30 * MIN_MS)
+        resolved = t + MIN_MS + floor(rnd() * 30 * MIN_MS)
         push(resolved, "request.resolved", req,
              {"agent_replies": replies, "reopened": False, "agent": agent})
         if resolved < self.end_ms and rnd() < self.rates.reopen:
-            back = resolved + 2 * HOUR_MS + int(rnd() * 94 * HOUR_MS)
+            back = resolved + 2 * HOUR_MS + floor(rnd() * 94 * HOUR_MS)
             push(back, "request.reopened", req, {})
-            nxt = clock.add(back, 10 * MIN_MS + int(rnd() * 7 * HOUR_MS))
+            nxt = clock.add(back, 10 * MIN_MS + floor(rnd() * 7 * HOUR_MS))
             push(nxt, "request.agent_replied", req, {"agent": agent})
             replies += 1
-            resolved = nxt + MIN_MS + int(rnd() * 30 * MIN_MS)
+            resolved = nxt + MIN_MS + floor(rnd() * 30 * MIN_MS)
             push(resolved, "request.resolved", req,
                  {"agent_replies": replies, "reopened": True, "agent": agent})
         return resolved
@@ -282,8 +283,8 @@ class Operation:
         pop = self.population
         cust, ref, _, channel, team, _ = req
         others = [ch for ch in pop.channels if ch != channel] or [channel]
-        other = others[int(rnd() * len(others))]
-        when = opened + 2 * HOUR_MS + int(rnd() * (REPEAT_WITHIN_MS - 2 * HOUR_MS))
+        other = others[floor(rnd() * len(others))]
+        when = opened + 2 * HOUR_MS + floor(rnd() * (REPEAT_WITHIN_MS - 2 * HOUR_MS))
         self._remember(c, topic.name, when)
         if rnd() < self.rates.repeat_new_request:
             self.sched.defer(when, (c, topic.name, other, True))
@@ -295,12 +296,12 @@ class Operation:
     def _survey(self, resolved: int, req: Context) -> None:
         rnd = self.rng.random
         rates = self.rates
-        answered = resolved + HOUR_MS + int(rnd() * 71 * HOUR_MS)
+        answered = resolved + HOUR_MS + floor(rnd() * 71 * HOUR_MS)
         u = rnd()
         if u < rates.survey_happy:
-            score = 4 + int(rnd() * 2)
+            score = 4 + floor(rnd() * 2)
         elif u < rates.survey_happy + rates.survey_unhappy:
-            score = 1 + int(rnd() * 2)
+            score = 1 + floor(rnd() * 2)
         else:
             score = 3
         cust, ref, _, channel, team, _ = req
@@ -317,12 +318,12 @@ class Operation:
         rates = self.rates
         self.callbacks += 1
         cref = f"cb-{self.callbacks:06d}"
-        promised = t + 30_000 + int(rnd() * 90_000)
+        promised = t + 30_000 + floor(rnd() * 90_000)
         if promised >= self.end_ms:
             return
         cust, ref, _, _, team, _ = req
         call = context(cust, cref, "telephony", "phone", team)
-        due = self.clock.add(promised, 30 * MIN_MS + int(rnd() * 7.5 * HOUR_MS))
+        due = self.clock.add(promised, 30 * MIN_MS + floor(rnd() * 7.5 * HOUR_MS))
         due += -due % (15 * MIN_MS)   # promised on the quarter hour
         push(promised, "callback.promised", call,
              {"promised_at": self.formatter.format(due), "request": ref, "agent": agent})
@@ -330,14 +331,14 @@ class Operation:
         if u < rates.callback_missed:
             return
         if u < rates.callback_missed + rates.callback_late:   # well past the 15-minute grace
-            done = due + 30 * MIN_MS + int(rnd() * 4 * HOUR_MS)
+            done = due + 30 * MIN_MS + floor(rnd() * 4 * HOUR_MS)
         elif u < rates.callback_missed + rates.callback_late + rates.callback_cancelled:
-            cancelled = promised + MIN_MS + int(rnd() * max(0, due - promised - 2 * MIN_MS))
+            cancelled = promised + MIN_MS + floor(rnd() * max(0, due - promised - 2 * MIN_MS))
             push(cancelled, "callback.cancelled", call,
                  {"request": ref, "reason": "customer_cancelled"})
             return
         else:   # on time: within the 20 minutes before the promised time
-            done = max(promised + MIN_MS, due - int(rnd() * 20 * MIN_MS))
+            done = max(promised + MIN_MS, due - floor(rnd() * 20 * MIN_MS))
         push(done, "callback.completed", call,
              {"request": ref, "agent": agent, "outcome": "reached"})
 
@@ -352,12 +353,12 @@ class Operation:
         days = [today + timedelta(days=n) for n in range(first, last + 1)]
         open_days = [d for d in days if self.clock.is_business_day(d)]
         if open_days:
-            day = open_days[int(self.rng.random() * len(open_days))]
+            day = open_days[floor(self.rng.random() * len(open_days))]
         else:
             day = days[-1] + timedelta(days=1)
             while not self.clock.is_business_day(day):
                 day += timedelta(days=1)
-        lo, hi = VISIT_SLOTS[int(self.rng.random() * len(VISIT_SLOTS))]
+        lo, hi = VISIT_SLOTS[floor(self.rng.random() * len(VISIT_SLOTS))]
         return self.clock.at(day, lo), self.clock.at(day, hi)
 
     def _visit(self, t: int, req: Context, agent: str) -> int:
@@ -368,8 +369,8 @@ class Operation:
         fmt = self.formatter.format
         self.visits += 1
         vref = f"visit-{self.visits:06d}"
-        tech = self.population.technicians[int(rnd() * len(self.population.technicians))]
-        booked = t + MIN_MS + int(rnd() * 2 * MIN_MS)
+        tech = self.population.technicians[floor(rnd() * len(self.population.technicians))]
+        booked = t + MIN_MS + floor(rnd() * 2 * MIN_MS)
         if booked >= self.end_ms:
             return booked
         ref = req[1]
@@ -380,11 +381,11 @@ class Operation:
         push(booked + 30_000, "request.status_changed", req, {"status": "on_hold", "agent": agent})
         u = rnd()
         if u < rates.visit_cancelled:
-            gone = booked + HOUR_MS + int(rnd() * max(0, start - booked - 3 * HOUR_MS))
+            gone = booked + HOUR_MS + floor(rnd() * max(0, start - booked - 3 * HOUR_MS))
             push(gone, "visit.cancelled", field, {"request": ref, "reason": "customer_cancelled"})
             return self._resume(gone, req, agent)
         if u < rates.visit_cancelled + rates.visit_rescheduled:
-            moved = booked + HOUR_MS + int(rnd() * 19 * HOUR_MS)
+            moved = booked + HOUR_MS + floor(rnd() * 19 * HOUR_MS)
             ahead = int((start - booked) // DAY_MS)
             start, end = self._window(booked, ahead + 1, ahead + 3)   # 1-3 days later
             push(moved, "visit.rescheduled", field, {"window_start": fmt(start),
@@ -393,16 +394,16 @@ class Operation:
         else:
             self._confirm(booked, start, field, ref)
         if rnd() < rates.visit_no_show:   # the technician does not come to the final window
-            done = end + 5 * MIN_MS + int(rnd() * 55 * MIN_MS)
+            done = end + 5 * MIN_MS + floor(rnd() * 55 * MIN_MS)
             push(done, "visit.no_show", field, {"request": ref, "technician": tech})
         else:
-            done = start + 30 * MIN_MS + int(rnd() * (end - start - 40 * MIN_MS))
+            done = start + 30 * MIN_MS + floor(rnd() * (end - start - 40 * MIN_MS))
             push(done, "visit.completed", field, {"request": ref, "technician": tech,
-                                                  "duration_min": 30 + int(rnd() * 60)})
+                                                  "duration_min": 30 + floor(rnd() * 60)})
         return self._resume(done, req, agent)
 
     def _resume(self, t: int, req: Context, agent: str) -> int:
-        back = t + 5 * MIN_MS + int(self.rng.random() * 55 * MIN_MS)
+        back = t + 5 * MIN_MS + floor(self.rng.random() * 55 * MIN_MS)
         self.sched.push(back, "request.status_changed", req, {"status": "open", "agent": agent})
         return back
 
@@ -418,7 +419,7 @@ class Operation:
         else:
             hi = start - DAY_MS - 30 * MIN_MS
             lo = max(after + 5 * MIN_MS, hi - 2 * DAY_MS)
-        when = lo + int(rnd() * max(0, hi - lo))
+        when = lo + floor(rnd() * max(0, hi - lo))
         self.sched.push(when, "visit.confirmed", field,
                         {"window_start": self.formatter.format(start), "request": ref})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from heapq import heapify, heappop, heappush
 from itertools import count
+from math import floor
 from operator import itemgetter
 from random import Random
 from typing import Any
@@ -77,7 +78,7 @@ class Scheduler:
             """As `push`, but a share `disorder` of events is released up to `window` late."""
             if t < end:
                 second = t // 1000
-                release = second + 1 + int(rnd() * window) if rnd() < disorder else second
+                release = second + 1 + floor(rnd() * window) if rnd() < disorder else second
                 keep(data)
                 buckets[release // bucket_s].append((release, len(datas), second, etype, ctx))
 
