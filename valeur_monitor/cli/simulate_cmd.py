@@ -87,7 +87,8 @@ def simulate_command(
         raise typer.Exit(1) from None
     elapsed = time.perf_counter() - began
     target = "stdout" if out == "-" else out
-    typer.echo(f"simulate: {count:,} events -> {target} ({customers:,} customers, {days} days "
+    what = "events" if not bad_rate else f"lines (events and ~{bad_rate:.1%} malformed)"
+    typer.echo(f"simulate: {count:,} {what} -> {target} ({customers:,} customers, {days} days "
                f"from {config.start.date().isoformat()}, seed {seed}; {elapsed:.1f}s, "
                f"{count / max(elapsed, 1e-9):,.0f} events/s)", err=True)
     sys.stderr.flush()
