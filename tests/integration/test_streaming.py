@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from valeur_monitor.store.redis import RedisStore
 from valeur_monitor.streaming.outputs import H_REASON, H_SOURCE
 
 from .streaming_support import (
+    CLI,
     ROOT,
     Worker,
     compare_stores,
@@ -210,20 +212,29 @@ def test_kill_9_mid_stream_then_restart_changes_nothing(stream: Stream, workers:
     expected, _ = embedded(rules, path, until)
 
     a, b = start_group(stream, workers, ["worker-a", "worker-b"])
-    run_cli(["produce", str(path), "--no-progress"], stream.env)
-    wait_for("worker-a mid-stream", lambda: a.status().get("events", 0) >= 3000, 60, 0.05)
-    a.kill(signal.SIGKILL)
-    a.proc.wait(10)  # type: ignore[union-attr]
-    assert a.proc.returncode == -signal.SIGKILL  # type: ignore[union-attr]
-    a2 = stream.worker("worker-a2").start()
-    workers.append(a2)
+    producer = subprocess.Popen([CLI, "produce", str(path), "--no-progress", "--rate", "8000"],
+                                env=stream.env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        wait_for("worker-a mid-stream", lambda: a.status().get("events", 0) >= 3000, 60, 0.05)
+        processed = a.status().get("events", 0) + b.status().get("events", 0)
+        a.kill(signal.SIGKILL)
+        a.proc.wait(10)  # type: ignore[union-attr]
+        assert a.proc.returncode == -signal.SIGKILL  # type: ignore[union-attr]
+        a2 = stream.worker("worker-a2").start()
+        workers.append(a2)
+        assert producer.wait(120) == 0
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+    assert processed < count                 # killed while events were still flowing
     wait_consumed(kafka_admin, stream.group, stream.events, PARTITIONS, 240, [a2, b])
     duplicates = a2.metric("valeur_events_duplicate_total") + b.metric(
         "valeur_events_duplicate_total")
     assert a2.stop() == 0 and b.stop() == 0
     run_cli(["advance", "--until", format_time(until)], stream.env)
     check_equivalent(stream, rules, expected)
-    print(f"\n{count:,} events, kill -9 after {3000}+; duplicates absorbed: {duplicates:.0f}")
+    print(f"\n{count:,} events, kill -9 after {processed:,} processed; duplicates absorbed: "
+          f"{duplicates:.0f}")
 
 
 QUIET_RULES = """

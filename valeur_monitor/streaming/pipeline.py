@@ -244,7 +244,7 @@ class WorkerRuntime:
                 "process", lambda: asyncio.to_thread(self.pipeline.process_batch, records),
                 undo=self.pipeline.discard)
             self.health.seconds["process"] += time.perf_counter() - began
-            await self._finish(step)
+            await self._finish(step, batch=True)
 
     async def tick(self) -> None:
         """Timer: advance stream time while idle (wall mode), or drain what became due."""
@@ -254,10 +254,11 @@ class WorkerRuntime:
             step = await self._retry("advance", lambda: asyncio.to_thread(self.pipeline.advance),
                                      undo=self.pipeline.discard)
             if step is not None:
-                await self._finish(step)
+                await self._finish(step, batch=False)
 
     # -- internals -------------------------------------------------------------------------------
-    async def _finish(self, step: Step) -> None:
+    async def _finish(self, step: Step, *, batch: bool) -> None:
+        """Publish, then commit (the commit point), then count."""
         h = self.health
         began = time.perf_counter()
         if step.messages:
@@ -268,12 +269,18 @@ class WorkerRuntime:
         h.seconds["publish"] += published - began
         h.seconds["commit"] += committed - published
         seconds = step.seconds + (committed - began)
-        h.batches += 1
-        h.events += step.result.received
-        h.rerouted += step.rerouted
-        h.last_batch = time.time()
-        if self.metrics is not None:
-            record_batch(self.metrics, step.result, seconds)
+        result = step.result
+        if batch:
+            h.batches += 1
+            h.events += result.received
+            h.rerouted += step.rerouted
+            h.last_batch = time.time()
+        if self.metrics is None:
+            return
+        if batch or result.entries or result.notices or result.outcomes or result.dead_letters:
+            record_batch(self.metrics, result, seconds)
+        elif result.watermark:       # a tick that only moved stream time: not a batch
+            self.metrics.set_watermark(result.watermark, int(time.time() * 1000))
 
     async def _retry(self, operation: str, call: Callable[[], Awaitable[T]],
                      undo: Callable[[], None] | None = None) -> T:

@@ -13,6 +13,7 @@ import pytest
 from tests.unit.streaming.fakes import RecordingPublisher, SharedStore, records_for
 from valeur_monitor.engine.rules import RuleSet, load_rules, load_rules_text
 from valeur_monitor.runner.embedded import EmbeddedRunner
+from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.service import Processor
 from valeur_monitor.simulate import SimulationConfig, simulate
 from valeur_monitor.simulate.malformed import RAW_KEY
@@ -376,22 +377,32 @@ async def test_wall_clock_tick_breaks_a_quiet_customers_promise() -> None:
     p = StreamPipeline(QUIET, store, events_topic="events", outputs=TOPICS, clock=clock)
     p.assign({0, 1, 2, 3}, PARTITIONS)
     publisher = RecordingPublisher()
-    runtime = WorkerRuntime(p, publisher)
+    metrics = metrics_for(QUIET)
+    runtime = WorkerRuntime(p, publisher, metrics)
     from valeur_monitor.engine.event import format_time
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
 
     line = orjson.dumps({"id": "e1", "type": "callback.promised", "time": format_time(now[0]),
                          "customer": "quiet", "ref": "cb",
                          "data": {"promised_at": format_time(now[0] + 2000)}})
     home = key_partition(b"quiet", PARTITIONS)
     await runtime.handle([Record(home, 0, b"quiet", line)])
+    assert sample("valeur_batch_size_count") == 1
     for step_ms in (500, 500, 500, 500):
         now[0] += step_ms
         await runtime.tick()
         assert store.ledger("quiet") == []   # deadline + lateness not reached yet
+    assert sample("valeur_batch_size_count") == 1             # ticks are not batches
+    assert sample("valeur_watermark_timestamp_seconds") == (now[0] - 1000) / 1000
     now[0] += 1000                            # now = deadline + lateness
     await runtime.tick()
     [entry] = store.ledger("quiet")
     assert entry.outcome == "broken" and entry.value == -2.0
     assert [m.topic for m in publisher.messages] == ["scores"]
+    assert sample("valeur_rule_outcomes_total", rule="missed-callback", outcome="broken",
+                  team="none", channel="none") == 1
+    assert runtime.health.batches == 1
     await runtime.tick()                      # nothing new: no step, no publish
     assert len(publisher.messages) == 1
