@@ -1,7 +1,8 @@
 """The worker's logic, testable without a broker: batches in, the shared Processor, outputs out.
 
-`StreamPipeline` (synchronous) runs one partition's batch through the shared `Processor` over a
-`WorkerScope` of the Redis store, and builds the messages to publish. `WorkerRuntime` (asyncio)
+`StreamPipeline` (synchronous) runs a batch through the shared `Processor` over a `WorkerScope` of
+the Redis store, one call per partition (each with its partition's stream time), and builds the
+messages to publish. `WorkerRuntime` (asyncio)
 orders the steps of every batch so that the Redis commit is the commit point:
 
     process (commit staged) -> publish outputs, wait for acks -> apply the commit -> ack offsets
@@ -52,7 +53,7 @@ class Step:
 
 
 class StreamPipeline:
-    """Synchronous core: one partition's records -> Processor -> staged commit + messages."""
+    """Synchronous core: records -> Processor per partition -> staged commits + messages."""
 
     def __init__(self, rules: RuleSet, store: Store, *, events_topic: str,
                  outputs: OutputTopics, clock: StreamClock) -> None:
