@@ -1,0 +1,50 @@
+"""The faust wiring without a broker: settings -> app configuration, credentials."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import faust
+import pytest
+
+from valeur_monitor.settings import KafkaSettings, load_settings
+from valeur_monitor.streaming.app import create_app, credentials
+
+pytestmark = pytest.mark.unit
+
+
+def test_credentials_follow_the_security_protocol(tmp_path: Path) -> None:
+    assert credentials(KafkaSettings()) is None
+    sasl = credentials(KafkaSettings(security_protocol="SASL_SSL",
+                                     sasl_mechanism="SCRAM-SHA-512", sasl_username="u",
+                                     sasl_password="p"))  # type: ignore[arg-type]
+    assert isinstance(sasl, faust.SASLCredentials)
+    assert (sasl.username, sasl.password, sasl.mechanism.value) == ("u", "p", "SCRAM-SHA-512")
+    assert isinstance(sasl.ssl_context, ssl.SSLContext)
+    plain = credentials(KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                                      sasl_username="u", sasl_password="p"))  # type: ignore[arg-type]
+    assert isinstance(plain, faust.SASLCredentials) and plain.ssl_context is None
+    assert isinstance(credentials(KafkaSettings(security_protocol="SSL")), faust.SSLCredentials)
+
+
+def test_create_app_wires_agent_timer_pages_and_settings(tmp_path: Path) -> None:
+    settings = load_settings(redis_url="memory", kafka={"bootstrap_servers": "k1:9092,k2:9092"},
+                             topics={"events": "ev", "dead_letters": "dl"},
+                             worker={"app_id": "vm-test", "web_port": 7001, "clock": "event",
+                                     "datadir": str(tmp_path / "data")})
+    app = create_app(settings)
+    conf = app.conf
+    assert conf.id == "vm-test" and conf.web_port == 7001
+    assert conf.broker_session_timeout == 10.0 and conf.topic_allow_declare is False
+    assert conf.store.scheme == "memory" and Path(conf.datadir) == tmp_path / "data"
+    assert [str(u) for u in conf.broker] == ["kafka://k1:9092", "kafka://k2:9092"]
+    [agent] = app.agents.values()
+    assert agent.channel.get_topic_name() == "ev"
+    runtime = app.valeur_runtime  # type: ignore[attr-defined]
+    assert runtime.pipeline.outputs.dead_letters == "dl"
+    assert runtime.pipeline.outputs.score_updates == "valeur.score-updates"
+    assert runtime.pipeline.clock.mode == "event"
+    assert runtime.ready() == (False, "waiting for a partition assignment")
+    paths = {route.resource.canonical for route in app.web.web_app.router.routes()}
+    assert {"/metrics", "/healthz", "/readyz"} <= paths
