@@ -18,6 +18,9 @@ from valeur_monitor.errors import EventError, RuleIssue, RuleLoadError
 from valeur_monitor.store.base import Commit, Store
 
 
+DUE_SLICE = 10_000  # customers advanced per store round when many timers fall due at once
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A record that could not be used, kept whole with the reason."""
@@ -41,6 +44,19 @@ class BatchResult:
     late: int = 0
     watermark: int = 0
     changed: dict[str, CustomerState] = field(default_factory=dict)
+
+    def absorb(self, other: BatchResult) -> None:
+        """Add another result's effects (results of disjoint customers, or successive slices)."""
+        self.received += other.received
+        self.events.extend(other.events)
+        self.entries.extend(other.entries)
+        self.notices.extend(other.notices)
+        self.outcomes.extend(other.outcomes)
+        self.dead_letters.extend(other.dead_letters)
+        self.duplicates += other.duplicates
+        self.late += other.late
+        self.watermark = max(self.watermark, other.watermark)
+        self.changed.update(other.changed)
 
 
 class Processor:
@@ -109,7 +125,8 @@ class Processor:
                  result: BatchResult) -> None:
         store, engine = self.store, self.engine
         while True:
-            due = [c for c in store.due(watermark) if c not in states]
+            listed = store.due(watermark, DUE_SLICE)
+            due = [c for c in listed if c not in states]
             if due:
                 states.update(store.load(due))
             for state in states.values():
@@ -117,18 +134,13 @@ class Processor:
             commit = Commit(states=states, watermark=watermark, entries=out.entries,
                             due={c: engine.next_due(s) for c, s in states.items()})
             store.commit(commit)
-            result.entries.extend(out.entries)
-            result.notices.extend(out.notices)
-            result.outcomes.extend(out.outcomes)
-            result.events.extend(out.processed)
-            result.duplicates += out.duplicates
-            result.late += out.late
-            result.changed.update(states)
-            for event in out.too_late:
-                result.dead_letters.append(DeadLetter(
-                    orjson.dumps(to_canonical(event)), "too_late",
-                    f"event {event.id} is older than the late horizon of its customer"))
-            result.watermark = watermark
-            if len(due) < 10_000:
+            result.absorb(BatchResult(
+                events=out.processed, entries=out.entries, notices=out.notices,
+                outcomes=out.outcomes, duplicates=out.duplicates, late=out.late,
+                watermark=watermark, changed=states,
+                dead_letters=[DeadLetter(orjson.dumps(to_canonical(event)), "too_late",
+                                         f"event {event.id} is older than the late horizon "
+                                         "of its customer") for event in out.too_late]))
+            if len(listed) < DUE_SLICE:
                 return
             states, out = {}, Output()  # a very large due set: continue in slices

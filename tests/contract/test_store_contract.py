@@ -116,7 +116,7 @@ def snapshot(store: Store) -> Snapshot:
         all_ranked=store.ranking(len(customers) + 5),
         due_promises={t: store.due_promises(t) for t in times},
         watermark=watermark,
-        due_final=store.due(watermark + 30 * DAY),   # last: memory's due() consumes
+        due_final=store.due(watermark + 30 * DAY),
     )
 
 
@@ -254,6 +254,7 @@ def test_due_is_ordered_by_time_then_customer(make_store: StoreFactory) -> None:
     assert store.due(99) == []
     # Callers (the Processor) recommit every customer due() returns, with its new due time.
     assert store.due(250, limit=3) == ["b", "e", "c"]
+    assert store.due(250, limit=3) == ["b", "e", "c"]  # a query: nothing is consumed
     store.commit(Commit(states={c: make_state(c) for c in "bec"},
                         due={"b": 400, "e": -1, "c": 260}, watermark=250))
     assert store.due(300) == ["f", "c", "a"]

@@ -55,7 +55,10 @@ class Store(Protocol):
         ...
 
     def due(self, until: int, limit: int = 10_000) -> list[str]:
-        """Customers with something due at or before `until`, earliest first."""
+        """Customers with something due at or before `until`, earliest first (ties by id).
+
+        A pure query: a customer stays due until a commit gives it a new due time.
+        """
         ...
 
     def watermark(self) -> int:

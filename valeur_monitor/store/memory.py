@@ -34,7 +34,7 @@ class MemoryStore:
         for customer, due in commit.due.items():
             if due < 0:
                 self._due.pop(customer, None)
-            elif self._due.get(customer) != due:
+            elif self._due.get(customer) != due:  # an older heap item becomes stale
                 self._due[customer] = due
                 heapq.heappush(self._heap, (due, customer))
         for entry in commit.entries:
@@ -45,15 +45,20 @@ class MemoryStore:
         self._watermark = max(self._watermark, commit.watermark)
 
     def due(self, until: int, limit: int = 10_000) -> list[str]:
-        out: list[str] = []
+        """A pure query, like Redis's: what it returns stays due until recommitted."""
+        out: list[tuple[int, str]] = []
+        seen: set[str] = set()
         heap = self._heap
-        # Stale heap items (due time changed since) are skipped; live ones stay until recommitted.
+        # Stale heap items (due time changed since, or a second copy of a live one) are dropped
+        # for good; live ones go back.
         while heap and heap[0][0] <= until and len(out) < limit:
             due, customer = heapq.heappop(heap)
-            if self._due.get(customer) == due:
-                out.append(customer)
-                del self._due[customer]
-        return out
+            if self._due.get(customer) == due and customer not in seen:
+                seen.add(customer)
+                out.append((due, customer))
+        for item in out:
+            heapq.heappush(heap, item)
+        return [customer for _, customer in out]
 
     def watermark(self) -> int:
         return self._watermark

@@ -167,17 +167,8 @@ def _merge(results: Sequence[BatchResult]) -> BatchResult:
     if len(results) == 1:
         return results[0]
     out = BatchResult()
-    for r in results:
-        out.received += r.received
-        out.events.extend(r.events)
-        out.entries.extend(r.entries)
-        out.notices.extend(r.notices)
-        out.outcomes.extend(r.outcomes)
-        out.dead_letters.extend(r.dead_letters)
-        out.duplicates += r.duplicates
-        out.late += r.late
-        out.watermark = max(out.watermark, r.watermark)
-        out.changed.update(r.changed)
+    for result in results:
+        out.absorb(result)
     return out
 
 

@@ -13,8 +13,8 @@ The shared `Processor` reads three things from its store that a worker must scop
   are disjoint: one Redis round trip). A crash before the flush redelivers the batch and
   publishes the outputs again (at-least-once outputs); a crash after it is absorbed by dedupe.
 
-Requires a store whose ``due`` only reads (the Redis store). `MemoryStore.due` pops what it
-returns, so customers filtered out here would be lost from its due index.
+The store's ``due`` is a pure query (a protocol guarantee checked by the contract suite),
+so customers filtered out here stay due for the worker that owns them.
 """
 
 from __future__ import annotations
