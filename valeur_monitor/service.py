@@ -17,7 +17,6 @@ from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.errors import EventError, RuleIssue, RuleLoadError
 from valeur_monitor.store.base import Commit, Store
 
-
 DUE_SLICE = 10_000  # customers advanced per store round when many timers fall due at once
 
 
