@@ -88,3 +88,17 @@ def test_rules_test_passes_on_shipped_tests_and_fails_on_a_wrong_expectation(
     failed = runner.invoke(app, ["rules", "test", str(wrong)])
     assert failed.exit_code == 1
     assert "score of c1: expected 0, got -9" in failed.output
+
+
+def test_run_reads_a_real_pipe_on_stdin(tmp_path: Path) -> None:
+    """stdin as a pipe (not seekable): no progress position, the run still completes."""
+    import subprocess
+    import sys
+
+    data = b"\n".join(orjson.dumps(e) for e in EVENTS) + b"\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "valeur_monitor.cli.main", "run", "-", "--rules",
+         str(ROOT / "rules"), "--dead-letters", str(tmp_path / "d.jsonl")],
+        input=data, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"3 records" in done.stdout

@@ -29,3 +29,7 @@ app.add_typer(topics_app, name="topics")
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,8 @@ def read_batches(stream: BinaryIO, size: int,
     """Non-empty lines in batches of `size`; `progress` gets compressed-or-plain bytes read."""
     batch: list[bytes] = []
     raw = getattr(stream, "fileobj", None) or stream
+    if not raw.seekable():
+        progress = None  # a pipe has no position to report
     last = 0
     for line in stream:
         if line.strip():
