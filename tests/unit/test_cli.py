@@ -102,3 +102,32 @@ def test_run_reads_a_real_pipe_on_stdin(tmp_path: Path) -> None:
         input=data, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert b"3 records" in done.stdout
+
+
+def test_lines_from_a_quiet_pipe_are_not_held_back() -> None:
+    """A live producer that pauses: what it already sent is processed before it resumes."""
+    import os
+    import threading
+    import time
+
+    from valeur_monitor.runner.inputs import read_batches
+
+    read_fd, write_fd = os.pipe()
+    got: list[tuple[float, int]] = []
+    began = time.monotonic()
+
+    def consume() -> None:
+        with os.fdopen(read_fd, "rb") as stream:
+            for batch in read_batches(stream, 1000):
+                got.append((time.monotonic() - began, len(batch)))
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    os.write(write_fd, b'{"a": 1}\n{"a": 2}\n{"a": 3')
+    time.sleep(1.0)
+    assert [n for _, n in got] == [2]  # flushed during the pause, the partial line kept
+    os.write(write_fd, b'}\n')
+    os.close(write_fd)
+    reader.join(timeout=5)
+    assert [n for _, n in got] == [2, 1]
+    assert got[0][0] < 0.9

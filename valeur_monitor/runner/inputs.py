@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import os
+import select
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+LIVE_FLUSH = 0.2  # seconds without new input after which received lines are processed
 
 
 def open_input(name: str) -> BinaryIO:
@@ -31,10 +35,13 @@ def input_size(name: str) -> int | None:
 def read_batches(stream: BinaryIO, size: int,
                  progress: Callable[[int], None] | None = None) -> Iterator[list[bytes]]:
     """Non-empty lines in batches of `size`; `progress` gets compressed-or-plain bytes read."""
-    batch: list[bytes] = []
     raw = getattr(stream, "fileobj", None) or stream
     if not raw.seekable():
-        progress = None  # a pipe has no position to report
+        # A pipe or terminal: no position to report, and a quiet producer must not hold back
+        # the lines already received.
+        yield from _live_batches(raw.fileno(), size)
+        return
+    batch: list[bytes] = []
     last = 0
     for line in stream:
         if line.strip():
@@ -51,3 +58,26 @@ def read_batches(stream: BinaryIO, size: int,
     if progress is not None:
         with contextlib.suppress(OSError, ValueError):
             progress(raw.tell() - last)
+
+
+def _live_batches(fd: int, size: int, quiet: float = LIVE_FLUSH) -> Iterator[list[bytes]]:
+    """Lines from a pipe: a batch ends at `size` lines or after `quiet` seconds without data."""
+    pending = b""
+    batch: list[bytes] = []
+    while True:
+        if batch and not select.select([fd], [], [], quiet)[0]:
+            yield batch
+            batch = []
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        batch.extend(line + b"\n" for line in lines if line.strip())
+        while len(batch) >= size:
+            yield batch[:size]
+            batch = batch[size:]
+    if pending.strip():
+        batch.append(pending)
+    if batch:
+        yield batch
