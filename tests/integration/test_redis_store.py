@@ -355,3 +355,26 @@ def test_flushed_script_cache_is_reloaded(store: RedisStore, redis_client: redis
     processor.process(lines[BATCH:2 * BATCH])
     assert store.client.script_exists(store._commit_script.sha) == [True]
     assert len(store.customers()) > 0
+
+
+def test_explain_reads_a_customer_from_redis(redis_db_url: str, tmp_path: Path) -> None:
+    """`explain --store redis://...` shows the stored score and ledger of one customer."""
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(
+        b'{"id": "n1", "type": "visit.no_show", "time": "2026-11-02T12:00:00Z",'
+        b' "customer": "cx", "ref": "v1"}\n')
+    run = subprocess.run([sys.executable, "-m", "valeur_monitor.cli.main", "run", str(events),
+                          "--store", redis_db_url, "--rules", str(ROOT / "rules"),
+                          "--dead-letters", str(tmp_path / "d.jsonl")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    shown = subprocess.run([sys.executable, "-m", "valeur_monitor.cli.main", "explain", "cx",
+                            "--store", redis_db_url], capture_output=True, text=True,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "-9 points" in shown.stdout and "technician-no-show" in shown.stdout
+    assert "stored score -9.00" in shown.stdout
+    missing = subprocess.run([sys.executable, "-m", "valeur_monitor.cli.main", "explain", "nobody",
+                              "--store", redis_db_url], capture_output=True, text=True,
+                             check=False)
+    assert missing.returncode == 1 and "no ledger entries" in missing.stderr
