@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -10,21 +11,33 @@ from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_SCAN_DAYS = 3700  # ten years: a calendar with no open hour at all must not loop forever
+_GROW_DAYS = 366       # the interval table grows a year at a time
+_MAX_TABLE_DAYS = 40 * 366  # wider spans (odd timestamps) take the day-by-day walk
+_SURELY_WITHIN = (_MAX_SCAN_DAYS - 2) * 86_400_000  # closer than this: inside the walk's reach
 
 
 @dataclass(frozen=True)
 class Calendar:
-    """Open intervals per weekday (minutes from midnight) in `timezone`; `holidays` are closed."""
+    """Open intervals per weekday (minutes from midnight) in `timezone`; `holidays` are closed.
+
+    `add` and `between` answer from a table of open intervals as epoch-ms integers with prefix
+    sums (two bisections, no datetime per call); the day-by-day walk they replaced is kept as
+    `add_by_days`/`between_by_days`, the reference the table is property-tested against and the
+    path for instants too far from the table.
+    """
 
     name: str
     timezone: str
     weekly: tuple[tuple[tuple[int, int], ...], ...]  # index 0 = Monday
     holidays: frozenset[date] = field(default_factory=frozenset)
+    _table: _Table = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_table", _Table(self))
 
     def _zone(self) -> ZoneInfo:
         return _zone(self.timezone)
 
-    @lru_cache(maxsize=4096)  # noqa: B019 - calendars live as long as the rule set
     def open_intervals(self, day: date) -> tuple[tuple[int, int], ...]:
         """Open intervals of one local day as epoch-ms pairs (DST-correct)."""
         if day in self.holidays:
@@ -40,13 +53,26 @@ class Calendar:
             out.append((int(start.timestamp() * 1000), int(end.timestamp() * 1000)))
         return tuple(out)
 
-    def _local_date(self, ms: int) -> date:
+    def local_date(self, ms: int) -> date:
+        """The calendar's local date at an instant."""
         return datetime.fromtimestamp(ms / 1000, self._zone()).date()
 
     def add(self, start_ms: int, business_ms: int) -> int:
         """The instant when `business_ms` of open time have elapsed after `start_ms`."""
+        found = self._table.add(start_ms, business_ms)
+        return found if found is not None else self.add_by_days(start_ms, business_ms)
+
+    def between(self, start_ms: int, end_ms: int) -> int:
+        """Open time (ms) between two instants; 0 when end <= start."""
+        if end_ms <= start_ms:
+            return 0
+        found = self._table.between(start_ms, end_ms)
+        return found if found is not None else self.between_by_days(start_ms, end_ms)
+
+    def add_by_days(self, start_ms: int, business_ms: int) -> int:
+        """`add` walking local days one by one (the reference implementation)."""
         remaining = business_ms
-        day = self._local_date(start_ms)
+        day = self.local_date(start_ms)
         cursor = start_ms
         for _ in range(_MAX_SCAN_DAYS):
             for lo, hi in self.open_intervals(day):
@@ -60,13 +86,13 @@ class Calendar:
             day += timedelta(days=1)
         raise ValueError(f"calendar {self.name!r} has no open hours in ten years")
 
-    def between(self, start_ms: int, end_ms: int) -> int:
-        """Open time (ms) between two instants; 0 when end <= start."""
+    def between_by_days(self, start_ms: int, end_ms: int) -> int:
+        """`between` walking local days one by one (the reference implementation)."""
         if end_ms <= start_ms:
             return 0
         total = 0
-        day = self._local_date(start_ms)
-        last = self._local_date(end_ms)
+        day = self.local_date(start_ms)
+        last = self.local_date(end_ms)
         while day <= last:
             for lo, hi in self.open_intervals(day):
                 lo, hi = max(lo, start_ms), min(hi, end_ms)
@@ -74,6 +100,105 @@ class Calendar:
                     total += hi - lo
             day += timedelta(days=1)
         return total
+
+
+class _Table:
+    """Open intervals of a span of local days as sorted integers, with open time before each.
+
+    The span grows on demand (a year at a time) up to `_MAX_TABLE_DAYS`; beyond that, or when
+    a DST oddity makes an interval empty or out of order, the caller takes the day walk.
+    """
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self.first: date | None = None
+        self.days = 0
+        self.start_ms = self.end_ms = 0       # covered instants: [start_ms, end_ms)
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+        self.before: list[int] = []           # open ms of the table before interval i
+        self.after: list[int] = []            # before[i] + (hi[i] - lo[i])
+        self.usable = True
+
+    def _midnight(self, day: date) -> int:
+        zone = self.calendar._zone()
+        return int(datetime.combine(day, time(0), zone).timestamp() * 1000)
+
+    def _cover(self, first: date, last: date) -> bool:
+        """Make the table span at least [first, last]; False if it would be too large."""
+        if self.first is not None:
+            first = min(first, self.first)
+            last = max(last, self.first + timedelta(days=self.days - 1))
+        days = (last - first).days + 1
+        if days > _MAX_TABLE_DAYS:
+            return False
+        lo: list[int] = []
+        hi: list[int] = []
+        day = first
+        for _ in range(days):
+            for a, b in self.calendar.open_intervals(day):
+                if b < a or (hi and a < hi[-1]):
+                    self.usable = False  # not a sorted run of disjoint intervals
+                lo.append(a)
+                hi.append(b)
+            day += timedelta(days=1)
+        before, after, total = [], [], 0
+        for a, b in zip(lo, hi, strict=True):
+            before.append(total)
+            total += b - a
+            after.append(total)
+        self.first, self.days = first, days
+        self.start_ms, self.end_ms = self._midnight(first), self._midnight(day)
+        self.lo, self.hi, self.before, self.after = lo, hi, before, after
+        return True
+
+    def _reach(self, ms: int) -> bool:
+        """Make sure `ms` is inside the table (with a year of margin after it)."""
+        if self.start_ms <= ms < self.end_ms and self.first is not None:
+            return self.usable
+        day = self.calendar.local_date(ms)
+        return self._cover(day - timedelta(days=7), day + timedelta(days=_GROW_DAYS)) and (
+            self.usable)
+
+    def _scan_limit(self, start_ms: int) -> int:
+        """Where the day walk gives up: local midnight `_MAX_SCAN_DAYS` after start's day."""
+        return self._midnight(self.calendar.local_date(start_ms) + timedelta(days=_MAX_SCAN_DAYS))
+
+    def _open_before(self, ms: int) -> int:
+        i = bisect_right(self.lo, ms) - 1
+        if i < 0:
+            return 0
+        return self.before[i] + min(ms, self.hi[i]) - self.lo[i]
+
+    def between(self, start_ms: int, end_ms: int) -> int | None:
+        if not (self._reach(start_ms) and self._reach(end_ms)):
+            return None
+        return self._open_before(end_ms) - self._open_before(start_ms)
+
+    def add(self, start_ms: int, business_ms: int) -> int | None:
+        if not self._reach(start_ms):
+            return None
+        limit = -1  # local midnight ten years after start's day, computed only when needed
+        while True:
+            j = bisect_right(self.hi, start_ms)      # first interval still open after start
+            if j < len(self.hi):
+                target = self.before[j] + max(self.lo[j], start_ms) - self.lo[j] + business_ms
+                k = bisect_left(self.after, target, j)
+                if k < len(self.after):
+                    if self.lo[k] - start_ms < _SURELY_WITHIN:
+                        return self.lo[k] + target - self.before[k]
+                    limit = self._scan_limit(start_ms) if limit < 0 else limit
+                    if self.lo[k] >= limit:
+                        break
+                    return self.lo[k] + target - self.before[k]
+            limit = self._scan_limit(start_ms) if limit < 0 else limit
+            if self.end_ms >= limit:
+                break
+            assert self.first is not None
+            last = self.first + timedelta(days=self.days - 1 + _GROW_DAYS)
+            if not self._cover(self.first, last) or not self.usable:
+                return None
+        raise ValueError(f"calendar {self.calendar.name!r} has no open hours in ten years")
 
 
 @lru_cache(maxsize=64)
