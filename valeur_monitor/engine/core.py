@@ -128,6 +128,11 @@ class Engine:
     def _expect(self, state: CustomerState, rule: ExpectRule, roles: Roles, event: Event,
                 out: Output, late: bool) -> None:
         slot = f"{rule.id}\x1f{event.ref}"
+        self._expect_slot(state, rule, roles, event, out, late, slot)
+        _touch(state, slot)
+
+    def _expect_slot(self, state: CustomerState, rule: ExpectRule, roles: Roles, event: Event,
+                     out: Output, late: bool, slot: str) -> None:
         promise = state.promises.get(slot)
         if promise is not None:
             if roles.keep and P.hit(roles.keep, event):
@@ -171,15 +176,20 @@ class Engine:
     # -- timers -------------------------------------------------------------------------------
     @staticmethod
     def _next_timer(state: CustomerState) -> tuple[int, str] | None:
-        best_at, best_slot = -1, ""
-        for slot, promise in state.promises.items():
-            when = promise.due
-            if when >= 0 and (best_at < 0 or when < best_at or (when == best_at
-                                                               and slot < best_slot)):
-                best_at, best_slot = when, slot
-        return (best_at, best_slot) if best_at >= 0 else None
+        if state.next_at == -2:  # not known (a state from before the field, or after a removal)
+            state.next_at, state.next_slot = -1, ""
+            for slot, promise in state.promises.items():
+                when = promise.due
+                if when >= 0 and (state.next_at < 0 or when < state.next_at or (
+                        when == state.next_at and slot < state.next_slot)):
+                    state.next_at, state.next_slot = when, slot
+        return (state.next_at, state.next_slot) if state.next_at >= 0 else None
 
     def _fire(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
+        self._fire_slot(state, slot, at, out)
+        _touch(state, slot)
+
+    def _fire_slot(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
         promise = state.promises[slot]
         rule = self.expect_by_id.get(promise.rule)
         if rule is None or promise.broken_at >= 0 or promise.paused_at >= 0:
@@ -236,3 +246,19 @@ class Engine:
             check_score_alerts(state, self._score_alerts, at, out.notices)
         if self._count_alerts:
             count_outcome(state, self._count_alerts, rule_id, outcome, at, out.notices)
+
+
+def _touch(state: CustomerState, slot: str) -> None:
+    """Keep the state's earliest timer right after the promise in `slot` changed or went."""
+    if state.next_at == -2:
+        return  # unknown already: the next read scans
+    promise = state.promises.get(slot)
+    when = promise.due if promise is not None else -1
+    if state.next_at >= 0 and slot == state.next_slot:
+        if 0 <= when <= state.next_at:
+            state.next_at = when  # still the earliest
+        else:
+            state.next_at = -2  # the earliest moved later or went: find the new earliest
+    elif when >= 0 and (state.next_at < 0 or when < state.next_at or (
+            when == state.next_at and slot < state.next_slot)):
+        state.next_at, state.next_slot = when, slot

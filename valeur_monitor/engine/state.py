@@ -62,6 +62,10 @@ class CustomerState(msgspec.Struct, gc=False):
     alerts_fired: list[str] = msgspec.field(default_factory=list)  # alerts awaiting re-arm
     score: Score = msgspec.field(default_factory=Score)
     reasons: dict[str, float] = msgspec.field(default_factory=dict)  # rule -> undecayed value
+    # The earliest promise timer (due, slot), kept up to date by the engine as promises change
+    # so that advancing never scans the promises; next_at -2 means "not known: scan once".
+    next_at: int = -2
+    next_slot: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -15,8 +15,7 @@ class MemoryStore:
 
     def __init__(self, ledger_cap: int | None = None) -> None:
         self._states: dict[str, CustomerState] = {}
-        self._due: dict[str, int] = {}
-        self._heap: list[tuple[int, str]] = []
+        self._due = DueIndex()
         self._ledgers: dict[str, list[LedgerEntry]] = {}
         self._watermark = 0
         self._cap = ledger_cap
@@ -31,12 +30,7 @@ class MemoryStore:
 
     def commit(self, commit: Commit) -> None:
         self._states.update(commit.states)
-        for customer, due in commit.due.items():
-            if due < 0:
-                self._due.pop(customer, None)
-            elif self._due.get(customer) != due:  # an older heap item becomes stale
-                self._due[customer] = due
-                heapq.heappush(self._heap, (due, customer))
+        self._due.update(commit.due)
         for entry in commit.entries:
             ledger = self._ledgers.setdefault(entry.customer, [])
             ledger.append(entry)
@@ -46,19 +40,7 @@ class MemoryStore:
 
     def due(self, until: int, limit: int = 10_000) -> list[str]:
         """A pure query, like Redis's: what it returns stays due until recommitted."""
-        out: list[tuple[int, str]] = []
-        seen: set[str] = set()
-        heap = self._heap
-        # Stale heap items (due time changed since, or a second copy of a live one) are dropped
-        # for good; live ones go back.
-        while heap and heap[0][0] <= until and len(out) < limit:
-            due, customer = heapq.heappop(heap)
-            if self._due.get(customer) == due and customer not in seen:
-                seen.add(customer)
-                out.append((due, customer))
-        for item in out:
-            heapq.heappush(heap, item)
-        return [customer for _, customer in out]
+        return self._due.query(until, limit)
 
     def watermark(self) -> int:
         return self._watermark
@@ -89,3 +71,52 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
+
+
+class DueIndex:
+    """Customers by next due time, in buckets of `width` ms: a commit moves a customer between
+    two sets (no stale entries pile up), a query sorts only the buckets it reaches."""
+
+    def __init__(self, width: int = 60_000) -> None:
+        self.width = width
+        self._at: dict[str, int] = {}
+        self._buckets: dict[int, set[str]] = {}
+        self._order: list[int] = []  # heap of bucket numbers (each once), empty ones lazily gone
+
+    def update(self, due: dict[str, int]) -> None:
+        at, buckets, width = self._at, self._buckets, self.width
+        for customer, when in due.items():
+            before = at.get(customer)
+            if before == when or (before is None and when < 0):
+                continue
+            if before is not None:
+                buckets[before // width].discard(customer)
+            if when < 0:
+                del at[customer]
+                continue
+            at[customer] = when
+            number = when // width
+            bucket = buckets.get(number)
+            if bucket is None:
+                bucket = buckets[number] = set()
+                heapq.heappush(self._order, number)
+            bucket.add(customer)
+
+    def query(self, until: int, limit: int) -> list[str]:
+        """Customers due at or before `until`, earliest first (ties by id), at most `limit`."""
+        order, buckets, at = self._order, self._buckets, self._at
+        last = until // self.width
+        found: list[tuple[int, str]] = []
+        reached: list[int] = []
+        while order and order[0] <= last and len(found) < limit:
+            number = heapq.heappop(order)
+            bucket = buckets[number]
+            if not bucket:
+                del buckets[number]  # emptied by commits since: gone for good
+                continue
+            reached.append(number)
+            found.extend((when, c) for c in bucket if (when := at[c]) <= until)
+        for number in reached:
+            heapq.heappush(order, number)
+        found.sort()
+        return [customer for _, customer in found[:limit]]
