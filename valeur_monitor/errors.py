@@ -51,3 +51,17 @@ class StoreError(ValeurError):
 
 class BrokerError(ValeurError):
     """Kafka could not be reached or refused an operation."""
+
+
+class ApiError(ValeurError):
+    """An HTTP API request that cannot be answered; `status` and `title` become a problem."""
+
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        super().__init__(f"{status} {title}: {detail}" if detail else f"{status} {title}")
+
+
+class WebhookError(ValeurError):
+    """A webhook endpoint or the outbox is misconfigured or failed."""

@@ -31,6 +31,17 @@ BATCH_SECONDS_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 BATCH_SIZE_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
                              2000.0, 5000.0, 10000.0)
 
+def band_of(score: float, edges: tuple[float, float, float] = DEFAULT_BAND_EDGES) -> str:
+    """The band of a score: below edges[0] critical, below edges[1] at_risk, above edges[2]
+    positive, else neutral (the same bands in metrics, the API and exports)."""
+    low, mid, high = edges
+    if score < low:
+        return "critical"
+    if score < mid:
+        return "at_risk"
+    return "neutral" if score <= high else "positive"
+
+
 _M = TypeVar("_M", Counter, Gauge)
 Key = tuple[str, ...]
 
@@ -243,12 +254,7 @@ class Metrics:
         self._open_rules |= totals.keys()
 
     def band(self, score: float) -> str:
-        low, mid, high = self.band_edges
-        if score < low:
-            return "critical"
-        if score < mid:
-            return "at_risk"
-        return "neutral" if score <= high else "positive"
+        return band_of(score, self.band_edges)
 
     def set_score_bands(self, scores: Iterable[float]) -> None:
         """Count customers per band from ALL their scores (NaN skipped); see update_scores."""

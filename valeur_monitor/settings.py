@@ -37,10 +37,12 @@ from pydantic_settings import (
 )
 
 from valeur_monitor.errors import ConfigError
+from valeur_monitor.metrics import DEFAULT_BAND_EDGES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ClockMode = Literal["wall", "event"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+Scope = Literal["read", "admin"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 TOPIC_ROLES = ("events", "score-updates", "customer-alerts", "dead-letters")
 
@@ -147,6 +149,31 @@ class WorkerSettings(BaseModel):
     loglevel: str = "info"
 
 
+class ApiToken(BaseModel):
+    """One bearer token of the HTTP API: only its SHA-256 is configured, never the token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)          # shown in logs instead of the token
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["read"]))
+
+
+class ApiSettings(BaseModel):
+    """`serve` and `run --serve`: where the API listens, who may call it, how much it answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"             # loopback unless configured
+    port: int = Field(default=8080, ge=1, le=65535)
+    tokens: list[ApiToken] = Field(default_factory=list)  # none: open, and loopback only
+    max_page: int = Field(default=500, ge=1, le=10_000)
+    max_window: str = "90d"
+    losing_pool: int = Field(default=5000, ge=1, le=1_000_000)
+    band_edges: tuple[float, float, float] = DEFAULT_BAND_EDGES
+    redis_prefix: str = "vm:"
+
+
 class Settings(BaseSettings):
     """Everything a deployment configures (see the module docstring for the sources)."""
 
@@ -159,6 +186,7 @@ class Settings(BaseSettings):
     topology: Path | None = None                    # default: streams/topics.yaml
     topics: TopicNames = TopicNames()
     worker: WorkerSettings = WorkerSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("rules", mode="before")
     @classmethod

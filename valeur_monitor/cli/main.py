@@ -10,6 +10,7 @@ from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.produce_cmd import produce_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
+from valeur_monitor.cli.serve_cmd import serve_command, token_command
 from valeur_monitor.cli.simulate_cmd import simulate_command
 from valeur_monitor.cli.topics_cmd import topics_app
 from valeur_monitor.cli.worker_cmd import worker_command
@@ -25,6 +26,8 @@ app.command("worker")(worker_command)
 app.command("advance")(advance_command)
 app.command("produce")(produce_command)
 app.add_typer(topics_app, name="topics")
+app.command("serve")(serve_command)
+app.command("api-token")(token_command)
 
 
 def main() -> None:

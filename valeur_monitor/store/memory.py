@@ -45,6 +45,10 @@ class MemoryStore:
     def watermark(self) -> int:
         return self._watermark
 
+    def state(self, customer: str) -> CustomerState | None:
+        """The live state of a known customer (for the read side), else None."""
+        return self._states.get(customer)
+
     def score(self, customer: str) -> ScoreView | None:
         state = self._states.get(customer)
         return ScoreView.of(state) if state is not None else None

@@ -1,0 +1,1 @@
+"""The HTTP API and the customer pages (FastAPI), read-only over a read-side Reader."""

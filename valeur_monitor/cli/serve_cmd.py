@@ -1,0 +1,52 @@
+"""`valeur-monitor serve`: the HTTP API and customer pages over the scores in Redis."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from valeur_monitor.cli.common import print_error, rules_or_exit
+from valeur_monitor.errors import ValeurError
+from valeur_monitor.settings import load_settings
+
+
+def serve_command(
+    config: Annotated[str | None, typer.Option(help="settings file (TOML, YAML or .env)")] = None,
+    redis: Annotated[str | None, typer.Option(help="redis://host:port/db (default: settings)")
+                     ] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default: api.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: api.port)")] = None,
+    rules: Annotated[list[str] | None,
+                     typer.Option("--rules", "-r", help="rule files/dirs")] = None,
+) -> None:
+    """Serve the read-only HTTP API (OpenAPI at /openapi.json) and the customer pages."""
+    from valeur_monitor.api.resources import Context
+    from valeur_monitor.api.server import serve
+    from valeur_monitor.read.redis import RedisReader
+
+    try:
+        settings = load_settings(config)
+        ruleset = rules_or_exit(rules or settings.rule_paths())
+        reader = RedisReader.from_url(redis or settings.redis_url,
+                                      prefix=settings.api.redis_prefix)
+        reader.ping()
+        serve(Context(reader, ruleset, settings.api), host=host, port=port)
+    except ValeurError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+
+
+def token_command(
+    name: Annotated[str, typer.Argument(help="who the token is for (shown in access logs)")],
+    admin: Annotated[bool, typer.Option(help="grant the admin scope too")] = False,
+) -> None:
+    """Make a new API token: prints it once, and the settings entry holding only its hash."""
+    from valeur_monitor.api.auth import hash_token, new_token
+
+    token = new_token()
+    scopes = '["read", "admin"]' if admin else '["read"]'
+    typer.echo(f"token (give it to {name}; it is not stored anywhere): {token}")
+    typer.echo("settings entry:")
+    typer.echo(f'  [[api.tokens]]\n  name = "{name}"\n  sha256 = "{hash_token(token)}"\n'
+               f"  scopes = {scopes}")
