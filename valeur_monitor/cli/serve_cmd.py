@@ -22,11 +22,12 @@ def serve_command(
 ) -> None:
     """Serve the read-only HTTP API (OpenAPI at /openapi.json) and the customer pages."""
     from valeur_monitor.api.resources import Context
-    from valeur_monitor.api.server import serve
+    from valeur_monitor.api.server import check_bind, serve
     from valeur_monitor.read.redis import RedisReader
 
     try:
         settings = load_settings(config)
+        check_bind(host or settings.api.host, bool(settings.api.tokens))
         ruleset = rules_or_exit(rules or settings.rule_paths())
         reader = RedisReader.from_url(redis or settings.redis_url,
                                       prefix=settings.api.redis_prefix)
