@@ -38,6 +38,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/valeur-monitor rules check rules/
 	$(BIN)/valeur-monitor rules test rules/tests
+	$(BIN)/valeur-monitor sources check streams/sources
 	$(BIN)/python -m pytest
 
 dashboards: $(STAMP)

@@ -65,3 +65,23 @@ class ApiError(ValeurError):
 
 class WebhookError(ValeurError):
     """A webhook endpoint or the outbox is misconfigured or failed."""
+
+
+class SourceLoadError(ValeurError):
+    """Source mapping files were refused; carries every issue (file:line, mapping name)."""
+
+    def __init__(self, issues: list[RuleIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class IdentityError(ValeurError):
+    """An identity mapping file was refused; every problem as `file:line: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class IngestError(ApiError):
+    """A helpdesk webhook cannot be accepted; `status` and `title` become a problem body."""

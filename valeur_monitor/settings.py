@@ -174,6 +174,32 @@ class ApiSettings(BaseModel):
     redis_prefix: str = "vm:"
 
 
+class IngestSettings(BaseModel):
+    """The webhook ingest server and `import`: mappings, secrets, identities, output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"                         # loopback unless deliberately exposed
+    port: int = Field(default=8088, ge=1, le=65535)
+    sources: Annotated[list[str], NoDecode] = Field(default_factory=list)  # default streams/sources
+    body_limit: int = Field(default=1_048_576, ge=1024)   # bytes per request
+    output: str = "kafka"                           # "kafka", or a JSONL file appended with fsync
+    dead_letters: Path | None = None                # file output: default <output>.dead.jsonl
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)      # source -> signing secret
+    basic_users: dict[str, SecretStr] = Field(default_factory=dict)  # source -> "user:password"
+    identities: str | None = None                   # a CSV mapping file, or "redis"
+    identity_key: SecretStr | None = None           # HMAC key of derived customer ids
+    region: str | None = None                       # country of national numbers in `identities`
+    ack_timeout_s: float = Field(default=10.0, gt=0)    # Kafka acknowledgement wait, then 503
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+
 class Settings(BaseSettings):
     """Everything a deployment configures (see the module docstring for the sources)."""
 
@@ -187,6 +213,7 @@ class Settings(BaseSettings):
     topics: TopicNames = TopicNames()
     worker: WorkerSettings = WorkerSettings()
     api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @field_validator("rules", mode="before")
     @classmethod

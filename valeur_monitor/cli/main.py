@@ -7,11 +7,13 @@ import typer
 from valeur_monitor.cli.advance_cmd import advance_command
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
+from valeur_monitor.cli.import_cmd import import_command
 from valeur_monitor.cli.produce_cmd import produce_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
 from valeur_monitor.cli.serve_cmd import serve_command, token_command
 from valeur_monitor.cli.simulate_cmd import simulate_command
+from valeur_monitor.cli.sources_cmd import identities_app, sources_app
 from valeur_monitor.cli.topics_cmd import topics_app
 from valeur_monitor.cli.worker_cmd import worker_command
 
@@ -28,6 +30,9 @@ app.command("produce")(produce_command)
 app.add_typer(topics_app, name="topics")
 app.command("serve")(serve_command)
 app.command("api-token")(token_command)
+app.add_typer(sources_app, name="sources")
+app.add_typer(identities_app, name="identities")
+app.command("import")(import_command)
 
 
 def main() -> None:

@@ -74,3 +74,43 @@ def _first_line(message: str) -> str:
         return f"column {match.group(1)}: {match.group(2).strip()}"
     lines = [line for line in message.splitlines() if line.strip()]
     return lines[0] if lines else message
+
+
+# String helpers CEL's standard library lacks here (vendor payloads mix "Open" and "OPEN").
+FUNCTIONS: dict[str, Any] = {
+    "lower": lambda s: str(s).lower(),
+    "upper": lambda s: str(s).upper(),
+    "trim": lambda s: str(s).strip(),
+}
+
+
+class Expression:
+    """A compiled CEL expression over variables the caller names (source mappings use it).
+
+    Same dialect and compiler as rule conditions, plus `lower`, `upper` and `trim`.
+    """
+
+    __slots__ = ("_program", "source", "variables")
+
+    def __init__(self, source: str, allowed: frozenset[str]) -> None:
+        self.source = source
+        try:
+            program = cel.compile(source)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(_first_line(str(exc))) from None
+        unknown = sorted(set(program.variables()) - allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown name(s) {', '.join(unknown)} in {source!r}; "
+                f"use {', '.join(sorted(allowed))}"
+            )
+        self._program = program
+        self.variables = frozenset(program.variables())
+
+    def evaluate(self, variables: dict[str, Any]) -> Any:
+        """The value; raises LookupError/ValueError/RuntimeError/TypeError on errors."""
+        context = cel.Context()
+        for name, fn in FUNCTIONS.items():
+            context.add_function(name, fn)
+        context.update({k: v for k, v in variables.items() if k in self.variables})
+        return self._program.execute(context)

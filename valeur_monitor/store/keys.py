@@ -13,6 +13,7 @@ With the default prefix ``vm:`` and customer ``cust-1``::
     vm:ranking              ZSET    customer -> score total
     vm:due                  ZSET    customer -> next due instant (ms)
     vm:watermark            STRING  stream time reached (ms)
+    vm:identities           HASH    sha256 of an identity (email, phone...) -> customer, account
 
 No two customers can share a key: the suffixes after the tag (``state``, ``score``, ``reasons``,
 ``ledger``) contain no ``}`` and none ends with another, so ``<customer>}:<suffix>`` determines
@@ -65,6 +66,7 @@ class Keys:
         self.ranking = f"{prefix}ranking"
         self.due = f"{prefix}due"
         self.watermark = f"{prefix}watermark"
+        self.identities = f"{prefix}identities"  # HASH: hashed identity -> customer\taccount
 
     def tag(self, customer: str) -> str:
         """The common part of a customer's keys, hash tag included: ``vm:{c:<customer>}``."""
