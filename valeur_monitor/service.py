@@ -43,6 +43,7 @@ class BatchResult:
     late: int = 0
     watermark: int = 0
     changed: dict[str, CustomerState] = field(default_factory=dict)
+    rules_version: str = ""         # RuleSet.version of the rules that produced it
 
     def absorb(self, other: BatchResult) -> None:
         """Add another result's effects (results of disjoint customers, or successive slices)."""
@@ -56,6 +57,7 @@ class BatchResult:
         self.late += other.late
         self.watermark = max(self.watermark, other.watermark)
         self.changed.update(other.changed)
+        self.rules_version = other.rules_version or self.rules_version
 
 
 class Processor:
@@ -86,7 +88,7 @@ class Processor:
 
     def process(self, records: Sequence[bytes | str]) -> BatchResult:
         """Handle raw records (JSON lines or Kafka values); bad ones become dead letters."""
-        result = BatchResult(received=len(records))
+        result = BatchResult(received=len(records), rules_version=self.rules.version)
         events: list[Event] = []
         for raw in records:
             try:
@@ -99,7 +101,7 @@ class Processor:
     def process_events(self, events: Sequence[Event],
                        result: BatchResult | None = None) -> BatchResult:
         """Apply decoded events; stream time moves to (latest event − allowed lateness)."""
-        result = result or BatchResult(received=len(events))
+        result = result or BatchResult(received=len(events), rules_version=self.rules.version)
         watermark = self.store.watermark()
         if events:
             latest = max(e.time for e in events)
@@ -115,7 +117,7 @@ class Processor:
 
     def advance_to(self, until: int) -> BatchResult:
         """Move stream time without events (timers, idle streams, end of input)."""
-        result = BatchResult()
+        result = BatchResult(rules_version=self.rules.version)
         watermark = max(self.store.watermark(), until)
         self._advance({}, watermark, Output(), result)
         return result
@@ -136,7 +138,7 @@ class Processor:
             result.absorb(BatchResult(
                 events=out.processed, entries=out.entries, notices=out.notices,
                 outcomes=out.outcomes, duplicates=out.duplicates, late=out.late,
-                watermark=watermark, changed=states,
+                watermark=watermark, changed=states, rules_version=self.rules.version,
                 dead_letters=[DeadLetter(orjson.dumps(to_canonical(event)), "too_late",
                                          f"event {event.id} is older than the late horizon "
                                          "of its customer") for event in out.too_late]))

@@ -209,6 +209,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis_url: str = "redis://127.0.0.1:6379/0"
     rules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rules_label: str | None = None                  # `+label` of the rule-set version
     topology: Path | None = None                    # default: streams/topics.yaml
     topics: TopicNames = TopicNames()
     worker: WorkerSettings = WorkerSettings()

@@ -49,7 +49,7 @@ def test_run_writes_ledger_scores_and_dead_letters(tmp_path: Path, name: str) ->
         ("c3", "happy-survey", "matched")}
     with scores.open() as fh:
         by_customer = {r["customer"]: float(r["score"]) for r in csv.DictReader(fh)}
-    assert by_customer == {"c1": -5.0, "c2": -9.0, "c3": 2.0}
+    assert by_customer == {"c1": -5.0, "c2": -11.0, "c3": 2.0}
     letters = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert letters == [{"reason": "malformed_json", "detail": letters[0]["detail"],
                         "record": "not json"}]
@@ -57,7 +57,7 @@ def test_run_writes_ledger_scores_and_dead_letters(tmp_path: Path, name: str) ->
 
     explained = runner.invoke(app, ["explain", "c2", "--ledger", str(ledger)])
     assert explained.exit_code == 0
-    assert "technician-no-show" in explained.output and "-9" in explained.output
+    assert "technician-no-show" in explained.output and "-11" in explained.output
 
 
 def test_run_reads_stdin(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_rules_test_passes_on_shipped_tests_and_fails_on_a_wrong_expectation(
                      "'2026-11-02T09:00:00Z', customer: c1}\n    expect:\n      scores: {c1: 0}\n")
     failed = runner.invoke(app, ["rules", "test", str(wrong)])
     assert failed.exit_code == 1
-    assert "score of c1: expected 0, got -9" in failed.output
+    assert "score of c1: expected 0, got -11" in failed.output
 
 
 def test_run_reads_a_real_pipe_on_stdin(tmp_path: Path) -> None:

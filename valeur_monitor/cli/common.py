@@ -30,9 +30,11 @@ def default_rules() -> list[str]:
     return [str(Path(__file__).resolve().parents[2] / "rules")]
 
 
-def rules_or_exit(paths: list[str] | None) -> RuleSet:
+def rules_or_exit(paths: list[str] | None, label: str | None = None) -> RuleSet:
+    """Load rules or print every problem and exit 1; the label defaults to VALEUR_RULES_LABEL."""
     try:
-        return load_rules(paths or default_rules())
+        return load_rules(paths or default_rules(),
+                          label if label is not None else os.environ.get("VALEUR_RULES_LABEL"))
     except RuleLoadError as exc:
         err.print(f"[red]rules refused ({len(exc.issues)} problem(s)):[/red]")
         for issue in exc.issues:

@@ -73,6 +73,8 @@ def explain_command(
                   f"{len(rows)} entries", markup=True)
     if stored:
         console.print(stored, markup=False)
+    versions = sorted({r.get("rules_version") or "-" for r in rows})
+    console.print("rules version: " + ", ".join(versions), markup=False)
     console.print("by dimension: " + ", ".join(f"{d} {v:+g}" for d, v in sorted(by_dim.items())),
                   markup=False)
     console.print("by rule: " + ", ".join(

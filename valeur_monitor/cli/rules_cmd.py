@@ -18,7 +18,10 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 @rules_app.command("check")
-def check(paths: Annotated[list[str], typer.Argument(help="rule files or directories")]) -> None:
+def check(
+    paths: Annotated[list[str], typer.Argument(help="rule files or directories")],
+    strict: Annotated[bool, typer.Option("--strict", help="warnings fail too")] = False,
+) -> None:
     """Load rule files; list every problem with file:line and rule id; exit 1 if any."""
     try:
         ruleset = load_rules(paths)
@@ -27,9 +30,15 @@ def check(paths: Annotated[list[str], typer.Argument(help="rule files or directo
             out.print(str(issue), markup=False)
         err.print(f"[red]{len(exc.issues)} problem(s)[/red]")
         raise typer.Exit(1) from None
+    for warning in ruleset.warnings:
+        out.print(f"warning: {warning}", markup=False)
+    if strict and ruleset.warnings:
+        err.print(f"[red]{len(ruleset.warnings)} warning(s) with --strict[/red]")
+        raise typer.Exit(1)
     files = rule_files(paths)
     out.print(f"ok: {len(files)} file(s), {len(ruleset.rule_ids())} rules, "
-              f"{len(ruleset.alerts)} alerts, {len(ruleset.calendars)} calendars")
+              f"{len(ruleset.alerts)} alerts, {len(ruleset.calendars)} calendars, "
+              f"version {ruleset.version}")
 
 
 @rules_app.command("test")

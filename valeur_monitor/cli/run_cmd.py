@@ -42,7 +42,7 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
                     runner.feed(batch)
     report = runner.finish(until=parse_time(until) if until else None)
     if scores:
-        writer = ScoresWriter(scores)
+        writer = ScoresWriter(scores, ruleset.version)
         writer.write(v for c in store.customers() if (v := store.score(c)) is not None)
         writer.close()
     store.close()

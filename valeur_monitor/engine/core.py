@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from valeur_monitor.engine import promises as P
+from valeur_monitor.engine import valuation as V
 from valeur_monitor.engine.durations import format_duration
 from valeur_monitor.engine.event import Event, format_time
 from valeur_monitor.engine.explain import render
@@ -164,6 +165,11 @@ class Engine:
         effect = rule.kept if outcome == "kept" else rule.late
         if effect is None:
             return  # this rule does not value this outcome
+        worth = None
+        if outcome == "late":
+            wall = max(0, event.time - promise.deadline)
+            worth = V.late_values(rule, event, wall, P.sla_between(rule, promise.deadline,
+                                                                    event.time))
         extra = {
             "waited": format_duration(event.time - promise.opened_at),
             "deadline": format_time(promise.deadline),
@@ -171,7 +177,7 @@ class Engine:
         }
         self._emit(state, rule.id, rule.title, outcome, effect, event.time,
                    (promise.open_event, event.id), promise.ref, promise.team, promise.channel,
-                   late, out, extra, event)
+                   late, out, extra, event, worth)
 
     # -- timers -------------------------------------------------------------------------------
     @staticmethod
@@ -221,22 +227,26 @@ class Engine:
     def _emit(self, state: CustomerState, rule_id: str, title: str, outcome: str,
               effect: Effect | None, at: int, events: tuple[str, ...], ref: str, team: str,
               channel: str, late: bool, out: Output, extra: dict[str, Any],
-              event: Event | None) -> None:
+              event: Event | None, worth: V.Values | None = None) -> None:
         if effect is None:
             return  # an outcome a rule does not value is not its outcome (shared promises)
         out.outcomes.append((rule_id, outcome, team, channel))
-        if effect.values:
+        if worth is None:
+            worth = effect.values if effect.scale is None else V.values_of(effect, event)
+        if worth:
             values = {"title": title, "rule": rule_id, "ref": ref or "-", "team": team,
                       "channel": channel, "customer": state.customer,
                       "type": event.type if event else "", **extra}
             text = render(effect.explain, outcome, values, event)
             half_life = self.settings.half_life
-            for dimension, amount, value in effect.values:
+            version = self.rules.version
+            for dimension, amount, value in worth:
                 state.seq += 1
                 out.entries.append(LedgerEntry(
                     customer=state.customer, seq=state.seq, rule=rule_id, outcome=outcome,
                     dimension=dimension, amount=amount, value=value, time=at, events=events,
-                    explain=text, ref=ref, team=team, channel=channel, late=late))
+                    explain=text, ref=ref, team=team, channel=channel, late=late,
+                    rules_version=version))
                 apply_value(state.score, dimension, value, at, half_life)
                 if value > 0:
                     state.score.created += value

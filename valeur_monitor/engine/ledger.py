@@ -32,6 +32,7 @@ class LedgerEntry(msgspec.Struct, gc=False, omit_defaults=True):
     team: str = ""
     channel: str = ""
     late: bool = False        # produced by an event that arrived after its customer's clock
+    rules_version: str = ""   # RuleSet.version of the rules that produced it
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict with RFC 3339 time (the ledger file and API format)."""

@@ -15,7 +15,7 @@ from valeur_monitor.service import DeadLetter
 from valeur_monitor.store.base import ScoreView
 
 LEDGER_FIELDS = ("customer", "seq", "time", "rule", "outcome", "dimension", "amount", "value",
-                 "ref", "team", "channel", "late", "events", "explain")
+                 "ref", "team", "channel", "late", "events", "explain", "rules_version")
 
 
 class _Writer:
@@ -50,23 +50,26 @@ class LedgerWriter(_Writer):
         self.write_rows(rows)
 
 
-def score_row(view: ScoreView, reasons: int = 3) -> dict[str, Any]:
+def score_row(view: ScoreView, reasons: int = 3, rules_version: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {"customer": view.customer, "score": round(view.total, 6),
                            "at": format_time(view.at) if view.at else None,
                            "created": round(view.created, 6), "destroyed": round(view.destroyed, 6)}
     for dim in DIMENSIONS:
         row[dim] = round(view.dims.get(dim, 0.0), 6)
     row["top_reasons"] = [{"rule": r, "value": round(v, 6)} for r, v in view.top_reasons(reasons)]
+    if rules_version:
+        row["rules_version"] = rules_version
     return row
 
 
 class ScoresWriter(_Writer):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, rules_version: str = "") -> None:
         super().__init__(path, ("customer", "score", "at", "created", "destroyed", *DIMENSIONS,
-                                "top_reasons"))
+                                "top_reasons", "rules_version"))
+        self.rules_version = rules_version
 
     def write(self, views: Iterable[ScoreView]) -> None:
-        rows = (score_row(v) for v in views)
+        rows = (score_row(v, rules_version=self.rules_version) for v in views)
         if self._csv is not None:
             rows = ({**r, "top_reasons": " ".join(f"{x['rule']}={x['value']:g}"
                                                    for x in r["top_reasons"])} for r in rows)

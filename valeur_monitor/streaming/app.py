@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     """Build the worker app: rules, store and topics from `settings` (default: environment)."""
     settings = settings if settings is not None else load_settings()
     worker, kafka = settings.worker, settings.kafka
-    rules = load_rules(settings.rule_paths())
+    rules = load_rules(settings.rule_paths(), settings.rules_label)
     topology = load_topology(settings.topology_path(), settings.topics.overrides())
     store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap)
     worker.datadir.mkdir(parents=True, exist_ok=True)

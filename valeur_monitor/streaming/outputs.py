@@ -1,8 +1,8 @@
 """What a batch publishes: score updates, customer alerts and dead letters, as Kafka messages.
 
 * score-updates (compacted): key = customer id, value = JSON `score_row` (score, breakdown,
-  top reasons) of every customer whose ledger grew in the batch. The latest value per key is
-  the customer's current score, so a repeated message is harmless.
+  top reasons, `rules_version`) of every customer whose ledger grew in the batch. The latest
+  value per key is the customer's current score, so a repeated message is harmless.
 * customer-alerts: key = customer id, value = the alert notice as JSON.
 * dead-letters: key = the source record's key (if any), value = the original bytes untouched,
   reason/detail/source in headers, so a fixed consumer can replay the value as is.
@@ -53,8 +53,9 @@ class OutputTopics:
     dead_letters: str
 
 
-def score_message(topic: str, view: ScoreView) -> Message:
-    return Message(topic, view.customer.encode(), orjson.dumps(score_row(view)))
+def score_message(topic: str, view: ScoreView, rules_version: str = "") -> Message:
+    return Message(topic, view.customer.encode(),
+                   orjson.dumps(score_row(view, rules_version=rules_version)))
 
 
 def build_messages(result: BatchResult, topics: OutputTopics, *, source_topic: str = "",
@@ -65,7 +66,8 @@ def build_messages(result: BatchResult, topics: OutputTopics, *, source_topic: s
     for customer in scored:
         state = result.changed.get(customer)
         if state is not None:
-            out.append(score_message(topics.score_updates, ScoreView.of(state)))
+            out.append(score_message(topics.score_updates, ScoreView.of(state),
+                                     result.rules_version))
     for notice in result.notices:
         if notice.kind == "alert":
             out.append(Message(topics.customer_alerts, notice.customer.encode(),

@@ -18,8 +18,15 @@ from valeur_monitor.engine.rules.model import (
     Matcher,
     OnRule,
     RepeatRule,
+    Scale,
 )
-from valeur_monitor.engine.rules.spec import AlertSpec, DeadlineSpec, EffectSpec, RuleSpec
+from valeur_monitor.engine.rules.spec import (
+    AlertSpec,
+    DeadlineSpec,
+    EffectSpec,
+    RuleSpec,
+    ScaleSpec,
+)
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
 
 Rule = OnRule | ExpectRule | RepeatRule
@@ -71,8 +78,37 @@ def matchers(raw: Any, path: KeyPath, issues: Issues, rule_id: str) -> tuple[Mat
     return tuple(out)
 
 
+def scale(spec: ScaleSpec | None, outcome: str, path: KeyPath, issues: Issues,
+          rule_id: str) -> Scale | None:
+    """`scale:` of an outcome: what duration it measures, per how much, up to what."""
+    if spec is None:
+        return None
+    per = duration(spec.per, (*path, "per"), issues, rule_id)
+    top = duration(spec.max, (*path, "max"), issues, rule_id)
+    if (spec.clock is None) == (spec.field is None):
+        issues.add(path, "`scale` measures exactly one of `clock` (wall or sla: the wait past "
+                   "the deadline) or `field` (data.<name>, seconds)", rule_id)
+        return None
+    if spec.clock is not None and outcome != "late":
+        issues.add((*path, "clock"), "`clock` measures the wait past a promise's deadline: only "
+                   "`late` has one (use `field` for a duration the event carries)", rule_id)
+    field_name = None
+    if spec.field is not None:
+        if not spec.field.startswith("data.") or not spec.field[5:].isidentifier():
+            issues.add((*path, "field"), "`field` names a number of seconds in the event: "
+                       "data.<field>", rule_id)
+        elif outcome == "broken":
+            issues.add((*path, "field"), "`broken` happens at the deadline, with no event to "
+                       "read a field from", rule_id)
+        field_name = spec.field[5:]
+    if per is None:
+        return None
+    return Scale(per=per, clock=spec.clock, field=field_name, max=top)
+
+
 def effect(amounts: tuple[dict[str, float], dict[str, float]], explain: str | None,
-           path: KeyPath, issues: Issues, rule_id: str) -> Effect:
+           path: KeyPath, issues: Issues, rule_id: str, *, scale_spec: ScaleSpec | None = None,
+           recover: float | None = None, outcome: str = "matched") -> Effect:
     benefits, costs = amounts
     values: list[tuple[str, float, float]] = []
     for dim, amount in benefits.items():
@@ -84,17 +120,62 @@ def effect(amounts: tuple[dict[str, float], dict[str, float]], explain: str | No
         if dim not in COSTS:
             issues.add((*path, "costs", dim),
                        f"{dim!r} is not a cost dimension ({', '.join(COSTS)})", rule_id)
+        if amount < 0:
+            issues.add((*path, "costs", dim), "a cost is ≥ 0 (a benefit lost is a negative "
+                       "benefit; a cost given back after a late keep is `recover`)", rule_id)
         values.append((dim, float(amount), -float(amount)))
     if explain is not None:
         for name in unknown_placeholders(explain):
             issues.add((*path, "explain"), f"unknown placeholder {{{name}}} in explain", rule_id)
-    return Effect(tuple(values), explain)
+    scaled = scale(scale_spec, outcome, (*path, "scale"), issues, rule_id)
+    if scale_spec is not None and not values:
+        issues.add((*path, "scale"), "`scale` needs `benefits` or `costs` to scale", rule_id)
+    if recover is not None and outcome != "late":
+        issues.add((*path, "recover"), "`recover` belongs to `late`", rule_id)
+    return Effect(tuple(values), explain, scaled, recover or 0.0)
 
 
-def _outcome(spec: EffectSpec | None, path: KeyPath, issues: Issues, rule_id: str) -> Effect | None:
+def _outcome(spec: EffectSpec | None, path: KeyPath, issues: Issues, rule_id: str,
+             outcome: str) -> Effect | None:
     if spec is None:
         return None
-    return effect((spec.benefits, spec.costs), spec.explain, path, issues, rule_id)
+    return effect((spec.benefits, spec.costs), spec.explain, path, issues, rule_id,
+                  scale_spec=spec.scale, recover=spec.recover, outcome=outcome)
+
+
+def _late_worst(late: Effect, late_window: int) -> float:
+    """The lowest total a late keep can score (recovery aside): scaled values at their bound."""
+    total = 0.0
+    for _dim, _amount, value in late.values:
+        if late.scale is None:
+            total += value
+            continue
+        bound = late.scale.max if late.scale.max is not None else (
+            late_window if late.scale.clock else None)
+        if bound is None:
+            if value < 0:
+                return float("-inf")  # an event field with no `max`: no bound
+            continue
+        total += min(0.0, value * bound / late.scale.per)  # benefits worst at 0, costs at bound
+    return total
+
+
+def check_order(rule: ExpectRule, path: KeyPath, issues: Issues) -> None:
+    """Warn about a rule whose late keep can score worse than never keeping the promise."""
+    broken, late = rule.broken, rule.late
+    if broken is None or late is None:
+        if late is not None and late.recover:
+            issues.add((*path, "late", "recover"),
+                       "`recover` gives back part of this rule's `broken` values: add `broken`",
+                       rule.id)
+        return
+    never = sum(v for _d, _a, v in broken.values)
+    worst = never * (1 - late.recover) + _late_worst(late, rule.late_window)
+    if worst < never - 1e-9:
+        issues.warn((*path, "late"),
+                    f"a late keep can score {worst:g}, worse than never keeping ({never:g}): "
+                    "give back part of the broken cost (`recover`) or cap the late costs "
+                    "(`scale.max`)", rule.id)
 
 
 def _deadline(spec: DeadlineSpec, path: KeyPath, issues: Issues, rule_id: str,
@@ -140,7 +221,8 @@ def compile_rule(spec: RuleSpec, path: KeyPath, issues: Issues,
             issues.add(path, "an `on` rule needs `benefits` or `costs`", rid)
         matcher = Matcher(_types(spec.on, (*path, "on"), issues, rid),
                           condition(spec.if_, (*path, "if"), issues, rid))
-        return OnRule(rid, title, matcher, effect(plain, spec.explain, path, issues, rid))
+        return OnRule(rid, title, matcher, effect(plain, spec.explain, path, issues, rid,
+                                                  scale_spec=spec.scale))
     if kinds[0] == "repeat":
         assert spec.repeat is not None
         r = spec.repeat
@@ -155,11 +237,12 @@ def compile_rule(spec: RuleSpec, path: KeyPath, issues: Issues,
             return None
         merge = duration(r.merge_same_ref, (*rp, "merge_same_ref"), issues, rid) or 0
         return RepeatRule(rid, title, matcher, key, within, r.from_,
-                          effect(plain, spec.explain, path, issues, rid), merge)
+                          effect(plain, spec.explain, path, issues, rid, scale_spec=spec.scale),
+                          merge)
     assert spec.expect is not None
     e = spec.expect
     ep: KeyPath = (*path, "expect")
-    if spec.benefits or spec.costs or spec.if_ or spec.explain:
+    if spec.benefits or spec.costs or spec.if_ or spec.explain or spec.scale:
         issues.add(path, "`expect` rules put values under `kept`, `broken` or `late`", rid)
     opens = matchers(e.open, (*ep, "open"), issues, rid)
     keeps = matchers(e.keep, (*ep, "keep"), issues, rid)
@@ -167,20 +250,28 @@ def compile_rule(spec: RuleSpec, path: KeyPath, issues: Issues,
         issues.add(ep, "`expect` needs `open` and `keep`", rid)
     if not (spec.kept or spec.broken or spec.late):
         issues.add(path, "an `expect` rule needs at least one of `kept`, `broken`, `late`", rid)
-    return ExpectRule(
+    deadline = _deadline(e.deadline, (*ep, "deadline"), issues, rid, calendars)
+    rule = ExpectRule(
         id=rid, title=title, open=opens, keep=keeps,
         cancel=matchers(e.cancel, (*ep, "cancel"), issues, rid),
         pause=matchers(e.pause, (*ep, "pause"), issues, rid),
         resume=matchers(e.resume, (*ep, "resume"), issues, rid),
-        deadline=_deadline(e.deadline, (*ep, "deadline"), issues, rid, calendars),
+        deadline=deadline,
         warn=duration(e.warn, (*ep, "warn"), issues, rid),
         reopen=e.reopen,
         late_window=duration(e.late_window, (*ep, "late_window"), issues, rid) or 0,
         max_pause=duration(e.max_pause, (*ep, "max_pause"), issues, rid) or 0,
-        kept=_outcome(spec.kept, (*path, "kept"), issues, rid),
-        broken=_outcome(spec.broken, (*path, "broken"), issues, rid),
-        late=_outcome(spec.late, (*path, "late"), issues, rid),
+        kept=_outcome(spec.kept, (*path, "kept"), issues, rid, "kept"),
+        broken=_outcome(spec.broken, (*path, "broken"), issues, rid, "broken"),
+        late=_outcome(spec.late, (*path, "late"), issues, rid, "late"),
     )
+    late = rule.late
+    if late is not None and late.scale is not None and late.scale.clock == "sla" and (
+            deadline.calendar is None):
+        issues.add((*path, "late", "scale", "clock"), "`clock: sla` needs a deadline with a "
+                   "`calendar` (without one the SLA clock is the wall clock: write `wall`)", rid)
+    check_order(rule, path, issues)
+    return rule
 
 
 def compile_alert(spec: AlertSpec, path: KeyPath, issues: Issues,

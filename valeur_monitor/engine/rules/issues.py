@@ -15,12 +15,19 @@ from valeur_monitor.errors import RuleIssue
 class Issues:
     """Collects problems of one file; `at` turns a key path into a line."""
 
-    def __init__(self, file: str, doc: YamlDocument | None, sink: list[RuleIssue]):
+    def __init__(self, file: str, doc: YamlDocument | None, sink: list[RuleIssue],
+                 warnings: list[RuleIssue] | None = None):
         self.file, self.doc, self.sink = file, doc, sink
+        self.warnings = warnings if warnings is not None else []
 
     def add(self, path: KeyPath, message: str, rule_id: str | None = None) -> None:
         line = self.doc.line(path) if self.doc else 1
         self.sink.append(RuleIssue(self.file, line, rule_id, message))
+
+    def warn(self, path: KeyPath, message: str, rule_id: str | None = None) -> None:
+        """A problem that does not stop loading (`rules check` shows it; `--strict` fails)."""
+        line = self.doc.line(path) if self.doc else 1
+        self.warnings.append(RuleIssue(self.file, line, rule_id, message))
 
     def pydantic(self, base: KeyPath, error: ValidationError, rule_id: str | None) -> None:
         for item in error.errors():

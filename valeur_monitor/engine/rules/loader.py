@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from valeur_monitor.engine.rules.model import (
     Settings,
 )
 from valeur_monitor.engine.rules.spec import (
+    LABEL_PATTERN,
     AlertSpec,
     CalendarSpec,
     FileSpec,
@@ -46,8 +50,11 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_rules(paths: Sequence[str | Path]) -> RuleSet:
-    """Load and compile rule files; raise RuleLoadError listing every problem found."""
+def load_rules(paths: Sequence[str | Path], label: str | None = None) -> RuleSet:
+    """Load and compile rule files; raise RuleLoadError listing every problem found.
+
+    `label` (e.g. from the command line) overrides the `settings: {label: ...}` of the files.
+    """
     files = rule_files(paths)
     texts: list[tuple[str, str]] = []
     issues: list[RuleIssue] = []
@@ -60,26 +67,43 @@ def load_rules(paths: Sequence[str | Path]) -> RuleSet:
             issues.append(RuleIssue(str(file), 1, None, f"cannot read: {exc.strerror}"))
     if issues:
         raise RuleLoadError(issues)
-    return load_rules_text(texts)
+    return load_rules_text(texts, label)
 
 
-def load_rules_text(sources: Sequence[tuple[str, str]]) -> RuleSet:
+def load_rules_text(sources: Sequence[tuple[str, str]], label: str | None = None) -> RuleSet:
     """Compile rule files given as (name, text) pairs."""
     issues: list[RuleIssue] = []
     compiler = _Compiler()
     for name, text in sources:
         compiler.add_file(name, text, issues)
     ruleset = compiler.finish(issues)
+    if label is not None and not re.match(LABEL_PATTERN, label):
+        issues.append(RuleIssue("(label)", 1, None, f"bad rule-set label {label!r}: letters, "
+                                "digits, '.', '_' or '-', at most 40"))
     if issues:
         issues.sort(key=lambda i: (i.file, i.line))
         raise RuleLoadError(issues)
-    return ruleset
+    return replace(ruleset, version=version_of([text for _name, text in sources],
+                                               label or compiler.label),
+                   warnings=tuple(sorted(compiler.warnings, key=lambda i: (i.file, i.line))))
+
+
+def version_of(texts: Sequence[str], label: str | None = None) -> str:
+    """Short content hash of rule files (names and order aside), `+label` when labelled.
+
+    The same files copied elsewhere have the same version; any edit gives a new one.
+    """
+    digests = sorted(hashlib.sha256(text.encode()).digest() for text in texts)
+    short = hashlib.sha256(b"".join(digests)).hexdigest()[:12]
+    return f"{short}+{label}" if label else short
 
 
 class _Compiler:
     def __init__(self) -> None:
         self.settings: Settings | None = None
         self.settings_from: str | None = None
+        self.label: str | None = None
+        self.warnings: list[RuleIssue] = []
         self.calendars: dict[str, Calendar] = {}
         self.on: list[OnRule] = []
         self.expect: list[ExpectRule] = []
@@ -100,7 +124,7 @@ class _Compiler:
             problem = getattr(exc, "problem", None) or str(exc)
             sink.append(RuleIssue(name, line, None, f"YAML syntax error: {problem}"))
             return
-        issues = Issues(name, doc, sink)
+        issues = Issues(name, doc, sink, self.warnings)
         for path, _line in doc.duplicates:
             issues.add(path, f"duplicate key {path[-1]!r}")
         if not isinstance(doc.data, dict):
@@ -141,6 +165,7 @@ class _Compiler:
             ledger_cap=spec.ledger_cap,
         )
         self.settings_from = name
+        self.label = spec.label
 
     def _calendar(self, name: str, raw: Any, issues: Issues) -> None:
         path: KeyPath = ("calendars", name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from valeur_monitor.engine.calendar import Calendar
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.expressions import Condition
+from valeur_monitor.errors import RuleIssue
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,23 @@ class Matcher:
 
 
 @dataclass(frozen=True)
+class Scale:
+    """Values that grow with a duration: `per` of it is one unit, counted up to `max`."""
+
+    per: int                        # ms of the measured duration worth one unit
+    clock: str | None = None        # "wall" | "sla": the wait past a promise's deadline
+    field: str | None = None        # a data field of the event, in seconds (e.g. wait_s)
+    max: int | None = None          # ms: longer durations count as this long
+
+
+@dataclass(frozen=True)
 class Effect:
     """Signed values per dimension (costs already negated) and an explanation template."""
 
     values: tuple[tuple[str, float, float], ...]  # (dimension, amount as written, signed value)
     explain: str | None = None
+    scale: Scale | None = None      # None: the values are fixed
+    recover: float = 0.0            # `late` only: share of the rule's broken values given back
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,8 @@ class RuleSet:
     sources: tuple[str, ...] = ()             # files it was loaded from
     # type -> rules interested in it, built once so the hot path is a dict lookup
     by_type: dict[str, RulesForType] = field(default_factory=dict)
+    version: str = ""                         # content hash of the files, `+label` if labelled
+    warnings: tuple[RuleIssue, ...] = ()      # problems that do not stop loading (rules check)
 
     def rule_ids(self) -> list[str]:
         rules: tuple[OnRule | ExpectRule | RepeatRule, ...] = (

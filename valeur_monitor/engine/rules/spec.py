@@ -13,11 +13,21 @@ class Strict(BaseModel):
 
 
 Amounts = dict[str, float]
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"   # a rule-set label: `+label` of the version
+
+
+class ScaleSpec(Strict):
+    per: str
+    clock: Literal["wall", "sla"] | None = None
+    field: str | None = None
+    max: str | None = None
 
 
 class EffectSpec(Strict):
     benefits: Amounts = Field(default_factory=dict)
     costs: Amounts = Field(default_factory=dict)
+    scale: ScaleSpec | None = None
+    recover: float | None = Field(default=None, gt=0, le=1)
     explain: str | None = None
 
 
@@ -61,6 +71,7 @@ class RuleSpec(Strict):
     repeat: RepeatSpec | None = None
     benefits: Amounts = Field(default_factory=dict)
     costs: Amounts = Field(default_factory=dict)
+    scale: ScaleSpec | None = None
     explain: str | None = None
     kept: EffectSpec | None = None
     broken: EffectSpec | None = None
@@ -86,6 +97,7 @@ class AlertSpec(Strict):
 
 
 class SettingsSpec(Strict):
+    label: str | None = Field(default=None, pattern=LABEL_PATTERN)
     lateness: str = "5m"
     late_horizon: str = "7d"
     half_life: str | None = None
