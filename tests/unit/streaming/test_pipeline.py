@@ -283,7 +283,8 @@ def test_outputs_score_updates_alerts_and_dead_letters() -> None:
     score = next(m for m in step.messages if m.topic == "scores")
     assert score.key == b"c9"
     assert orjson.loads(score.value) == orjson.loads(orjson.dumps(
-        score_row(ScoreView.of(step.result.changed["c9"]), rules_version=p.processor.rules.version)))
+        score_row(ScoreView.of(step.result.changed["c9"]),
+                  rules_version=p.processor.rules.version)))
     assert orjson.loads(score.value)["top_reasons"] == [{"rule": "unhappy", "value": -30.0}]
     alert = next(m for m in step.messages if m.topic == "alerts")
     assert alert.key == b"c9" and orjson.loads(alert.value)["id"] == "low"
