@@ -8,6 +8,7 @@ from valeur_monitor.cli.advance_cmd import advance_command
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.import_cmd import import_command
+from valeur_monitor.cli.ingest_cmd import ingest_command
 from valeur_monitor.cli.produce_cmd import produce_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
@@ -33,6 +34,7 @@ app.command("api-token")(token_command)
 app.add_typer(sources_app, name="sources")
 app.add_typer(identities_app, name="identities")
 app.command("import")(import_command)
+app.command("ingest")(ingest_command)
 
 
 def main() -> None:

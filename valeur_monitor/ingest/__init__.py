@@ -1,0 +1,1 @@
+"""The webhook ingest server: vendor webhooks -> mapped canonical events -> Kafka or a file."""
