@@ -12,8 +12,8 @@ from rich.table import Table
 
 from valeur_monitor.cli.common import print_error
 from valeur_monitor.errors import ValeurError
+from valeur_monitor.read.factory import open_reader
 from valeur_monitor.runner.inputs import open_input
-from valeur_monitor.store.factory import open_store
 
 
 def _from_file(path: str, customer: str) -> list[dict[str, Any]]:
@@ -23,12 +23,12 @@ def _from_file(path: str, customer: str) -> list[dict[str, Any]]:
 
 
 def _from_store(url: str, customer: str) -> tuple[list[dict[str, Any]], str | None]:
-    store = open_store(url)
+    reader = open_reader(url)
     try:
-        rows = [e.to_json() for e in store.ledger(customer)]
-        view = store.score(customer)
+        rows = [e.to_json() for e in reader.ledger(customer)]
+        view = reader.score(customer)
     finally:
-        store.close()
+        reader.close()
     stored = None
     if view is not None:
         reasons = ", ".join(f"{r} {v:+g}" for r, v in view.top_reasons(3))

@@ -12,6 +12,7 @@ from valeur_monitor.cli.common import err, print_error, rules_or_exit
 from valeur_monitor.cli.report import print_report
 from valeur_monitor.engine.event import parse_time
 from valeur_monitor.errors import ValeurError
+from valeur_monitor.read.factory import reader_of
 from valeur_monitor.runner.embedded import BatchHook, EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import input_size, open_input, read_batches
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
@@ -43,7 +44,10 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
     report = runner.finish(until=parse_time(until) if until else None)
     if scores:
         writer = ScoresWriter(scores, ruleset.version)
-        writer.write(v for c in store.customers() if (v := store.score(c)) is not None)
+        reader = reader_of(store)
+        everyone = sorted(c for batch in reader.batches() for c in batch)
+        writer.write(v for i in range(0, len(everyone), 1000)
+                     for v in reader.scores(everyone[i:i + 1000]).values())
         writer.close()
     store.close()
     return report

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from valeur_monitor.engine.rules.model import RuleSet
+from valeur_monitor.read.factory import reader_of
 from valeur_monitor.service import BatchResult, Processor
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter
 from valeur_monitor.store.base import ScoreView, Store
@@ -78,9 +79,10 @@ class EmbeddedRunner:
         result = self.processor.advance_to(target)
         self._sink(result, time.perf_counter() - began)
         self.report.seconds = time.perf_counter() - self._started
-        self.report.worst = [v for c, _ in self.store.ranking(worst, worst=True)
-                             if (v := self.store.score(c)) is not None and v.total < 0]
-        self.report.customers = len(self.store.customers())
+        reader = reader_of(self.store)
+        lowest = reader.scores([c for c, total in reader.ranked(0, worst) if total < 0])
+        self.report.worst = sorted(lowest.values(), key=lambda v: (v.total, v.customer))
+        self.report.customers = reader.count()
         for sink in (self.ledger, self.dead):
             if sink is not None:
                 sink.close()

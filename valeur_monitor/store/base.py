@@ -44,7 +44,7 @@ class ScoreView:
 
 
 class Store(Protocol):
-    """What the service needs from a state store."""
+    """What the Processor needs from a state store (reads for people: valeur_monitor.read)."""
 
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         """States of these customers (a fresh state for an unknown customer)."""
@@ -63,22 +63,6 @@ class Store(Protocol):
 
     def watermark(self) -> int:
         """The stream time reached so far (ms), 0 before any event."""
-        ...
-
-    def score(self, customer: str) -> ScoreView | None: ...
-
-    def ranking(self, n: int, *, worst: bool = True) -> list[tuple[str, float]]:
-        """The n customers with the lowest (or highest) score, ties by customer id."""
-        ...
-
-    def ledger(self, customer: str, limit: int | None = None) -> list[LedgerEntry]:
-        """A customer's ledger entries, oldest first (the most recent `limit` when given)."""
-        ...
-
-    def customers(self) -> list[str]: ...
-
-    def due_promises(self, until: int) -> list[tuple[str, str, str, int]]:
-        """(customer, rule, ref, deadline) of open promises due by `until`, sorted."""
         ...
 
     def close(self) -> None: ...

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import CustomerState
-from valeur_monitor.store.base import Commit, ScoreView, Store
+from valeur_monitor.store.base import Commit, Store
 
 Allow = Callable[[str, int], bool]
 
@@ -85,21 +84,6 @@ class WorkerScope:
 
     def watermark(self) -> int:
         return self.floor
-
-    def score(self, customer: str) -> ScoreView | None:
-        return self.inner.score(customer)
-
-    def ranking(self, n: int, *, worst: bool = True) -> list[tuple[str, float]]:
-        return self.inner.ranking(n, worst=worst)
-
-    def ledger(self, customer: str, limit: int | None = None) -> list[LedgerEntry]:
-        return self.inner.ledger(customer, limit)
-
-    def customers(self) -> list[str]:
-        return self.inner.customers()
-
-    def due_promises(self, until: int) -> list[tuple[str, str, str, int]]:
-        return self.inner.due_promises(until)
 
     def close(self) -> None:
         self.inner.close()
