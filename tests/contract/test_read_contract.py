@@ -106,11 +106,13 @@ def test_same_views(readers: tuple[Reader, Reader, int], rules: RuleSet) -> None
     # rebuilt from the window: at the last update it equals the stored total
     points = series(score, mem.ledger(customer), half_life)
     assert points[-1] == (score.at, pytest.approx(score.total))
-    for kind in (at_risk, ):
-        a = kind(mem, 10, as_of=watermark, half_life=half_life)
-        b = kind(red, 10, as_of=watermark, half_life=half_life)
-        assert a == b and a.complete and len(a.items) == 10
-        assert [r.score for r in a.items] == sorted(r.score for r in a.items)
+    negatives = sorted((decayed(v, watermark, half_life), c)
+                       for c, v in mem.scores([c for b in mem.batches() for c in b]).items()
+                       if decayed(v, watermark, half_life) < 0)
+    assert negatives
+    a = at_risk(mem, 10, as_of=watermark, half_life=half_life)
+    assert a == at_risk(red, 10, as_of=watermark, half_life=half_life) and a.complete
+    assert [(r.score, r.customer) for r in a.items] == negatives[:10]
     team = next(e.team for c in mem.ranked(0, 5) for e in mem.ledger(c[0]) if e.team)
     assert at_risk(mem, 5, as_of=watermark, half_life=half_life, team=team) == at_risk(
         red, 5, as_of=watermark, half_life=half_life, team=team)

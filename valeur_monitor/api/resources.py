@@ -87,7 +87,7 @@ def ledger_item(e: LedgerEntry) -> S.LedgerItem:
                         dimension=e.dimension, amount=e.amount, value=e.value,
                         events=list(e.events), explain=e.explain, ref=e.ref, team=e.team,
                         channel=e.channel, late=e.late,
-                        rules_version=getattr(e, "rules_version", None) or None)
+                        rules_version=e.rules_version or None)
 
 
 def ledger(ctx: Context, name: str, *, rules: list[str], outcomes: list[str],
@@ -151,5 +151,5 @@ def rules_info(ctx: Context) -> S.Rules:
              + [S.RuleInfo(id=r.id, kind="repeat", title=r.title) for r in rs.repeat_rules])
     alerts = [S.AlertInfo(id=a.id, title=a.title, score_below=a.score_below, outcome=a.outcome,
                           count=a.count or None, within=_ms_text(a.within)) for a in rs.alerts]
-    return S.Rules(version=getattr(rs, "version", None) or None, sources=list(rs.sources),
+    return S.Rules(version=rs.version or None, sources=list(rs.sources),
                    half_life=_ms_text(rs.settings.half_life), rules=items, alerts=alerts)

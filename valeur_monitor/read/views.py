@@ -86,7 +86,7 @@ def customer_view(view: ScoreView, ledger: Sequence[LedgerEntry], promises: Sequ
                         as_of, half_life) for d, v in view.dims.items()}
     last = max((e.time for e in seen), default=None)
     moved = sum(e.value * factor(as_of - e.time, half_life) for e in seen if e.time == last)
-    version = next((v for e in reversed(seen) if (v := getattr(e, "rules_version", None))), None)
+    version = next((e.rules_version for e in reversed(seen) if e.rules_version), None)
     return CustomerView(
         customer=view.customer, as_of=as_of, score=score, previous=score - moved, change=moved,
         band=band_of(score, edges), dims=dims, created=view.created, destroyed=view.destroyed,
