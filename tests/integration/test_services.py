@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 
@@ -39,7 +40,7 @@ def test_promtool_version(promtool: str) -> None:
 
 
 def test_services_status_reports_all_up(
-    redis_url: str, kafka_bootstrap: str, prometheus_url: str
+    redis_url: str, kafka_bootstrap: str, prometheus_url: str, alertmanager_url: str
 ) -> None:
     proc = subprocess.run(
         [str(SERVICES_SCRIPT), "status"],
@@ -55,7 +56,19 @@ def test_services_status_reports_all_up(
         ["redis", "up"],
         ["kafka", "up"],
         ["prometheus", "up"],
+        ["alertmanager", "up"],
     ]
     assert redis_url.rsplit("/", 1)[0] in proc.stdout
     assert kafka_bootstrap in proc.stdout
     assert prometheus_url in proc.stdout
+    assert alertmanager_url in proc.stdout
+
+
+def test_alertmanager_ready_with_the_example_routing(alertmanager_url: str) -> None:
+    with urllib.request.urlopen(f"{alertmanager_url}/api/v2/status", timeout=5) as response:
+        status = json.load(response)
+    original = status["config"]["original"]
+    # The example routing (deploy/monitoring/alertmanager.example.yml), webhooks made local.
+    for receiver in ("platform-page", "field-ticket", "support-ticket"):
+        assert f"name: {receiver}" in original
+    assert "hooks.example.invalid" not in original
