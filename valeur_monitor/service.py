@@ -27,6 +27,7 @@ class DeadLetter:
     raw: bytes
     reason: str
     detail: str
+    index: int = -1   # position of the record in its batch (dead letters are kept in that order)
 
 
 @dataclass
@@ -60,6 +61,20 @@ class BatchResult:
         self.rules_version = other.rules_version or self.rules_version
 
 
+@dataclass
+class Ingested:
+    """A batch ingested but not settled: stream time has not moved for it yet."""
+
+    result: BatchResult
+    states: dict[str, CustomerState]
+    out: Output
+    latest: int | None        # latest event time of the batch, None without a valid event
+
+
+def _position(letter: DeadLetter) -> int:
+    return letter.index
+
+
 class Processor:
     """Decode, dedupe, order, apply rules and commit, one batch at a time."""
 
@@ -88,32 +103,63 @@ class Processor:
 
     def process(self, records: Sequence[bytes | str]) -> BatchResult:
         """Handle raw records (JSON lines or Kafka values); bad ones become dead letters."""
-        result = BatchResult(received=len(records), rules_version=self.rules.version)
-        events: list[Event] = []
-        for raw in records:
-            try:
-                events.append(decode(raw))
-            except EventError as exc:
-                data = raw.encode() if isinstance(raw, str) else bytes(raw)
-                result.dead_letters.append(DeadLetter(data, exc.reason, exc.detail))
-        return self.process_events(events, result)
+        batch = self.ingest(records)
+        return self.settle(batch, self.next_watermark(batch.latest))
 
     def process_events(self, events: Sequence[Event],
                        result: BatchResult | None = None) -> BatchResult:
         """Apply decoded events; stream time moves to (latest event − allowed lateness)."""
-        result = result or BatchResult(received=len(events), rules_version=self.rules.version)
+        batch = self._ingest_events(events, range(len(events)),
+                                    result or BatchResult(received=len(events),
+                                                          rules_version=self.rules.version))
+        return self.settle(batch, self.next_watermark(batch.latest))
+
+    # A batch in two steps, so that processes sharing out customers can agree on stream time:
+    # `ingest` (decode, dedupe, buffer), then `settle` at the watermark of the whole batch.
+    def ingest(self, records: Sequence[bytes | str]) -> Ingested:
+        """Decode and ingest records; stream time does not move yet."""
+        result = BatchResult(received=len(records), rules_version=self.rules.version)
+        events: list[Event] = []
+        positions: list[int] = []
+        for i, raw in enumerate(records):
+            try:
+                events.append(decode(raw))
+                positions.append(i)
+            except EventError as exc:
+                data = raw.encode() if isinstance(raw, str) else bytes(raw)
+                result.dead_letters.append(DeadLetter(data, exc.reason, exc.detail, i))
+        return self._ingest_events(events, positions, result)
+
+    def next_watermark(self, latest: int | None) -> int:
+        """Stream time after a batch whose latest event time is `latest` (None: no event)."""
         watermark = self.store.watermark()
-        if events:
-            latest = max(e.time for e in events)
+        return watermark if latest is None else max(watermark, latest - self.lateness)
+
+    def settle(self, batch: Ingested, watermark: int) -> BatchResult:
+        """Move stream time to `watermark`: release events, fire timers, commit."""
+        self._advance(batch.states, watermark, batch.out, batch.result)
+        batch.result.dead_letters.sort(key=_position)
+        return batch.result
+
+    def _ingest_events(self, events: Sequence[Event], positions: Sequence[int],
+                       result: BatchResult) -> Ingested:
+        latest = max((e.time for e in events), default=None)
+        if latest is not None:
             self.max_event_time = max(self.max_event_time, latest)
-            watermark = max(watermark, latest - self.lateness)
-        states = self.store.load({e.customer for e in events})
+        # first-appearance order (not a set): the same order in every process and run
+        states = self.store.load(dict.fromkeys(e.customer for e in events))
         out = Output()
         engine = self.engine
-        for event in events:
+        too_late = 0
+        for position, event in zip(positions, events, strict=True):
             engine.ingest(states[event.customer], event, out)
-        self._advance(states, watermark, out, result)
-        return result
+            if len(out.too_late) > too_late:
+                too_late += 1
+                result.dead_letters.append(DeadLetter(
+                    orjson.dumps(to_canonical(event)), "too_late",
+                    f"event {event.id} is older than the late horizon of its customer", position))
+        out.too_late.clear()
+        return Ingested(result, states, out, latest)
 
     def advance_to(self, until: int) -> BatchResult:
         """Move stream time without events (timers, idle streams, end of input)."""
@@ -138,10 +184,7 @@ class Processor:
             result.absorb(BatchResult(
                 events=out.processed, entries=out.entries, notices=out.notices,
                 outcomes=out.outcomes, duplicates=out.duplicates, late=out.late,
-                watermark=watermark, changed=states, rules_version=self.rules.version,
-                dead_letters=[DeadLetter(orjson.dumps(to_canonical(event)), "too_late",
-                                         f"event {event.id} is older than the late horizon "
-                                         "of its customer") for event in out.too_late]))
+                watermark=watermark, changed=states, rules_version=self.rules.version))
             if len(listed) < DUE_SLICE:
                 return
             states, out = {}, Output()  # a very large due set: continue in slices

@@ -11,11 +11,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from valeur_monitor.cli.common import err, print_error, rules_or_exit
 from valeur_monitor.cli.report import print_report
 from valeur_monitor.engine.event import parse_time
+from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import ValeurError
-from valeur_monitor.read.factory import reader_of
 from valeur_monitor.runner.embedded import BatchHook, EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import input_size, open_input, read_batches
+from valeur_monitor.runner.sharded import ShardedRunner
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
+from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.factory import open_store
 
 BATCH = 2000
@@ -24,13 +26,42 @@ BATCH = 2000
 def run_files(files: list[str], *, rules: list[str] | None = None, store_url: str = "memory",
               ledger: str | None = None, scores: str | None = None,
               dead_letters: str = "dead-letters.jsonl", until: str | None = None,
-              progress: bool = True, hooks: list[BatchHook] | None = None) -> RunReport:
+              progress: bool = True, hooks: list[BatchHook] | None = None,
+              workers: int = 1) -> RunReport:
     """Run the embedded pipeline; returns the report (the CLI prints it)."""
     ruleset = rules_or_exit(rules)
+    if workers > 1:
+        if store_url != "memory" or hooks:
+            raise ValueError("--workers runs on the memory store, without --metrics-port")
+        return _run_sharded(files, ruleset, workers, ledger=ledger, scores=scores,
+                            dead_letters=dead_letters, until=until, progress=progress)
     store = open_store(store_url, ledger_cap=ruleset.settings.ledger_cap)
     runner = EmbeddedRunner(
         ruleset, store, ledger=LedgerWriter(ledger) if ledger else None,
         dead_letters=DeadLetterWriter(dead_letters), on_batch=hooks or ())
+    _feed_files(files, runner, progress)
+    report = runner.finish(until=parse_time(until) if until else None)
+    _write_scores(scores, runner.score_views(), ruleset.version)
+    store.close()
+    return report
+
+
+def _run_sharded(files: list[str], ruleset: RuleSet, workers: int, *, ledger: str | None,
+                 scores: str | None, dead_letters: str, until: str | None,
+                 progress: bool) -> RunReport:
+    runner = ShardedRunner(ruleset, workers, ledger=LedgerWriter(ledger) if ledger else None,
+                           dead_letters=DeadLetterWriter(dead_letters))
+    try:
+        _feed_files(files, runner, progress)
+        report = runner.finish(until=parse_time(until) if until else None)
+    finally:
+        runner.close()
+    _write_scores(scores, runner.score_views(), ruleset.version)
+    return report
+
+
+def _feed_files(files: list[str], runner: EmbeddedRunner | ShardedRunner,
+                progress: bool) -> None:
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TimeRemainingColumn(), console=err, disable=not progress, transient=True)
     with bar:
@@ -41,16 +72,13 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
                 for batch in read_batches(stream, BATCH,
                                           lambda n, t=task: bar.advance(t, n)):  # type: ignore[misc]
                     runner.feed(batch)
-    report = runner.finish(until=parse_time(until) if until else None)
-    if scores:
-        writer = ScoresWriter(scores, ruleset.version)
-        reader = reader_of(store)
-        everyone = sorted(c for batch in reader.batches() for c in batch)
-        writer.write(v for i in range(0, len(everyone), 1000)
-                     for v in reader.scores(everyone[i:i + 1000]).values())
+
+
+def _write_scores(path: str | None, views: list[ScoreView], version: str) -> None:
+    if path:
+        writer = ScoresWriter(path, version)
+        writer.write(views)
         writer.close()
-    store.close()
-    return report
 
 
 def run_command(
@@ -66,6 +94,8 @@ def run_command(
         help="advance stream time to this RFC 3339 instant at the end (default: last event)")
     ] = None,
     metrics_port: Annotated[int | None, typer.Option(help="serve /metrics on this port")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="processes sharing out customers (memory store); same results as 1")] = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Apply the rules to events from files or stdin, no server needed; print a summary."""
@@ -77,7 +107,7 @@ def run_command(
     try:
         report = run_files(files, rules=rules, store_url=store, ledger=ledger, scores=scores,
                            dead_letters=dead_letters, until=until, progress=not no_progress,
-                           hooks=hooks)
+                           hooks=hooks, workers=workers)
     except (ValeurError, OSError, ValueError) as exc:
         print_error(exc)
         raise typer.Exit(2) from None

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.read.factory import reader_of
 from valeur_monitor.service import BatchResult, Processor
@@ -35,9 +36,10 @@ class RunReport:
     worst: list[ScoreView] = field(default_factory=list)
     customers: int = 0
 
-    def add(self, result: BatchResult) -> None:
+    def add(self, result: BatchResult, processed: int | None = None) -> None:
+        """Count a batch; `processed` overrides len(result.events) (shards send counts)."""
         self.received += result.received
-        self.processed += len(result.events)
+        self.processed += len(result.events) if processed is None else processed
         self.duplicates += result.duplicates
         self.late += result.late
         self.dead_letters.update(d.reason for d in result.dead_letters)
@@ -83,16 +85,40 @@ class EmbeddedRunner:
         lowest = reader.scores([c for c, total in reader.ranked(0, worst) if total < 0])
         self.report.worst = sorted(lowest.values(), key=lambda v: (v.total, v.customer))
         self.report.customers = reader.count()
-        for sink in (self.ledger, self.dead):
-            if sink is not None:
-                sink.close()
+        close_sinks(self.ledger, self.dead)
         return self.report
 
-    def _sink(self, result: BatchResult, seconds: float) -> None:
-        self.report.add(result)
-        if self.ledger is not None and result.entries:
-            self.ledger.write(result.entries)
-        if self.dead is not None and result.dead_letters:
-            self.dead.write(result.dead_letters)
+    def score_views(self) -> list[ScoreView]:
+        """Every customer's final score, by customer id."""
+        reader = reader_of(self.store)
+        everyone = sorted(c for batch in reader.batches() for c in batch)
+        return [v for i in range(0, len(everyone), 1000)
+                for v in reader.scores(everyone[i:i + 1000]).values()]
+
+    def _sink(self, result: BatchResult, seconds: float,
+              processed: int | None = None) -> None:
+        sink_batch(result, self.report, self.ledger, self.dead, processed)
         for hook in self.hooks:
             hook(result, seconds)
+
+
+def sink_batch(result: BatchResult, report: RunReport, ledger: LedgerWriter | None,
+               dead: DeadLetterWriter | None, processed: int | None = None) -> None:
+    """Count a batch and write it out; entries go in (customer, seq) order so that the ledger
+    file is the same whatever order customers were processed in (one process or shards)."""
+    result.entries.sort(key=_entry_order)
+    report.add(result, processed)
+    if ledger is not None and result.entries:
+        ledger.write(result.entries)
+    if dead is not None and result.dead_letters:
+        dead.write(result.dead_letters)
+
+
+def close_sinks(*sinks: LedgerWriter | DeadLetterWriter | None) -> None:
+    for sink in sinks:
+        if sink is not None:
+            sink.close()
+
+
+def _entry_order(entry: LedgerEntry) -> tuple[str, int]:
+    return (entry.customer, entry.seq)
