@@ -26,6 +26,11 @@ DIMENSIONS: Final = ("quality", "service", "experience", "image",
 BANDS: Final = ("critical", "at_risk", "neutral", "positive")
 DEFAULT_BAND_EDGES: Final = (-20.0, -5.0, 5.0)
 KNOWN_ALERTS: Final = ("score-below-threshold", "broken-promises-7d")
+# The `operation` label of valeur_store_errors_total / valeur_broker_errors_total: every value
+# any runner reports is named here (and only here), so none falls into "other".
+STORE_OPERATIONS: Final = ("load", "commit", "due", "watermark", "process", "advance", "census")
+BROKER_OPERATIONS: Final = ("produce", "consume", "publish")
+OPERATIONS: Final = STORE_OPERATIONS + BROKER_OPERATIONS
 BATCH_SECONDS_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_SIZE_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
@@ -41,6 +46,9 @@ def band_of(score: float, edges: tuple[float, float, float] = DEFAULT_BAND_EDGES
         return "at_risk"
     return "neutral" if score <= high else "positive"
 
+# (name, help) of the two state gauges, also exported by the scrape-time store collector.
+OPEN_PROMISES: Final = ("valeur_open_promises", "Promises currently open, by rule.")
+CUSTOMERS: Final = ("valeur_customers", "Customers by score band.")
 
 _M = TypeVar("_M", Counter, Gauge)
 Key = tuple[str, ...]
@@ -84,7 +92,9 @@ class Metrics:
                  allowlists: Mapping[str, Iterable[str]] | None = None,
                  max_label_values: int = DEFAULT_MAX_VALUES,
                  band_edges: tuple[float, float, float] = DEFAULT_BAND_EDGES,
-                 version: str = __version__) -> None:
+                 version: str = __version__, state_gauges: bool = True) -> None:
+        """`state_gauges=False`: valeur_open_promises and valeur_customers are not registered
+        here, because a collector computes them from the store at scrape time (workers)."""
         self.registry = registry if registry is not None else CollectorRegistry()
         lists = {name: tuple(values) for name, values in (allowlists or {}).items()}
         unknown = set(lists) - set(GUARDED_LABELS)
@@ -95,6 +105,7 @@ class Metrics:
         self.guards["outcome"] = LabelGuard(OUTCOMES)
         self.guards["dimension"] = LabelGuard(DIMENSIONS)
         self.band_edges = _check_edges(band_edges)
+        self.state_gauges = state_gauges
         r = self.registry
 
         def counter(name: str, doc: str, labels: Key = ()) -> Counter:
@@ -123,9 +134,11 @@ class Metrics:
         self.value_destroyed = counter("valeur_value_destroyed_total",
                                        "Value points destroyed (magnitude of negative values).",
                                        value_labels)
-        self.open_promises = gauge("valeur_open_promises",
-                                   "Promises currently open, by rule.", ("rule",))
-        self.customers = gauge("valeur_customers", "Customers by score band.", ("band",))
+        # Unregistered when another collector exports them (state_gauges=False).
+        self.open_promises = Gauge(OPEN_PROMISES[0], OPEN_PROMISES[1], ("rule",),
+                                   registry=r if state_gauges else None)
+        self.customers = Gauge(CUSTOMERS[0], CUSTOMERS[1], ("band",),
+                               registry=r if state_gauges else None)
         self.customer_alerts = counter("valeur_customer_alerts_total",
                                        "Per-customer alerts raised.", ("alert",))
         self.watermark = gauge("valeur_watermark_timestamp_seconds",
@@ -295,7 +308,7 @@ def _check_edges(edges: tuple[float, float, float]) -> tuple[float, float, float
     return low, mid, high
 
 
-def serve(metrics: Metrics, host: str = "0.0.0.0", port: int = 9464
+def serve(metrics: Metrics, host: str = "127.0.0.1", port: int = 9464
           ) -> tuple[WSGIServer, threading.Thread]:
     """Expose `metrics.registry` on http://host:port/metrics from a daemon thread (port 0: any)."""
     return start_http_server(port, addr=host, registry=metrics.registry)

@@ -142,7 +142,7 @@ class WorkerSettings(BaseModel):
     clock: ClockMode = "wall"                       # wall: idle stream time follows the clock
     tick_interval: float = Field(default=1.0, gt=0)     # s between stream-time timer ticks
     idle_after: float = Field(default=2.0, gt=0)        # s without records: wall clock leads
-    web_host: str = "0.0.0.0"
+    web_host: str = "127.0.0.1"                     # loopback by default: no authentication
     web_port: int = Field(default=6066, ge=1, le=65535)
     datadir: Path = Path(tempfile.gettempdir()) / "valeur-monitor"
     session_timeout: float = Field(default=10.0, ge=3)  # broker_session_timeout, s

@@ -33,6 +33,8 @@ OUT = "valeur_rule_outcomes_total"
 CREATED = "valeur_value_created_total"
 DESTROYED = "valeur_value_destroyed_total"
 AT_RISK = 'valeur_customers{band=~"critical|at_risk"}'
+# valeur_customers and valeur_open_promises are store-wide counts that every worker exports
+# (computed from the store at scrape time): aggregate them across instances with max, not sum.
 # Shipped rules may be `expect` rules (outcome broken) or plain rules (outcome matched).
 UNANSWERED = f'{OUT}{{rule="unanswered-request", outcome=~"broken|matched", {F}}}'
 CALLBACKS_BROKEN = f'{OUT}{{rule=~".*callback.*", outcome="broken", {F}}}'
@@ -164,7 +166,7 @@ def overview() -> db.Dashboard:
                    f'(rate({OUT}{{outcome=~"kept|late|broken", {F}}}[1h]))', "{{rule}}")]))
         .with_panel(series(9, "Open promises by rule",
                            "Promises currently waiting to be kept (all teams).", "short",
-                           [query("sum by (rule) (valeur_open_promises)", "{{rule}}")],
+                           [query("max by (rule) (valeur_open_promises)", "{{rule}}")],
                            stack=True, axis="promises"))
         .with_panel(series(
             10, "Repeat contacts (per hour)",
@@ -185,16 +187,16 @@ def overview() -> db.Dashboard:
         .with_row(db.Row("Customers").id(102))
         .with_panel(single(13, "Customers at risk",
                            "Customers whose score is in the critical or at_risk band.", "short",
-                           [query(f"sum({AT_RISK})", "at risk")],
+                           [query(f"sum(max by (band) ({AT_RISK}))", "at risk")],
                            steps=((None, GREEN), (1, "orange"), (50, RED))))
         .with_panel(single(14, "Critical customers",
                            "Customers whose score is in the critical band (lowest).", "short",
-                           [query('sum(valeur_customers{band="critical"})', "critical")],
+                           [query('max(valeur_customers{band="critical"})', "critical")],
                            steps=((None, GREEN), (1, RED))))
         .with_panel(series(15, "Customers by score band",
                            "critical < -20 ≤ at_risk < -5 ≤ neutral ≤ 5 < positive "
                            "(default edges).",
-                           "short", [query("sum by (band) (valeur_customers)", "{{band}}")],
+                           "short", [query("max by (band) (valeur_customers)", "{{band}}")],
                            stack=True, axis="customers"))
         .with_panel(series(16, "Customer alerts (per hour)",
                            "Per-customer alerts raised by the rules (score-below-threshold, "

@@ -55,6 +55,8 @@ def dump(client: Any, prefix: str = "vm:") -> dict[str, Any]:
             value = client.lrange(raw, 0, -1)
         elif kind == "zset":
             value = client.zrange(raw, 0, -1, withscores=True)
+        elif kind == "set":
+            value = sorted(client.smembers(raw))
         else:  # pragma: no cover - the store writes no other type
             raise AssertionError(f"unexpected type {kind} for {key}")
         out[key[len(prefix):]] = (kind, value)

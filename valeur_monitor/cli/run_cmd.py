@@ -96,6 +96,8 @@ def run_command(
     metrics_port: Annotated[int | None, typer.Option(help="serve /metrics on this port")] = None,
     workers: Annotated[int, typer.Option(
         min=1, help="processes sharing out customers (memory store); same results as 1")] = 1,
+    metrics_host: Annotated[str, typer.Option(
+        help="address /metrics listens on (0.0.0.0: every interface)")] = "127.0.0.1",
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Apply the rules to events from files or stdin, no server needed; print a summary."""
@@ -103,7 +105,7 @@ def run_command(
     if metrics_port is not None:
         from valeur_monitor.runner.observe import metrics_hook
 
-        hooks.append(metrics_hook(metrics_port, rules_or_exit(rules)))
+        hooks.append(metrics_hook(metrics_port, rules_or_exit(rules), metrics_host))
     try:
         report = run_files(files, rules=rules, store_url=store, ledger=ledger, scores=scores,
                            dead_letters=dead_letters, until=until, progress=not no_progress,

@@ -16,6 +16,8 @@ ConfigOption = Annotated[str | None, typer.Option(
 
 def worker_command(
     config: ConfigOption = None,
+    web_host: Annotated[str | None, typer.Option(
+        help="address of /metrics, /healthz, /readyz (default 127.0.0.1; 0.0.0.0: all)")] = None,
     web_port: Annotated[int | None, typer.Option(
         help="port of /metrics, /healthz, /readyz")] = None,
     clock: Annotated[ClockMode | None, typer.Option(
@@ -24,7 +26,8 @@ def worker_command(
 ) -> None:
     """Run a stream worker: events topic -> rules -> Redis, plus scores, alerts, dead letters."""
     worker: dict[str, Any] = {k: v for k, v in
-                              {"web_port": web_port, "clock": clock, "loglevel": loglevel}.items()
+                              {"web_host": web_host, "web_port": web_port, "clock": clock,
+                               "loglevel": loglevel}.items()
                               if v is not None}
     try:
         settings = load_settings(config, **({"worker": worker} if worker else {}))

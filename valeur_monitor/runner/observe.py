@@ -9,11 +9,9 @@ from collections.abc import Callable, Mapping
 from valeur_monitor.engine.event import CHANNELS, EVENT_TYPES
 from valeur_monitor.engine.rules import RuleSet
 from valeur_monitor.engine.state import CustomerState
-from valeur_monitor.metrics import Metrics, serve
+from valeur_monitor.metrics import OPERATIONS, Metrics, serve
 from valeur_monitor.service import BatchResult
-
-# Operations the runners report errors for: declared up front so the series start at 0.
-OPERATIONS = ("load", "commit", "due", "watermark", "produce", "consume")
+from valeur_monitor.store.census import open_rules
 
 
 class OpenPromises:
@@ -25,7 +23,7 @@ class OpenPromises:
 
     def update(self, changed: Mapping[str, CustomerState]) -> None:
         for customer, state in changed.items():
-            now = Counter(p.rule for p in state.promises.values() if p.broken_at < 0)
+            now = Counter(open_rules(state))
             before = self._by_customer.get(customer)
             if before:
                 self.totals.subtract(before)
@@ -56,7 +54,7 @@ def record_batch(metrics: Metrics, result: BatchResult, seconds: float,
     for notice in result.notices:
         if notice.kind == "alert":
             metrics.customer_alert(notice.id)
-    if result.changed:  # bands are counted over every customer seen, not only this batch's
+    if result.changed and metrics.state_gauges:  # over every customer seen, not this batch's
         metrics.update_scores({c: s.score.total for c, s in result.changed.items()})
         if promises is not None:
             promises.update(result.changed)
@@ -66,16 +64,22 @@ def record_batch(metrics: Metrics, result: BatchResult, seconds: float,
         metrics.set_watermark(result.watermark, int(time.time() * 1000))
 
 
-def metrics_for(rules: RuleSet) -> Metrics:
-    """Metrics whose free-text labels are bounded by what the rules and catalogue name."""
+def metrics_for(rules: RuleSet, *, state_gauges: bool = True) -> Metrics:
+    """Metrics whose free-text labels are bounded by what the rules and catalogue name.
+
+    `state_gauges=False` (workers): open promises and score bands come from a scrape-time
+    collector over the shared store instead (streaming/collectors.py).
+    """
     metrics = Metrics(allowlists={"rule": rules.rule_ids(), "type": [*EVENT_TYPES, "invalid"],
-                                  "channel": list(CHANNELS), "operation": list(OPERATIONS)})
-    metrics.set_open_promises({})  # every rule at 0 until promises open
+                                  "channel": list(CHANNELS), "operation": list(OPERATIONS)},
+                      state_gauges=state_gauges)
+    if state_gauges:
+        metrics.set_open_promises({})  # every rule at 0 until promises open
     return metrics
 
 
 def metrics_hook(port: int, rules: RuleSet,
-                 host: str = "0.0.0.0") -> Callable[[BatchResult, float], None]:
+                 host: str = "127.0.0.1") -> Callable[[BatchResult, float], None]:
     """Serve /metrics on `port` and return the hook that updates it after each batch."""
     metrics = metrics_for(rules)
     serve(metrics, host, port)

@@ -14,6 +14,8 @@ With the default prefix ``vm:`` and customer ``cust-1``::
     vm:due                  ZSET    customer -> next due instant (ms)
     vm:watermark            STRING  stream time reached (ms)
     vm:identities           HASH    sha256 of an identity (email, phone...) -> customer, account
+    vm:open:<rule>          ZSET    customer -> open promises of that rule (store/census.py)
+    vm:open-rules           SET     rules that ever had an open promise (the ZSETs to read)
 
 No two customers can share a key: the suffixes after the tag (``state``, ``score``, ``reasons``,
 ``ledger``) contain no ``}`` and none ends with another, so ``<customer>}:<suffix>`` determines
@@ -67,6 +69,10 @@ class Keys:
         self.due = f"{prefix}due"
         self.watermark = f"{prefix}watermark"
         self.identities = f"{prefix}identities"  # HASH: hashed identity -> customer\taccount
+        self.open_rules = f"{prefix}open-rules"
+
+    def open_promises(self, rule: str) -> str:
+        return f"{self.prefix}open:{rule}"
 
     def tag(self, customer: str) -> str:
         """The common part of a customer's keys, hash tag included: ``vm:{c:<customer>}``."""

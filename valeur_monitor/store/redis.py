@@ -45,6 +45,7 @@ from valeur_monitor.engine.state import CustomerState, decode_state, encode_stat
 from valeur_monitor.errors import StoreError
 from valeur_monitor.store import keys as K
 from valeur_monitor.store.base import Commit, ScoreView
+from valeur_monitor.store.census import OpenIndex
 from valeur_monitor.store.keys import Keys
 
 T = TypeVar("T")
@@ -179,6 +180,7 @@ class RedisStore:
         self.max_backoff = max_backoff
         self._commit_script = client.register_script(COMMIT_LUA)
         self._watermark_script = client.register_script(WATERMARK_LUA)
+        self._open_index = OpenIndex(self.keys)
 
     @classmethod
     def from_url(cls, url: str, ledger_cap: int = 500, prefix: str = K.DEFAULT_PREFIX, *,
@@ -295,6 +297,7 @@ class RedisStore:
                     pipe.zadd(self.keys.due, dict(chunk))
                 for names in _chunks(undue):
                     pipe.zrem(self.keys.due, *names)
+                self._open_index.queue(self.client, pipe, commit.states)
                 pipe.evalsha(self._watermark_script.sha, 1, self.keys.watermark,
                              str(commit.watermark))
                 results = pipe.execute(raise_on_error=False)

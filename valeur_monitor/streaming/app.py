@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -24,8 +24,10 @@ from valeur_monitor.errors import BrokerError
 from valeur_monitor.kafka.admin import load_topology
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
+from valeur_monitor.store.census import census_for
 from valeur_monitor.store.factory import open_store
 from valeur_monitor.streaming.clock import StreamClock
+from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
 from valeur_monitor.streaming.outputs import Message, OutputTopics, Record
 from valeur_monitor.streaming.pipeline import StreamPipeline, WorkerRuntime
 
@@ -96,17 +98,29 @@ def create_app(settings: Settings | None = None) -> faust.App:
         topic_allow_declare=False, topic_disable_leader=True,
         stream_wait_empty=True, producer_acks=-1,
         web_enabled=True, web_bind=worker.web_host, web_port=worker.web_port,
+        # Only our pages: faust's /router and /table (and its graph, stats and /performance
+        # pages) would expose internals with no authentication.
+        web_router_enabled=False, web_tables_enabled=False, web_graph_enabled=False,
+        web_stats_enabled=False, web_metrics_enabled=False,
     )
     events_topic = topology.name("events")
     source = app.topic(events_topic, key_serializer="raw", value_serializer="raw")
     outputs = OutputTopics(topology.name("score-updates"), topology.name("customer-alerts"),
                            topology.name("dead-letters"))
-    metrics = metrics_for(rules)
+    metrics = metrics_for(rules, state_gauges=False)
     pipeline = StreamPipeline(rules, store, events_topic=events_topic, outputs=outputs,
                               clock=StreamClock(worker.clock, rules.settings.lateness,
                                                 idle_after=int(worker.idle_after * 1000)))
     runtime = WorkerRuntime(pipeline, FaustPublisher(app), metrics)
     app.valeur_runtime = runtime  # type: ignore[attr-defined]  # for tests and the web pages
+    metrics.registry.register(StoreCollector(
+        census_for(store), rules.rule_ids(), metrics.band_edges,
+        on_error=lambda exc: metrics.store_error("census")))
+
+    def lag() -> dict[int, int]:
+        return consumer_lag(app.consumer, events_topic, pipeline.clock.owned, runtime.positions)
+
+    metrics.registry.register(LagCollector(events_topic, lag))
 
     @app.agent(source)
     async def process(stream: Any) -> None:
@@ -140,8 +154,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry),
-                         headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # in a thread: the store collector may read Redis
+        text = await asyncio.to_thread(generate_latest, metrics.registry)
+        return web.bytes(text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -168,6 +183,25 @@ def create_app(settings: Settings | None = None) -> faust.App:
                         status=200 if ok else 503)
 
     return app
+
+
+def consumer_lag(consumer: Any, topic: str, owned: Iterable[int],
+                 positions: Mapping[int, int]) -> dict[int, int]:
+    """Per owned partition: high watermark minus the next offset to process (the position
+    after the last committed batch, else the consumer's fetch position)."""
+    from aiokafka import TopicPartition
+
+    out: dict[int, int] = {}
+    subscription = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription
+    if subscription is None:
+        return out
+    for partition in owned:
+        state = subscription.assignment.state_value(TopicPartition(topic, partition))
+        high = getattr(state, "highwater", None)
+        position = positions.get(partition, getattr(state, "position", None))
+        if high is not None and position is not None:
+            out[partition] = max(0, high - position)
+    return out
 
 
 def _partitions(kafka: KafkaSettings, topic: str) -> int:

@@ -5,7 +5,8 @@
   value per key is the customer's current score, so a repeated message is harmless.
 * customer-alerts: key = customer id, value = the alert notice as JSON.
 * dead-letters: key = the source record's key (if any), value = the original bytes untouched,
-  reason/detail/source in headers, so a fixed consumer can replay the value as is.
+  the source record's headers kept, reason/detail/source added, so a fixed consumer can replay
+  the record as is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,25 @@ def build_messages(result: BatchResult, topics: OutputTopics, *, source_topic: s
     if result.dead_letters:
         sources = _sources(records) if records else {}
         for letter in result.dead_letters:
-            key, where = sources.get(letter.raw, (None, ""))
-            headers = [(H_REASON, letter.reason.encode()),
-                       (H_DETAIL, letter.detail.encode()[:MAX_DETAIL])]
-            if where:
-                headers.append((H_SOURCE, f"{source_topic}/{where}".encode()))
-            out.append(Message(topics.dead_letters, key, letter.raw, tuple(headers)))
+            source = sources.get(letter.raw)
+            headers = [h for h in source.headers if h[0] not in OURS] if source else []
+            headers += [(H_REASON, letter.reason.encode()),
+                        (H_DETAIL, letter.detail.encode()[:MAX_DETAIL])]
+            if source is not None:
+                headers.append((H_SOURCE,
+                                f"{source_topic}/{source.partition}/{source.offset}".encode()))
+            out.append(Message(topics.dead_letters, source.key if source else None, letter.raw,
+                               tuple(headers)))
     return out
 
 
-def _sources(records: Iterable[Record]) -> dict[bytes, tuple[bytes | None, str]]:
-    """Original value -> (key, "partition/offset") of its first occurrence in the batch."""
-    found: dict[bytes, tuple[bytes | None, str]] = {}
+OURS = frozenset((H_REASON, H_DETAIL, H_SOURCE))
+
+
+def _sources(records: Iterable[Record]) -> dict[bytes, Record]:
+    """Original value -> the record of its first occurrence in the batch (key, headers,
+    partition/offset), so a dead letter carries its record as consumed."""
+    found: dict[bytes, Record] = {}
     for r in records:
-        found.setdefault(r.value, (r.key, f"{r.partition}/{r.offset}"))
+        found.setdefault(r.value, r)
     return found

@@ -24,12 +24,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from valeur_monitor.codec import decode
+from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.errors import BrokerError, StoreError
-from valeur_monitor.kafka.produce import customer_key
-from valeur_monitor.metrics import Metrics
+from valeur_monitor.errors import BrokerError, EventError, StoreError
+from valeur_monitor.metrics import BROKER_OPERATIONS, Metrics
 from valeur_monitor.runner.observe import record_batch
-from valeur_monitor.service import BatchResult, Processor
+from valeur_monitor.service import BatchResult, DeadLetter, Processor
 from valeur_monitor.store.base import Store
 from valeur_monitor.streaming.clock import Partitioner, StreamClock
 from valeur_monitor.streaming.outputs import Message, OutputTopics, Record, build_messages
@@ -50,6 +51,7 @@ class Step:
     messages: list[Message]
     rerouted: int = 0
     seconds: float = 0.0
+    offsets: dict[int, int] = field(default_factory=dict)   # partition -> next offset to read
 
 
 class StreamPipeline:
@@ -97,6 +99,8 @@ class StreamPipeline:
         steps = [self.process(partition, group) for partition, group in groups.items()]
         step = Step(_merge([s.result for s in steps]), [m for s in steps for m in s.messages],
                     sum(s.rerouted for s in steps))
+        for s in steps:
+            step.offsets.update(s.offsets)
         step.seconds = time.perf_counter() - began
         return step
 
@@ -105,16 +109,24 @@ class StreamPipeline:
         began = time.perf_counter()
         part = self._partition_of()
         clock = self.clock
-        values: list[bytes] = []
+        result = BatchResult(received=len(records))
+        events: list[Event] = []
         reroute: list[Message] = []
-        for record in records:
-            key = customer_key(record.value)
-            if key is not None and (home := part(key.decode())) != partition:
+        for record in records:      # each record is decoded once, here
+            try:
+                event = decode(record.value)
+            except EventError as exc:
+                result.dead_letters.append(DeadLetter(record.value, exc.reason, exc.detail))
+                continue
+            home = part(event.customer)
+            if home != partition:
                 # Not keyed by customer (or keyed for another partition count): send it to the
                 # customer's partition, where it is ordered with that customer's other events.
-                reroute.append(Message(self.events_topic, key, record.value, partition=home))
+                reroute.append(Message(self.events_topic, event.customer.encode(), record.value,
+                                       record.headers, partition=home))
+                result.received -= 1
             else:
-                values.append(record.value)
+                events.append(event)
 
         def allow(customer: str, until: int) -> bool:
             # Only this partition's customers: the batches of one take touch disjoint
@@ -123,12 +135,15 @@ class StreamPipeline:
 
         clock.touch(partition)
         self.scope.scoped(clock.floor(partition), allow)
-        result = self.processor.process(values)
+        result = self.processor.process_events(events, result)
         clock.observe(partition, result.watermark)
         self.reached[partition] = max(self.reached.get(partition, 0), result.watermark)
         messages = build_messages(result, self.outputs, source_topic=self.events_topic,
                                   records=records)
-        return Step(result, reroute + messages, len(reroute), time.perf_counter() - began)
+        step = Step(result, reroute + messages, len(reroute), time.perf_counter() - began)
+        if records:
+            step.offsets[partition] = records[-1].offset + 1
+        return step
 
     def advance(self) -> Step | None:
         """Timer tick: advance the customers of each owned partition whose stream time moved
@@ -209,6 +224,7 @@ class WorkerRuntime:
         self.health = Health()
         self.lock = asyncio.Lock()
         self._assignment = asyncio.Event()
+        self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
 
     # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
     async def assign(self, partitions: set[int], total: int) -> None:
@@ -223,6 +239,8 @@ class WorkerRuntime:
         in progress, so the new owner never works on a customer at the same time)."""
         async with self.lock:
             self.pipeline.revoke(partitions)
+            for partition in partitions:
+                self.positions.pop(partition, None)
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Process a batch (any mix of partitions); returns once all of it is committed."""
@@ -258,6 +276,7 @@ class WorkerRuntime:
         published = time.perf_counter()
         await self._retry("commit", lambda: asyncio.to_thread(self.pipeline.commit))
         committed = time.perf_counter()
+        self.positions.update(step.offsets)
         h.seconds["publish"] += published - began
         h.seconds["commit"] += committed - published
         seconds = step.seconds + (committed - began)
@@ -300,8 +319,8 @@ class WorkerRuntime:
         h.last_error = f"{operation}: {exc}"
         log.warning("%s failed (will retry): %s", operation, exc)
         if self.metrics is not None:
-            if operation == "publish":
-                self.metrics.broker_error("produce")
+            if operation in BROKER_OPERATIONS:
+                self.metrics.broker_error(operation)
             else:
                 self.metrics.store_error(operation)
 
