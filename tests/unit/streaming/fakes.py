@@ -13,8 +13,9 @@ from valeur_monitor.streaming.outputs import Message, Record
 
 
 class SharedStore(MemoryStore):
-    """Behaves like the Redis store where it matters here: `due` only reads, `load` returns
-    copies (a state changes only through `commit`), and commits can be made to fail."""
+    """Behaves like the Redis store where it matters here: `load` returns copies (a state
+    changes only through `commit`), and commits can be made to fail (`due` is a pure query in
+    every store)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -23,10 +24,6 @@ class SharedStore(MemoryStore):
 
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         return {c: decode_state(encode_state(s)) for c, s in super().load(customers).items()}
-
-    def due(self, until: int, limit: int = 10_000) -> list[str]:
-        items = sorted((d, c) for c, d in self._due.items() if d <= until)
-        return [c for _, c in items[:limit]]
 
     def commit(self, commit: Commit) -> None:
         self.commit_calls += 1
