@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean
+.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean stack
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,6 +46,12 @@ dashboards: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# The compose stack (deploy/compose): secrets written once, then one `compose up`.
+CONTAINER_ENGINE ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || echo podman)
+stack: $(STAMP)
+	scripts/compose-env
+	$(CONTAINER_ENGINE) compose -f deploy/compose/compose.yaml up -d --build
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

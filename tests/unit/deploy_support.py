@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import typer.main
 from pydantic import BaseModel
@@ -93,6 +93,8 @@ def setting_field(env: str) -> tuple[str, ...]:
             raise ManifestError(f"{env}: {'.'.join(parts[:i + 1])} is not a setting "
                                 f"(known here: {known})")
         annotation = field.annotation
+        if get_origin(annotation) is dict and i == len(parts) - 2:
+            return parts    # a mapping setting (e.g. ingest.secrets): the last part is its key
         if i < len(parts) - 1:
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 raise ManifestError(f"{env}: {'.'.join(parts[:i + 1])} has no sub-settings")

@@ -169,3 +169,69 @@ def test_prometheus_config_with_its_mounts_passes_promtool(promtool: str,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr and "rule" in done.stdout + done.stderr
+
+
+VARIABLE = re.compile(r"\$\{(\w+)(?::?([?-])([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose interpolation of ${VAR}, ${VAR:-default} and ${VAR:?error}."""
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if env.get(name):
+            return env[name]
+        if op == "?":
+            raise AssertionError(f"${{{name}}} is required: {arg}")
+        return arg or ""
+    return VARIABLE.sub(one, value)
+
+
+def test_compose_env_satisfies_every_required_variable(tmp_path: Path) -> None:
+    """scripts/compose-env writes what `compose up` requires; the values are valid settings."""
+    script = ROOT / "scripts" / "compose-env"
+    done = subprocess.run([str(script), str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    env_file, token_file = tmp_path / ".env", tmp_path / ".api-token"
+    assert env_file.stat().st_mode & 0o077 == 0 and token_file.stat().st_mode & 0o077 == 0
+    dotenv = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
+                  if line and not line.startswith("#"))
+    token = token_file.read_text().strip()
+    assert token not in done.stdout + done.stderr + env_file.read_text(), "token printed/stored"
+    required = {m.group(1) for m in VARIABLE.finditer(COMPOSE.read_text()) if m.group(2) == "?"}
+    assert required and required <= {k for k, v in dotenv.items() if v}
+    for name, service in ours().items():
+        env = {k: interpolate(v, dotenv) for k, v in env_of(service).items()}
+        settings = check_settings(env)
+        if name == "api":
+            from valeur_monitor.api.auth import hash_token
+
+            assert [t.sha256 for t in settings.api.tokens] == [hash_token(token)]
+    # A second run leaves the file alone (no silent rotation of the secrets).
+    before = env_file.read_text()
+    subprocess.run([str(script), str(tmp_path)], capture_output=True, timeout=120, check=True)
+    assert env_file.read_text() == before
+
+
+def test_servers_bound_beyond_loopback_are_authenticated() -> None:
+    """API and ingest listen on 0.0.0.0 in their containers: tokens / signed sources only."""
+    from valeur_monitor.settings import Settings
+    from valeur_monitor.sources.factory import load_configured_sources
+
+    sources = load_configured_sources(Settings())
+    for name, service in ours().items():
+        command, params = parse_command(service["command"])
+        env = env_of(service)
+        if command == "serve":
+            assert params["host"] == "0.0.0.0" and ":?" in env["VALEUR_API__TOKENS"]
+        if command == "ingest":
+            keys = [k for k in env if k.startswith(("VALEUR_INGEST__SECRETS__",
+                                                     "VALEUR_INGEST__BASIC_USERS__"))]
+            assert keys and any(":?" in env[k] for k in keys), name
+            for key in keys:
+                source = key.rsplit("__", 1)[1].lower()
+                assert source in sources, f"{key}: no shipped source {source!r}"
+                kind = sources[source].auth.kind
+                assert kind != "none", f"{key}: {source} is unauthenticated"
+                # basic auth reads ingest.basic_users, every other kind ingest.secrets
+                assert ("BASIC_USERS" in key) == (kind == "basic"), f"{key}: {source} is {kind}"
