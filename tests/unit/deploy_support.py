@@ -29,10 +29,15 @@ ROUTE_METHODS = frozenset({"page", "get", "post", "put", "delete", "patch", "hea
                            "api_route", "add_route", "add_api_route"})
 # Which source tree serves which role's HTTP endpoints.
 ROLE_SOURCES = {"worker": ("streaming",), "api": ("api",), "ingest": ("ingest",)}
-# Which command runs which role, and where its port comes from (option, setting path).
+# Which command runs which role, and where its port and bind address come from
+# (option, setting path).
 ROLE_COMMANDS = {"worker": ("worker", "--web-port", ("worker", "web_port")),
                  "api": ("serve", "--port", ("api", "port")),
                  "ingest": ("ingest", "--port", ("ingest", "port"))}
+ROLE_HOSTS = {"worker": ("--web-host", ("worker", "web_host")),
+              "api": ("--host", ("api", "host")),
+              "ingest": ("--host", ("ingest", "host"))}
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class ManifestError(AssertionError):
@@ -170,3 +175,21 @@ def role_port(argv: Sequence[str], env: Mapping[str, str]) -> int:
     if params.get(key) is not None:
         return int(params[key])
     return int(setting_value(check_settings(env), path))
+
+
+def _option_or_setting(argv: Sequence[str], env: Mapping[str, str], option: str,
+                       path: Sequence[str]) -> Any:
+    _, params = parse_command(argv)
+    key = option.lstrip("-").replace("-", "_")
+    if params.get(key) is not None:
+        return params[key]
+    return setting_value(check_settings(env), path)
+
+
+def role_host(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The address the server started by ARGV binds: option, else VALEUR_*, else default."""
+    role = role_of(argv)
+    if role is None:
+        raise ManifestError(f"`valeur-monitor {' '.join(argv)}` serves no HTTP")
+    option, path = ROLE_HOSTS[role]
+    return str(_option_or_setting(argv, env, option, path))

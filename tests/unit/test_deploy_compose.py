@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from tests.unit.deploy_support import (
+    LOOPBACK,
     ROOT,
     check_settings,
     parse_command,
+    role_host,
     role_of,
     role_port,
     served_paths,
@@ -108,6 +110,8 @@ def test_ports_and_probe_paths_are_the_ones_the_server_has(name: str) -> None:
     exposed = {int(str(p).split(":")[-1]) for p in
                [*(service.get("expose") or []), *(service.get("ports") or [])]}
     assert port in exposed, f"{name} listens on {port}, exposes {exposed}"
+    host = role_host(service["command"], env_of(service))
+    assert host not in LOOPBACK, f"{name} binds {host}: unreachable from the other containers"
     probe = " ".join(service["healthcheck"]["test"])
     urls = URL.findall(probe)
     assert urls, probe
