@@ -11,6 +11,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from valeur_monitor import __version__
+from valeur_monitor.engine.ledger import DIMENSIONS, REPORTED_OUTCOMES
 
 NONE: Final = "none"    # label value for an empty string
 OTHER: Final = "other"  # label value once a label's budget is spent, or outside its allowlist
@@ -20,9 +21,7 @@ CACHE_LIMIT: Final = 10_000     # raw label tuples cached per metric; beyond it,
 # Free-string labels: an allowlist (`allowlists=`) or the first `max_label_values` values each.
 GUARDED_LABELS: Final = ("source", "type", "rule", "team", "channel", "reason", "alert",
                          "operation")
-OUTCOMES: Final = ("matched", "kept", "broken", "late", "repeat", "warning", "cancelled")
-DIMENSIONS: Final = ("quality", "service", "experience", "image",
-                     "money", "time", "effort", "energy", "inconvenience")
+OUTCOMES: Final = REPORTED_OUTCOMES
 BANDS: Final = ("critical", "at_risk", "neutral", "positive")
 DEFAULT_BAND_EDGES: Final = (-20.0, -5.0, 5.0)
 KNOWN_ALERTS: Final = ("score-below-threshold", "broken-promises-7d")

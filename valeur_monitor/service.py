@@ -10,7 +10,7 @@ import orjson
 from valeur_monitor.codec import decode
 from valeur_monitor.engine.core import Engine, Output
 from valeur_monitor.engine.event import Event, to_canonical
-from valeur_monitor.engine.ledger import LedgerEntry, Notice
+from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.engine.state import CustomerState
@@ -38,7 +38,7 @@ class BatchResult:
     events: list[Event] = field(default_factory=list)
     entries: list[LedgerEntry] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
-    outcomes: list[tuple[str, str, str, str]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     late: int = 0

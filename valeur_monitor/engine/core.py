@@ -10,8 +10,8 @@ from valeur_monitor.engine import promises as P
 from valeur_monitor.engine import valuation as V
 from valeur_monitor.engine.durations import format_duration
 from valeur_monitor.engine.event import Event, format_time
-from valeur_monitor.engine.explain import render
-from valeur_monitor.engine.ledger import LedgerEntry, Notice
+from valeur_monitor.engine.explain import template
+from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.rules.model import Effect, ExpectRule, Roles, RuleSet
 from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
 from valeur_monitor.engine.state import CustomerState, Promise
@@ -20,14 +20,36 @@ _NOTHING: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ()
 PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
 
 
+_PROMISE_FIELDS = frozenset({"waited", "deadline", "overdue"})
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """What an outcome is about: the rule, the case's ref, team and channel, its events."""
+
+    rule_id: str
+    title: str
+    ref: str
+    team: str
+    channel: str
+    events: tuple[str, ...]          # ids of the causing events
+    event: Event | None              # the event that decided it (None for a timer)
+    late: bool                       # decided by an event that arrived after the clock
+    promise: Promise | None = None   # the promise kept or broken, for expect rules
+
+    @classmethod
+    def of_event(cls, rule_id: str, title: str, event: Event, late: bool) -> Case:
+        return cls(rule_id, title, event.ref, event.team, event.channel, (event.id,), event,
+                   late)
+
+
 @dataclass
 class Output:
     """What ingesting/advancing produced; the runner hands it to the store and the sinks."""
 
     entries: list[LedgerEntry] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
-    # (rule, outcome, team, channel) for every outcome, valued or not, and warnings
-    outcomes: list[tuple[str, str, str, str]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)  # valued or not, and warnings
     processed: list[Event] = field(default_factory=list)
     duplicates: int = 0
     late: int = 0
@@ -98,9 +120,8 @@ class Engine:
         on_rules, repeat_rules, expect_rules = self.rules.by_type.get(event.type, _NOTHING)
         for rule in on_rules:
             if rule.matcher.matches(event):
-                self._emit(state, rule.id, rule.title, "matched", rule.effect, event.time,
-                           (event.id,), event.ref, event.team, event.channel, late, out,
-                           {}, event)
+                self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
+                           rule.effect, event.time, out)
         for rrule in repeat_rules:
             if not rrule.matcher.matches(event):
                 continue
@@ -119,9 +140,8 @@ class Engine:
             state.repeats[slot] = times
             if len(times) >= rrule.from_count:
                 extra = {"count": len(times), "key": key, "within": format_duration(rrule.within)}
-                self._emit(state, rrule.id, rrule.title, "repeat", rrule.effect, event.time,
-                           (event.id,), event.ref, event.team, event.channel, late, out,
-                           extra, event)
+                self._emit(state, Case.of_event(rrule.id, rrule.title, event, late), "repeat",
+                           rrule.effect, event.time, out, extra)
         for erule, roles in expect_rules:
             self._expect(state, erule, roles, event, out, late)
         out.processed.append(event)
@@ -143,7 +163,8 @@ class Engine:
                 promise = None
             elif roles.cancel and P.hit(roles.cancel, event):
                 if rule.broken is not None:  # reported once, by the rule that owns the failure
-                    out.outcomes.append((rule.id, "cancelled", promise.team, promise.channel))
+                    out.outcomes.append(Outcome(rule.id, "cancelled", promise.team,
+                                                promise.channel))
                 del state.promises[slot]
                 promise = None
             elif roles.pause and P.hit(roles.pause, event):
@@ -170,14 +191,9 @@ class Engine:
             wall = max(0, event.time - promise.deadline)
             worth = V.late_values(rule, event, wall, P.sla_between(rule, promise.deadline,
                                                                     event.time))
-        extra = {
-            "waited": format_duration(event.time - promise.opened_at),
-            "deadline": format_time(promise.deadline),
-            "overdue": format_duration(max(0, event.time - promise.deadline)),
-        }
-        self._emit(state, rule.id, rule.title, outcome, effect, event.time,
-                   (promise.open_event, event.id), promise.ref, promise.team, promise.channel,
-                   late, out, extra, event, worth)
+        case = Case(rule.id, rule.title, promise.ref, promise.team, promise.channel,
+                    (promise.open_event, event.id), event, late, promise)
+        self._emit(state, case, outcome, effect, event.time, out, worth=worth)
 
     # -- timers -------------------------------------------------------------------------------
     @staticmethod
@@ -206,11 +222,12 @@ class Engine:
             promise.warn_at = -1
             promise.warned = True
             promise.refresh(rule.late_window, rule.max_pause)
-            message = render(None, "warning", {"title": rule.title, "ref": promise.ref,
-                                              "deadline": format_time(promise.deadline)}, None)
+            message = template(None, "warning").render(
+                {"title": rule.title, "ref": promise.ref,
+                 "deadline": format_time(promise.deadline)}, None)
             out.notices.append(Notice("warning", rule.id, state.customer, at, message,
                                       ref=promise.ref))
-            out.outcomes.append((rule.id, "warning", promise.team, promise.channel))
+            out.outcomes.append(Outcome(rule.id, "warning", promise.team, promise.channel))
             return
         if rule.late is None:
             del state.promises[slot]  # nothing to report if kept late: no need to wait for it
@@ -218,35 +235,32 @@ class Engine:
             promise.broken_at = promise.deadline
             promise.warn_at = -1
             promise.refresh(rule.late_window, rule.max_pause)
-        extra = {"waited": format_duration(at - promise.opened_at),
-                 "deadline": format_time(promise.deadline)}
-        self._emit(state, rule.id, rule.title, "broken", rule.broken, at, (promise.open_event,),
-                   promise.ref, promise.team, promise.channel, False, out, extra, None)
+        case = Case(rule.id, rule.title, promise.ref, promise.team, promise.channel,
+                    (promise.open_event,), None, False, promise)
+        self._emit(state, case, "broken", rule.broken, at, out)
 
     # -- values -------------------------------------------------------------------------------
-    def _emit(self, state: CustomerState, rule_id: str, title: str, outcome: str,
-              effect: Effect | None, at: int, events: tuple[str, ...], ref: str, team: str,
-              channel: str, late: bool, out: Output, extra: dict[str, Any],
-              event: Event | None, worth: V.Values | None = None) -> None:
+    def _emit(self, state: CustomerState, case: Case, outcome: str, effect: Effect | None,
+              at: int, out: Output, extra: dict[str, Any] | None = None,
+              worth: V.Values | None = None) -> None:
+        """Book `outcome` of `case` at `at`: ledger entries for its values, score, alerts."""
         if effect is None:
             return  # an outcome a rule does not value is not its outcome (shared promises)
-        out.outcomes.append((rule_id, outcome, team, channel))
+        rule_id, event = case.rule_id, case.event
+        out.outcomes.append(Outcome(rule_id, outcome, case.team, case.channel))
         if worth is None:
             worth = effect.values if effect.scale is None else V.values_of(effect, event)
         if worth:
-            values = {"title": title, "rule": rule_id, "ref": ref or "-", "team": team,
-                      "channel": channel, "customer": state.customer,
-                      "type": event.type if event else "", **extra}
-            text = render(effect.explain, outcome, values, event)
+            text = self._explain(state, case, outcome, effect, at, extra)
             half_life = self.settings.half_life
             version = self.rules.version
             for dimension, amount, value in worth:
                 state.seq += 1
                 out.entries.append(LedgerEntry(
                     customer=state.customer, seq=state.seq, rule=rule_id, outcome=outcome,
-                    dimension=dimension, amount=amount, value=value, time=at, events=events,
-                    explain=text, ref=ref, team=team, channel=channel, late=late,
-                    rules_version=version))
+                    dimension=dimension, amount=amount, value=value, time=at,
+                    events=case.events, explain=text, ref=case.ref, team=case.team,
+                    channel=case.channel, late=case.late, rules_version=version))
                 apply_value(state.score, dimension, value, at, half_life)
                 if value > 0:
                     state.score.created += value
@@ -256,6 +270,26 @@ class Engine:
             check_score_alerts(state, self._score_alerts, at, out.notices)
         if self._count_alerts:
             count_outcome(state, self._count_alerts, rule_id, outcome, at, out.notices)
+
+    @staticmethod
+    def _explain(state: CustomerState, case: Case, outcome: str, effect: Effect, at: int,
+                 extra: dict[str, Any] | None) -> str:
+        """The entry's explanation; times and durations are formatted only if it shows them."""
+        compiled = template(effect.explain, outcome)
+        event = case.event
+        values: dict[str, Any] = {
+            "title": case.title, "rule": case.rule_id, "ref": case.ref or "-", "team": case.team,
+            "channel": case.channel, "customer": state.customer,
+            "type": event.type if event else ""}
+        promise = case.promise
+        if promise is not None and not compiled.needs.isdisjoint(_PROMISE_FIELDS):
+            values["waited"] = format_duration(at - promise.opened_at)
+            values["deadline"] = format_time(promise.deadline)
+            if outcome != "broken":  # how late a keep was; a broken promise is not kept yet
+                values["overdue"] = format_duration(max(0, at - promise.deadline))
+        if extra:
+            values.update(extra)
+        return compiled.render(values, event)
 
 
 def _touch(state: CustomerState, slot: str) -> None:

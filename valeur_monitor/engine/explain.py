@@ -26,18 +26,52 @@ def unknown_placeholders(template: str) -> list[str]:
             if name not in FIELDS and not name.startswith("data.")]
 
 
-def render(template: str | None, outcome: str, values: dict[str, Any], event: Event | None) -> str:
-    """Fill `template` (or the outcome's default) from `values` and the event's data fields."""
-    text = template or DEFAULTS[outcome]
+class Template:
+    """A template split once into literal text and placeholders; `needs` says which fields
+    it reads, so the costly ones (formatted times and durations) are computed only if used."""
 
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name.startswith("data."):
-            value: Any = event.data if event is not None else {}
-            for part in name[5:].split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            return "?" if value is None else str(value)
-        found = values.get(name)
-        return "?" if found is None else str(found)
+    __slots__ = ("needs", "parts")
 
-    return _PLACEHOLDER.sub(fill, text)
+    def __init__(self, text: str) -> None:
+        parts: list[tuple[str, str | None]] = []
+        last = 0
+        for match in _PLACEHOLDER.finditer(text):
+            parts.append((text[last:match.start()], match.group(1)))
+            last = match.end()
+        parts.append((text[last:], None))
+        self.parts = tuple(parts)
+        self.needs = frozenset(name for _, name in parts if name is not None)
+
+    def render(self, values: dict[str, Any], event: Event | None) -> str:
+        """Fill from `values` and the event's data fields; '?' for anything missing."""
+        out: list[str] = []
+        for literal, name in self.parts:
+            out.append(literal)
+            if name is None:
+                continue
+            found: Any
+            if name.startswith("data."):
+                found = event.data if event is not None else {}
+                for part in name[5:].split("."):
+                    found = found.get(part) if isinstance(found, dict) else None
+            else:
+                found = values.get(name)
+            out.append("?" if found is None else str(found))
+        return "".join(out)
+
+
+_compiled: dict[str, Template] = {}
+
+
+def template(text: str | None, outcome: str) -> Template:
+    """The compiled template of `text` (or of the outcome's default), compiled once."""
+    source = text or DEFAULTS[outcome]
+    found = _compiled.get(source)
+    if found is None:
+        found = _compiled[source] = Template(source)
+    return found
+
+
+def render(text: str | None, outcome: str, values: dict[str, Any], event: Event | None) -> str:
+    """Fill `text` (or the outcome's default) from `values` and the event's data fields."""
+    return template(text, outcome).render(values, event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, NamedTuple, get_args
 
 import msgspec
 
@@ -12,7 +12,21 @@ BENEFITS = ("quality", "service", "experience", "image")
 COSTS = ("money", "time", "effort", "energy", "inconvenience")
 DIMENSIONS = BENEFITS + COSTS
 
-OUTCOMES = ("matched", "kept", "broken", "late", "repeat")
+# What a rule can book a value for (the rule language's `outcome:` of alerts uses this type).
+ValuedOutcome = Literal["matched", "kept", "broken", "late", "repeat"]
+OUTCOMES: tuple[str, ...] = get_args(ValuedOutcome)
+# Every outcome the engine reports (metrics count them): valued ones, plus a warning sent
+# before a deadline and a promise cancelled before it was due.
+REPORTED_OUTCOMES: tuple[str, ...] = (*OUTCOMES, "warning", "cancelled")
+
+
+class Outcome(NamedTuple):
+    """One outcome of one rule for one customer's case, valued or not (metrics, reports)."""
+
+    rule: str
+    outcome: str              # one of REPORTED_OUTCOMES
+    team: str
+    channel: str
 
 
 class LedgerEntry(msgspec.Struct, gc=False, omit_defaults=True):

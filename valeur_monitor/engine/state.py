@@ -27,6 +27,15 @@ class Promise(msgspec.Struct, gc=False):
     team: str = ""
     channel: str = ""
 
+    def is_open(self) -> bool:
+        """Still owed: not broken (a paused promise is open, its SLA clock stopped). The one
+        definition used by the engine's readers: metrics, the API and the stores."""
+        return self.broken_at < 0
+
+    def is_overdue(self, until: int) -> bool:
+        """Open, its clock running, and its deadline reached by `until`."""
+        return self.broken_at < 0 and self.paused_at < 0 and self.deadline <= until
+
     def refresh(self, late_window: int, max_pause: int) -> None:
         """Recompute `due` after any change (kept as a field so timers are a cheap scan)."""
         if self.broken_at >= 0:

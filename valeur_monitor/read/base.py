@@ -62,5 +62,5 @@ class Reader(Protocol):
 
 def open_promises(promises: Sequence[Promise]) -> list[Promise]:
     """Promises neither broken nor dropped, earliest deadline first (ties by rule, ref)."""
-    return sorted((p for p in promises if p.broken_at < 0),
+    return sorted((p for p in promises if p.is_open()),
                   key=lambda p: (p.deadline, p.rule, p.ref))

@@ -49,7 +49,7 @@ class RunReport:
             else:
                 self.destroyed[(entry.rule, entry.dimension)] -= entry.value
         self.entries += len(result.entries)
-        self.outcomes.update((rule, outcome) for rule, outcome, _, _ in result.outcomes)
+        self.outcomes.update((o.rule, o.outcome) for o in result.outcomes)
         self.notices.update((n.kind, n.id) for n in result.notices)
         self.watermark = max(self.watermark, result.watermark)
 

@@ -47,8 +47,8 @@ def record_batch(metrics: Metrics, result: BatchResult, seconds: float,
         metrics.duplicate()
     for _ in range(result.late):
         metrics.late_event()
-    for rule, outcome, team, channel in result.outcomes:
-        metrics.outcome(rule, outcome, team, channel)
+    for o in result.outcomes:
+        metrics.outcome(o.rule, o.outcome, o.team, o.channel)
     for entry in result.entries:
         metrics.value(entry.rule, entry.dimension, entry.team, entry.channel, entry.value)
     for notice in result.notices:

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from valeur_monitor.engine.ledger import LedgerEntry, Notice
+from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.runner.embedded import RunReport, close_sinks, sink_batch
@@ -88,7 +88,7 @@ class Settled(msgspec.Struct, array_like=True):
     processed: int
     entries: list[LedgerEntry]
     notices: list[Notice]
-    outcomes: list[tuple[str, str, str, str]]
+    outcomes: list[Outcome]
     dead: list[tuple[bytes, str, str, int]]
     duplicates: int
     late: int

@@ -28,7 +28,7 @@ CHUNK = 1000
 
 def open_rules(state: CustomerState) -> list[str]:
     """The rule of every open promise of a customer (broken ones are not open any more)."""
-    return [p.rule for p in state.promises.values() if p.broken_at < 0]
+    return [p.rule for p in state.promises.values() if p.is_open()]
 
 
 class Census(Protocol):

@@ -69,7 +69,7 @@ class MemoryStore:
         out = []
         for customer, state in self._states.items():
             for promise in state.promises.values():
-                if promise.broken_at < 0 and promise.paused_at < 0 and promise.deadline <= until:
+                if promise.is_overdue(until):
                     out.append((customer, promise.rule, promise.ref, promise.deadline))
         return sorted(out)
 

@@ -387,8 +387,7 @@ class RedisStore:
         for chunk in _chunks(candidates):
             for customer, state in self.load(chunk).items():
                 for promise in state.promises.values():
-                    if (promise.broken_at < 0 and promise.paused_at < 0
-                            and promise.deadline <= until):
+                    if promise.is_overdue(until):
                         out.append((customer, promise.rule, promise.ref, promise.deadline))
         return sorted(out)
 

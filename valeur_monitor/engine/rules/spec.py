@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from valeur_monitor.engine.ledger import ValuedOutcome
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -90,7 +92,7 @@ class AlertSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     title: str | None = None
     score_below: float | None = None
-    outcome: Literal["kept", "broken", "late", "repeat", "matched"] | None = None
+    outcome: ValuedOutcome | None = None
     rules: list[str] = Field(default_factory=list)
     count: int = Field(default=0, ge=0)
     within: str | None = None
