@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("bench.bench_run", "bench.bench_redis_store", "bench.bench_worker")
+BENCHMARKS = ("bench.bench_run", "bench.bench_redis_store", "bench.bench_worker",
+              "bench.bench_backtest")
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from valeur_monitor.cli.advance_cmd import advance_command
+from valeur_monitor.cli.backtest_cmd import backtest_command
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.import_cmd import import_command
@@ -24,6 +25,7 @@ app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("simulate")(simulate_command)
 app.command("explain")(explain_command)
+app.command("backtest")(backtest_command)
 app.add_typer(rules_app, name="rules")
 app.command("worker")(worker_command)
 app.command("advance")(advance_command)

@@ -104,6 +104,7 @@ class _Compiler:
         self.settings_from: str | None = None
         self.label: str | None = None
         self.warnings: list[RuleIssue] = []
+        self.fingerprints: dict[str, str] = {}
         self.calendars: dict[str, Calendar] = {}
         self.on: list[OnRule] = []
         self.expect: list[ExpectRule] = []
@@ -208,12 +209,23 @@ class _Compiler:
             return False
         return True
 
+    @staticmethod
+    def _fingerprint(spec: RuleSpec, rule: OnRule | ExpectRule | RepeatRule) -> str:
+        """What makes a rule's entries: its spec (description aside) and its calendar."""
+        text = spec.model_dump_json(by_alias=True, exclude={"description"})
+        if isinstance(rule, ExpectRule) and rule.deadline.calendar is not None:
+            cal = rule.deadline.calendar
+            text += repr((cal.timezone, cal.weekly, sorted(cal.holidays)))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def finish(self, sink: list[RuleIssue]) -> RuleSet:
         for issues, i, spec in sorted(self.pending_rules, key=lambda p: (p[0].file, p[1])):
             path: KeyPath = ("rules", i)
             if not self._claim_id(spec.id, issues, path):
                 continue
             rule = compile_rule(spec, path, issues, self.calendars)
+            if rule is not None:
+                self.fingerprints[spec.id] = self._fingerprint(spec, rule)
             if isinstance(rule, OnRule):
                 self.on.append(rule)
             elif isinstance(rule, ExpectRule):
@@ -235,5 +247,6 @@ class _Compiler:
             settings=self.settings or Settings(), on_rules=on, expect_rules=expect,
             repeat_rules=repeat, alerts=tuple(self.alerts), calendars=dict(self.calendars),
             sources=tuple(self.files), by_type=RuleSet.index(on, repeat, expect),
+            fingerprints=dict(self.fingerprints),
         )
 

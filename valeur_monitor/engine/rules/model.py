@@ -161,11 +161,24 @@ class RuleSet:
     by_type: dict[str, RulesForType] = field(default_factory=dict)
     version: str = ""                         # content hash of the files, `+label` if labelled
     warnings: tuple[RuleIssue, ...] = ()      # problems that do not stop loading (rules check)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # rule id -> hash of what it does
 
     def rule_ids(self) -> list[str]:
         rules: tuple[OnRule | ExpectRule | RepeatRule, ...] = (
             *self.on_rules, *self.expect_rules, *self.repeat_rules)
         return [r.id for r in rules]
+
+    def subset(self, ids: set[str], *, alerts: bool = False) -> RuleSet:
+        """The same settings and calendars with only the rules named (and no alerts unless
+        asked): a backtest runs the rules two sets share once, and the others apart."""
+        on = tuple(r for r in self.on_rules if r.id in ids)
+        expect = tuple(r for r in self.expect_rules if r.id in ids)
+        repeat = tuple(r for r in self.repeat_rules if r.id in ids)
+        return RuleSet(settings=self.settings, on_rules=on, expect_rules=expect,
+                       repeat_rules=repeat, alerts=self.alerts if alerts else (),
+                       calendars=self.calendars, sources=self.sources,
+                       by_type=RuleSet.index(on, repeat, expect), version=self.version,
+                       fingerprints={k: v for k, v in self.fingerprints.items() if k in ids})
 
     def max_late_window(self) -> int:
         return max((r.late_window for r in self.expect_rules), default=0)

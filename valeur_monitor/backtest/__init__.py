@@ -1,0 +1,1 @@
+"""Backtest: two rule sets over the same events in one pass, and what changes between them."""
