@@ -184,27 +184,28 @@ class Metrics:
             cache[key] = child
         return child
 
-    def event_received(self, source: str, type: str) -> None:
+    # `n`: callers that count a whole batch first (runner/observe.py) add once per label set.
+    def event_received(self, source: str, type: str, n: int = 1) -> None:
         key = (source, type)
         child = self._received.get(key)
         if child is None:
             child = self._child(self._received, self.events_received, key, ("source", "type"))
-        child.inc()
+        child.inc(n)
 
-    def event_processed(self, type: str) -> None:
+    def event_processed(self, type: str, n: int = 1) -> None:
         key = (type,)
         child = self._processed.get(key)
         if child is None:
             child = self._child(self._processed, self.events_processed, key, ("type",))
-        child.inc()
+        child.inc(n)
 
-    def outcome(self, rule: str, outcome: str, team: str, channel: str) -> None:
+    def outcome(self, rule: str, outcome: str, team: str, channel: str, n: int = 1) -> None:
         key = (rule, outcome, team, channel)
         child = self._outcomes.get(key)
         if child is None:
             child = self._child(self._outcomes, self.rule_outcomes, key,
                                 ("rule", "outcome", "team", "channel"))
-        child.inc()
+        child.inc(n)
 
     def value(self, rule: str, dimension: str, team: str, channel: str, amount: float) -> None:
         """Signed value points: > 0 counts as created, < 0 as destroyed (its magnitude)."""
@@ -222,14 +223,14 @@ class Metrics:
             child = self._child(cache, metric, key, ("rule", "dimension", "team", "channel"))
         child.inc(amount)
 
-    def duplicate(self) -> None:
-        self.events_duplicate.inc()
+    def duplicate(self, n: int = 1) -> None:
+        self.events_duplicate.inc(n)
 
-    def late_event(self) -> None:
-        self.events_late.inc()
+    def late_event(self, n: int = 1) -> None:
+        self.events_late.inc(n)
 
-    def dead_letter(self, reason: str) -> None:
-        self.events_dead_lettered.labels(self.guards["reason"](reason)).inc()
+    def dead_letter(self, reason: str, n: int = 1) -> None:
+        self.events_dead_lettered.labels(self.guards["reason"](reason)).inc(n)
 
     def customer_alert(self, alert: str) -> None:
         self.customer_alerts.labels(self.guards["alert"](alert)).inc()

@@ -39,6 +39,10 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
     runner = EmbeddedRunner(
         ruleset, store, ledger=LedgerWriter(ledger) if ledger else None,
         dead_letters=DeadLetterWriter(dead_letters), on_batch=hooks or ())
+    for hook in hooks or ():
+        watch = getattr(hook, "watch", None)  # metrics read from the store at scrape time
+        if watch is not None:
+            watch(store)
     _feed_files(files, runner, progress)
     report = runner.finish(until=parse_time(until) if until else None)
     _write_scores(scores, runner.score_views(), ruleset.version)
