@@ -200,6 +200,37 @@ class IngestSettings(BaseModel):
         return value
 
 
+WebhookEvent = Literal["customer.alert", "customer.warning", "customer.score_changed"]
+
+
+class WebhookEndpoint(BaseModel):
+    """One receiver of signed webhooks (Standard Webhooks: webhook-id/-timestamp/-signature)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")   # consumer group, metric label
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr                                # whsec_<base64>, shared with the receiver
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list[WebhookEvent](["customer.alert", "customer.score_changed"]))
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class WebhookSettings(BaseModel):
+    """Outbox and delivery: retries with exponential backoff, then a dead letter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[WebhookEndpoint] = Field(default_factory=list)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_s: float = Field(default=1.0, gt=0)        # first retry delay, doubled each time
+    max_backoff_s: float = Field(default=600.0, gt=0)
+    score_delta: float = Field(default=5.0, ge=0)      # smaller score changes are not sent
+    debounce_s: float = Field(default=60.0, ge=0)      # changes within this long are sent as one
+    outbox_maxlen: int = Field(default=1_000_000, ge=1000)
+    redis_prefix: str = "vm:"
+
+
 class Settings(BaseSettings):
     """Everything a deployment configures (see the module docstring for the sources)."""
 
@@ -214,6 +245,7 @@ class Settings(BaseSettings):
     topics: TopicNames = TopicNames()
     worker: WorkerSettings = WorkerSettings()
     api: ApiSettings = ApiSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     ingest: IngestSettings = IngestSettings()
 
     @field_validator("rules", mode="before")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -164,3 +165,42 @@ def test_published_openapi_is_current() -> None:
     checked_in = (ROOT / "docs" / "openapi.json").read_text()
     assert checked_in == openapi_text(), (
         "docs/openapi.json is stale: python -m valeur_monitor.api.openapi > docs/openapi.json")
+
+
+def test_run_serve_keeps_serving_the_embedded_state(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(simulated(seed=2, customers=20, days=3)) + b"\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "valeur_monitor.cli.main", "run", str(events),
+                             "--serve", "--port", str(port), "--no-progress", "--dead-letters",
+                             str(tmp_path / "dl.jsonl"), "--scores", str(tmp_path / "s.jsonl")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert ready.status_code == 200
+        scores = [orjson.loads(line) for line in (tmp_path / "s.jsonl").read_bytes().splitlines()]
+        worst = min(scores, key=lambda r: r["score"])
+        got = httpx.get(f"http://127.0.0.1:{port}/v1/customers/{worst['customer']}",
+                        params={"as_of": worst["at"]}).json()
+        assert got["score"] == pytest.approx(worst["score"], abs=1e-6)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert out.strip()                               # the run summary was printed first

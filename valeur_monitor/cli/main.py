@@ -17,6 +17,7 @@ from valeur_monitor.cli.serve_cmd import serve_command, token_command
 from valeur_monitor.cli.simulate_cmd import simulate_command
 from valeur_monitor.cli.sources_cmd import identities_app, sources_app
 from valeur_monitor.cli.topics_cmd import topics_app
+from valeur_monitor.cli.webhooks_cmd import webhooks_app
 from valeur_monitor.cli.worker_cmd import worker_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -33,6 +34,7 @@ app.command("produce")(produce_command)
 app.add_typer(topics_app, name="topics")
 app.command("serve")(serve_command)
 app.command("api-token")(token_command)
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(sources_app, name="sources")
 app.add_typer(identities_app, name="identities")
 app.command("import")(import_command)

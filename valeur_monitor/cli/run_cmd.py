@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -13,26 +14,34 @@ from valeur_monitor.cli.report import print_report
 from valeur_monitor.engine.event import parse_time
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import ValeurError
+from valeur_monitor.runner.doors import open_doors, serve_after
 from valeur_monitor.runner.embedded import BatchHook, EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import input_size, open_input, read_batches
 from valeur_monitor.runner.sharded import ShardedRunner
+from valeur_monitor.settings import load_settings
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
-from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.base import ScoreView, Store
 from valeur_monitor.store.factory import open_store
 
 BATCH = 2000
+After = Callable[[Store, RuleSet, RunReport], None]
 
 
 def run_files(files: list[str], *, rules: list[str] | None = None, store_url: str = "memory",
               ledger: str | None = None, scores: str | None = None,
               dead_letters: str = "dead-letters.jsonl", until: str | None = None,
               progress: bool = True, hooks: list[BatchHook] | None = None,
-              workers: int = 1) -> RunReport:
-    """Run the embedded pipeline; returns the report (the CLI prints it)."""
+              workers: int = 1, then: After | None = None) -> RunReport:
+    """Run the embedded pipeline; returns the report (the CLI prints it).
+
+    `then(store, rules, report)` runs after the input is drained, before the store closes
+    (`run --serve` serves the final state from there; one process only).
+    """
     ruleset = rules_or_exit(rules)
     if workers > 1:
-        if store_url != "memory" or hooks:
-            raise ValueError("--workers runs on the memory store, without --metrics-port")
+        if store_url != "memory" or hooks or then:
+            raise ValueError("--workers runs on the memory store, without --metrics-port, "
+                             "--notices, --outbox or --serve")
         return _run_sharded(files, ruleset, workers, ledger=ledger, scores=scores,
                             dead_letters=dead_letters, until=until, progress=progress)
     store = open_store(store_url, ledger_cap=ruleset.settings.ledger_cap)
@@ -46,7 +55,11 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
     _feed_files(files, runner, progress)
     report = runner.finish(until=parse_time(until) if until else None)
     _write_scores(scores, runner.score_views(), ruleset.version)
-    store.close()
+    try:
+        if then is not None:
+            then(store, ruleset, report)
+    finally:
+        store.close()
     return report
 
 
@@ -103,6 +116,14 @@ def run_command(
     metrics_host: Annotated[str, typer.Option(
         help="address /metrics listens on (0.0.0.0: every interface)")] = "127.0.0.1",
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    notices: Annotated[str | None, typer.Option(
+        help="write warnings and alerts to this JSONL file")] = None,
+    outbox: Annotated[str | None, typer.Option(
+        help="queue alerts and score changes for webhooks in this Redis (redis://...)")] = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="after the input, serve the API and pages on the final state")] = False,
+    port: Annotated[int | None, typer.Option(help="port of --serve (default: api.port)")] = None,
+    config: Annotated[str | None, typer.Option(help="settings file (api, webhooks)")] = None,
 ) -> None:
     """Apply the rules to events from files or stdin, no server needed; print a summary."""
     hooks: list[BatchHook] = []
@@ -110,11 +131,25 @@ def run_command(
         from valeur_monitor.runner.observe import metrics_hook
 
         hooks.append(metrics_hook(metrics_port, rules_or_exit(rules), metrics_host))
+    printed: list[RunReport] = []
+
+    def show(report: RunReport) -> None:
+        print_report(report, Console(), dead_letters)
+        printed.append(report)
+
     try:
-        report = run_files(files, rules=rules, store_url=store, ledger=ledger, scores=scores,
-                           dead_letters=dead_letters, until=until, progress=not no_progress,
-                           hooks=hooks, workers=workers)
+        settings = load_settings(config)
+        doors = open_doors(settings, notices=notices, outbox=outbox)
+        then = serve_after(settings, port, show) if serve else None
+        try:
+            report = run_files(files, rules=rules, store_url=store, ledger=ledger,
+                               scores=scores, dead_letters=dead_letters, until=until,
+                               progress=not no_progress, hooks=hooks + doors.hooks,
+                               workers=workers, then=then)
+        finally:
+            doors.close()
     except (ValeurError, OSError, ValueError) as exc:
         print_error(exc)
         raise typer.Exit(2) from None
-    print_report(report, Console(), dead_letters)
+    if not printed:
+        show(report)

@@ -1,0 +1,1 @@
+"""Signed webhooks to CRMs and on-call tools, from a durable Redis-stream outbox."""
