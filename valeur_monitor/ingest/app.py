@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from valeur_monitor.api.problems import install, problem
 from valeur_monitor.errors import BrokerError, IngestError
 from valeur_monitor.ingest.auth import verify
+from valeur_monitor.ingest.metrics import IngestMetrics
 from valeur_monitor.ingest.sinks import EventSink
 from valeur_monitor.sources.mapper import UNMAPPABLE, Mapper
 
@@ -34,7 +36,7 @@ class IngestContext:
     sink: EventSink
     body_limit: int = 1_048_576
     clock: Callable[[], float] = time.time
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)   # (source, outcome)
+    metrics: IngestMetrics = field(default_factory=IngestMetrics)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -72,6 +74,11 @@ def create_app(context: IngestContext) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(context.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
+
     for name in sorted(context.mappers):
         app.add_api_route(f"/ingest/{name}", _route(context, name), methods=["POST"],
                           name=f"ingest-{name}")
@@ -83,24 +90,31 @@ def _route(context: IngestContext, name: str) -> Callable[[Request], object]:
     auth = mapper.source.auth
 
     async def receive(request: Request) -> Response:
+        began = time.perf_counter()
+        status = 500
+        try:
+            reply = await handle(request)
+            status = reply.status_code
+            return reply
+        except IngestError as exc:
+            status = exc.status
+            raise
+        finally:
+            context.metrics.request(name, status, time.perf_counter() - began)
+
+    async def handle(request: Request) -> Response:
         body = await read_body(request, context.body_limit)
         now = context.clock()
-        try:
-            verify(auth, context.secrets.get(name), request.headers, body, int(now * 1000))
-        except IngestError:
-            context.counts[(name, "unauthorized")] += 1
-            raise
+        verify(auth, context.secrets.get(name), request.headers, body, int(now * 1000))
         mapped = mapper.map(body, received=int(now * 1000))
         try:
             await context.sink.send(mapped.events, mapped.dead_letters, name)
         except BrokerError as exc:
-            context.counts[(name, "unavailable")] += 1
             log.warning("%s: not stored, answering 503: %s", name, exc)
             raise IngestError(503, "Service Unavailable",
                               "events could not be stored durably; retry later") from None
         reasons = Counter(d.reason for d in mapped.dead_letters)
-        context.counts[(name, "events")] += len(mapped.events)
-        context.counts[(name, "dead_letters")] += len(mapped.dead_letters)
+        context.metrics.stored(name, len(mapped.events), dict(reasons))
         if not mapped.events and reasons.get("malformed_json"):
             raise IngestError(400, "Bad Request", "the body is not JSON (kept as a dead letter)")
         if not mapped.events and reasons.get(UNMAPPABLE):

@@ -164,3 +164,16 @@ async def test_storage_failure_is_503(tmp_path: Path) -> None:
                              headers=zendesk_headers(SECRETS["zendesk"], body, STAMP))
     assert reply.status_code == 503 and reply.headers["retry-after"] == "5"
     assert reply.json()["detail"] == "events could not be stored durably; retry later"
+
+
+async def test_metrics_count_by_source_and_status_without_identities(
+        client: httpx.AsyncClient) -> None:
+    body = webhook(0)
+    await client.post("/ingest/zendesk", content=body,
+                      headers=zendesk_headers(SECRETS["zendesk"], body, STAMP))
+    await client.post("/ingest/zendesk", content=body, headers={})
+    text = (await client.get("/metrics")).text
+    assert 'valeur_ingest_requests_total{source="zendesk",status="202"} 1.0' in text
+    assert 'valeur_ingest_requests_total{source="zendesk",status="401"} 1.0' in text
+    assert 'valeur_ingest_events_total{source="zendesk"} 1.0' in text
+    assert "cust-zd-1" not in text and "8447388090494" not in text

@@ -29,10 +29,11 @@ def mapper(source: str, key: bytes | None = KEY) -> Mapper:
 
 
 def map_lines(m: Mapper, name: str) -> Mapped:
-    """Every line of a fixture as one payload; Freshdesk lines carry their receive time."""
+    """Every line of a fixture as one payload; Freshdesk and Zendesk trigger lines carry their
+    receive time (those payloads have no event time of their own)."""
     out = Mapped()
     for line in (DATA / name).read_bytes().splitlines():
-        obj = orjson.loads(line) if name.startswith("freshdesk") else None
+        obj = orjson.loads(line) if name.startswith(("freshdesk", "zendesk-triggers")) else None
         if obj is not None:
             out.absorb(m.map(orjson.dumps(obj["payload"]), received=parse_time(obj["received"])))
         else:

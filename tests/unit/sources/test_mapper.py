@@ -39,6 +39,20 @@ def test_zendesk_webhook_lifecycle() -> None:
     assert mapped.ignored == 2 and not mapped.dead_letters   # private note, tags change
 
 
+def test_zendesk_trigger_lifecycle() -> None:
+    mapped = map_lines(mapper("zendesk"), "zendesk-triggers.jsonl")
+    assert [(e["type"], e["time"], e.get("data", {}).get("status")) for e in events(mapped)] == [
+        ("request.opened", "2026-11-05T08:00:02Z", None),
+        ("request.agent_replied", "2026-11-05T09:10:01Z", None),
+        ("request.status_changed", "2026-11-05T09:10:02Z", "pending"),
+        ("request.customer_replied", "2026-11-06T10:00:03Z", None),
+        ("request.resolved", "2026-11-06T11:00:01Z", None),
+    ]
+    # the requester's email is known (any case); its Zendesk id is not: the email wins
+    assert {e["customer"] for e in events(mapped)} == {"cust-fd-1"}
+    assert len({e["id"] for e in events(mapped)}) == 5
+
+
 def test_a_retried_webhook_gives_the_same_event_id() -> None:
     line = (DATA / "zendesk-webhooks.jsonl").read_bytes().splitlines()[2]
     first, again = mapper("zendesk").map(line), mapper("zendesk").map(line)
