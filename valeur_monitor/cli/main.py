@@ -8,6 +8,7 @@ from valeur_monitor.cli.advance_cmd import advance_command
 from valeur_monitor.cli.backtest_cmd import backtest_command
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
+from valeur_monitor.cli.export_cmd import export_command, republish_command
 from valeur_monitor.cli.import_cmd import import_command
 from valeur_monitor.cli.ingest_cmd import ingest_command
 from valeur_monitor.cli.produce_cmd import produce_command
@@ -35,6 +36,8 @@ app.add_typer(topics_app, name="topics")
 app.command("serve")(serve_command)
 app.command("api-token")(token_command)
 app.add_typer(webhooks_app, name="webhooks")
+app.command("export")(export_command)
+app.command("republish")(republish_command)
 app.add_typer(sources_app, name="sources")
 app.add_typer(identities_app, name="identities")
 app.command("import")(import_command)

@@ -33,6 +33,10 @@ class Reader(Protocol):
         """Ledger windows of several customers at once (for rankings)."""
         ...
 
+    def last_entries(self, customers: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Each customer's most recent ledger entry (customers without one left out)."""
+        ...
+
     def promises(self, customer: str) -> list[Promise]:
         """The customer's promises still open (running or paused, not broken), by deadline."""
         ...

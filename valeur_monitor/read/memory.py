@@ -30,6 +30,9 @@ class MemoryReader:
     def ledgers(self, customers: Sequence[str]) -> dict[str, list[LedgerEntry]]:
         return {c: self.store.ledger(c) for c in customers}
 
+    def last_entries(self, customers: Sequence[str]) -> dict[str, LedgerEntry]:
+        return {c: e[-1] for c in customers if (e := self.store.ledger(c))}
+
     def promises(self, customer: str) -> list[Promise]:
         state = self.store.state(customer)
         return open_promises(list(state.promises.values())) if state is not None else []

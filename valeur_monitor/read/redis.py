@@ -114,6 +114,16 @@ class RedisReader:
         rows = self._pipe(fill)
         return {c: [decode_entry(r) for r in row] for c, row in zip(customers, rows, strict=True)}
 
+    def last_entries(self, customers: Sequence[str]) -> dict[str, LedgerEntry]:
+        keys = self.keys
+
+        def fill(pipe: Any) -> None:
+            for c in customers:
+                pipe.lindex(keys.ledger(c), -1)
+
+        rows = self._pipe(fill)
+        return {c: decode_entry(r) for c, r in zip(customers, rows, strict=True) if r is not None}
+
     def promises(self, customer: str) -> list[Promise]:
         data = self._run(lambda: self._cmd.get(self.keys.state(customer)))
         if data is None:
