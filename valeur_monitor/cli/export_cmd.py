@@ -11,7 +11,7 @@ import typer
 
 from valeur_monitor.cli.common import err, print_error, rules_or_exit
 from valeur_monitor.engine.durations import parse_duration
-from valeur_monitor.engine.event import format_time, parse_time
+from valeur_monitor.engine.event import parse_time
 from valeur_monitor.errors import ValeurError
 from valeur_monitor.read.factory import open_reader
 from valeur_monitor.settings import load_settings
