@@ -1,103 +1,317 @@
-"""Bytes to canonical events (JSON v1 or CloudEvents 1.0 structured), or a reason why not."""
+"""Any bytes to a canonical event (JSON v1 or CloudEvents 1.0 structured), or a reason why not.
+
+Valid records take a fast path (one msgspec decode into a closed struct, a few checks); anything
+that fails there is decoded again on the exhaustive path, which finds the precise dead-letter
+reason. Neither path lets an exception other than EventError out, whatever the bytes.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from valeur_monitor.engine.event import EVENT_TYPES, REQUEST_STATUSES, Event, parse_time
+from valeur_monitor import catalogue as event_catalogue
+from valeur_monitor import reasons as R
+from valeur_monitor.catalogue.model import Catalogue
+from valeur_monitor.engine.event import CHANNELS, Event, parse_time
 from valeur_monitor.errors import EventError
 
-
-class _Record(msgspec.Struct):
-    """Every top-level field either form may carry; unknown fields are ignored."""
-
-    id: str | None = None
-    type: str | None = None
-    time: str | None = None
-    customer: str | None = None
-    ref: str | None = None
-    source: str | None = None
-    channel: str | None = None
-    team: str | None = None
-    data: dict[str, Any] | None = None
-    specversion: str | None = None
-    subject: str | None = None          # CloudEvents: the customer when `customer` is absent
+MAX_BYTES = 1 << 20         # default record size limit (1 MiB)
+MAX_DEPTH = 32              # default JSON nesting limit (the record object is depth 1)
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # what msgspec, orjson and Redis all carry
+_CHANNELS = frozenset(CHANNELS)
+_EXTENSION = re.compile(r"[a-z0-9]{1,20}\Z")
+_UNSET: Any = msgspec.UNSET
+_TEXT = ("id", "type", "time", "customer", "ref", "source", "channel", "team")
+CANONICAL_FIELDS = frozenset({*_TEXT, "data"})
+CLOUDEVENT_FIELDS = frozenset({*CANONICAL_FIELDS, "specversion", "subject", "datacontenttype",
+                               "dataschema"})
 
 
-# msgspec decodes straight into the struct: about twice as fast as orjson + dict checks.
-_decoder = msgspec.json.Decoder(_Record)
-_WHERE = re.compile(r"at `\$\.(\w+)`")
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    """Every named top-level field of either form; anything else goes the exhaustive path."""
+
+    id: str
+    type: str
+    time: str
+    customer: str | msgspec.UnsetType = msgspec.UNSET
+    ref: str = ""
+    source: str | msgspec.UnsetType = msgspec.UNSET
+    channel: str | msgspec.UnsetType = msgspec.UNSET
+    team: str = ""
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    specversion: str | msgspec.UnsetType = msgspec.UNSET
+    subject: str | msgspec.UnsetType = msgspec.UNSET
+    datacontenttype: str | msgspec.UnsetType = msgspec.UNSET
+    dataschema: str | msgspec.UnsetType = msgspec.UNSET
 
 
-def decode(raw: bytes | str) -> Event:
-    """Decode one record; raises EventError(reason, detail) for anything not a valid event."""
+_fast_decoder = msgspec.json.Decoder(_Record)
+_any_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded event with the bytes it came from (kept for dead letters and outputs)."""
+
+    event: Event
+    raw: bytes
+
+
+class Codec:
+    """Decodes records against one catalogue with size and depth limits."""
+
+    def __init__(self, catalogue: Catalogue, *, max_bytes: int = MAX_BYTES,
+                 max_depth: int = MAX_DEPTH) -> None:
+        self.catalogue = catalogue
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+
+    def decode(self, raw: bytes | bytearray | memoryview | str) -> Event:
+        """Decode one record; raises EventError(reason, detail) for anything else."""
+        data = _as_bytes(raw)
+        if len(data) > self.max_bytes:
+            raise EventError(R.TOO_LARGE, f"record of {len(data):,} bytes is over the "
+                                          f"{self.max_bytes:,}-byte limit")
+        try:
+            record = _fast_decoder.decode(data)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            return self._exhaustive(data)
+        event = self._fast(record)
+        return event if event is not None else self._exhaustive(data)
+
+    def decode_record(self, raw: bytes | bytearray | memoryview | str) -> Decoded:
+        """The event with its original bytes."""
+        data = _as_bytes(raw)
+        return Decoded(self.decode(data), data)
+
+    # -- fast path: a closed struct, every check cheap; None = let the exhaustive path judge ---
+    def _fast(self, r: _Record) -> Event | None:
+        customer: Any
+        if r.specversion is _UNSET:
+            if (r.subject is not _UNSET or r.datacontenttype is not _UNSET
+                    or r.dataschema is not _UNSET):
+                return None
+            customer = r.customer
+            source = r.source if isinstance(r.source, str) else ""
+        else:
+            if r.specversion != "1.0" or not isinstance(r.source, str) or not r.source:
+                return None
+            if r.datacontenttype is not _UNSET and r.datacontenttype != "application/json":
+                return None
+            if r.subject is not _UNSET and not r.subject:
+                return None
+            customer = r.customer if r.customer is not _UNSET else r.subject
+            source = r.source
+        if not isinstance(customer, str) or not customer or not r.id:
+            return None
+        channel = ""
+        if isinstance(r.channel, str):
+            if r.channel not in _CHANNELS:
+                return None
+            channel = r.channel
+        if r.type not in self.catalogue.types:
+            return None
+        try:
+            time = parse_time(r.time)
+        except ValueError:
+            return None
+        data = r.data
+        if data and (not _values_ok(data, 2, self.max_depth)
+                     or self.catalogue.check_data(r.type, data) is not None):
+            return None
+        if not data and self.catalogue.types[r.type].required:
+            return None
+        return Event(id=r.id, type=r.type, time=time, customer=customer, ref=r.ref,
+                     source=source, channel=channel, team=r.team, data=data)
+
+    # -- exhaustive path: the precise reason ----------------------------------------------------
+    def _exhaustive(self, data: bytes) -> Event:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventError(R.BAD_ENCODING, f"not UTF-8: byte {exc.start} "
+                                             f"({data[exc.start:exc.start + 1]!r})") from None
+        try:
+            obj = _any_decoder.decode(data)
+        except RecursionError:
+            raise EventError(R.TOO_DEEP, "JSON nested deeper than the parser allows") from None
+        except UnicodeDecodeError as exc:
+            raise EventError(R.BAD_ENCODING, f"not UTF-8: {exc.reason}") from None
+        except msgspec.ValidationError as exc:   # msgspec: a number out of range (1e999)
+            raise EventError(R.BAD_NUMBER, str(exc).split(" - ")[0]) from None
+        except msgspec.DecodeError as exc:
+            if _surrogates_only(text):
+                raise EventError(R.BAD_ENCODING, "a \\u escape of a lone UTF-16 surrogate "
+                                                 "(not a Unicode character)") from None
+            raise EventError(R.MALFORMED_JSON, str(exc)) from None
+        if not isinstance(obj, dict):
+            problem = _limits(obj, 1, self.max_depth)
+            if problem is not None:
+                raise EventError(*problem)
+            raise EventError(R.NOT_AN_OBJECT, f"expected a JSON object, got {_kind(obj)}")
+        return self.from_dict(obj)
+
+    def from_dict(self, obj: dict[str, Any]) -> Event:
+        """Validate a canonical-event (or CloudEvents) dict exactly as the schemas do."""
+        problem = _limits(obj, 1, self.max_depth)
+        if problem is not None:
+            raise EventError(*problem)
+        cloud = "specversion" in obj
+        allowed = CLOUDEVENT_FIELDS if cloud else CANONICAL_FIELDS
+        for key in obj:
+            if key not in allowed and not (cloud and _EXTENSION.match(key)):
+                raise EventError(R.BAD_FIELD, f"unknown field {key[:40]!r}")
+        for key in (*_TEXT, "subject", "dataschema"):
+            if key in obj and not isinstance(obj[key], str):
+                raise EventError(R.BAD_FIELD, f"field {key!r} must be a string, "
+                                              f"got {_kind(obj[key])}")
+        if "data" in obj and not isinstance(obj["data"], dict):
+            raise EventError(R.BAD_FIELD, f"field 'data' must be an object, "
+                                          f"got {_kind(obj['data'])}")
+        if "channel" in obj and obj["channel"] not in _CHANNELS:
+            raise EventError(R.BAD_FIELD, f"channel {obj['channel'][:40]!r} is not one of "
+                                          f"{', '.join(CHANNELS)}")
+        if cloud:
+            if obj["specversion"] != "1.0":
+                raise EventError(R.BAD_FIELD, "unsupported CloudEvents specversion "
+                                              f"{str(obj['specversion'])[:20]!r}")
+            if obj.get("datacontenttype", "application/json") != "application/json":
+                raise EventError(R.BAD_FIELD, "datacontenttype must be application/json")
+            for key in ("subject", "customer", "source"):
+                if obj.get(key) == "":
+                    raise EventError(R.MISSING_FIELD, f"field {key!r} is empty")
+        customer = customer_of(obj)
+        names = ("id", "type", "time", "customer", *(("source",) if cloud else ()))
+        for name, value in zip(names, (obj.get("id"), obj.get("type"), obj.get("time"),
+                                       customer, obj.get("source")), strict=False):
+            if not value:
+                raise EventError(R.MISSING_FIELD, f"field {name!r} is required")
+        etype: str = obj["type"]
+        if etype not in self.catalogue.types:
+            raise EventError(R.UNKNOWN_TYPE, f"unknown event type {etype[:60]!r}")
+        try:
+            time = parse_time(obj["time"])
+        except ValueError as exc:
+            raise EventError(R.BAD_TIME, f"time: {exc}") from None
+        data: dict[str, Any] = obj.get("data", {})
+        invalid = self.catalogue.check_data(etype, data)
+        if invalid is not None:
+            raise EventError(R.INVALID_DATA, invalid)
+        assert customer is not None  # checked with the required fields
+        return Event(id=obj["id"], type=etype, time=time, customer=customer,
+                     ref=obj.get("ref", ""), source=obj.get("source", ""),
+                     channel=obj.get("channel", ""), team=obj.get("team", ""), data=data)
+
+
+def customer_of(obj: dict[str, Any]) -> str | None:
+    """The customer of a decoded record: `customer`, else (CloudEvents only) `subject`."""
+    customer = obj.get("customer")
+    if customer is None and "specversion" in obj:
+        customer = obj.get("subject")
+    return customer if isinstance(customer, str) and customer else None
+
+
+def routing_key(raw: bytes | str) -> bytes | None:
+    """The Kafka key of a record: its customer id as UTF-8 (the decoder's precedence: the
+    `customer` field or CloudEvents extension, else CloudEvents `subject`), None when unreadable.
+    Used by `produce`, the ingest side and the worker's partition check alike."""
     try:
-        record = _decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise _refusal(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise EventError("malformed_json", str(exc)) from None
-    return _validate(record)
+        obj = _any_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    customer = customer_of(obj)
+    return customer.encode() if customer is not None else None
+
+
+# -- limits every JSON value must respect (not expressible in JSON Schema) -----------------------
+def _values_ok(obj: dict[str, Any], depth: int, max_depth: int) -> bool:
+    for value in obj.values():
+        kind = type(value)
+        if kind is str or kind is bool or kind is float or value is None:
+            continue
+        if kind is int:
+            if not INT_MIN <= value <= INT_MAX:
+                return False
+        elif _limits(value, depth + 1, max_depth) is not None:
+            return False
+    return True
+
+
+def _limits(value: Any, depth: int, max_depth: int) -> tuple[str, str] | None:
+    """(reason, detail) for a value nested too deep or carrying an out-of-range number."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level > max_depth:
+                return R.TOO_DEEP, f"JSON nested more than {max_depth} levels"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not INT_MIN <= item <= INT_MAX:
+                return R.BAD_NUMBER, "integer outside the 64-bit range"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return R.BAD_NUMBER, "non-finite number"
+    return None
+
+
+def _surrogates_only(text: str) -> bool:
+    """True when `text` is JSON that only msgspec's refusal of lone surrogate escapes spoils."""
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+
+
+def _as_bytes(raw: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(raw, str):
+        try:
+            return raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventError(R.BAD_ENCODING, "text with a lone surrogate") from None
+    return bytes(raw)
+
+
+# -- the default codec: the active catalogue, default limits -------------------------------------
+_default: Codec | None = None
+
+
+def default_codec() -> Codec:
+    """The codec of the active catalogue (rebuilt when the catalogue changes)."""
+    global _default
+    if _default is None:
+        _default = Codec(event_catalogue.active())
+    return _default
+
+
+def reset() -> None:
+    """Forget the default codec (the active catalogue changed)."""
+    global _default
+    _default = None
+
+
+def decode(raw: bytes | bytearray | memoryview | str) -> Event:
+    """Decode one record with the default codec; raises EventError(reason, detail)."""
+    return default_codec().decode(raw)
 
 
 def from_dict(obj: dict[str, Any]) -> Event:
     """Validate a canonical-event (or CloudEvents) dict and build the Event."""
-    try:
-        record = msgspec.convert(obj, _Record)
-    except msgspec.ValidationError as exc:
-        raise _refusal(str(exc)) from None
-    return _validate(record)
-
-
-def _refusal(message: str) -> EventError:
-    where = _WHERE.search(message)
-    if where is None:
-        return EventError("not_an_object", message)
-    return EventError("bad_field", f"field {where.group(1)!r}: {message.split(' - ')[0]}")
-
-
-def _validate(r: _Record) -> Event:
-    if r.specversion is not None:
-        if r.specversion != "1.0":
-            raise EventError("bad_field", f"unsupported CloudEvents specversion {r.specversion!r}")
-        customer = r.customer or r.subject
-    else:
-        customer = r.customer
-    for name, value in (("id", r.id), ("type", r.type), ("time", r.time),
-                        ("customer", customer)):
-        if not value:
-            raise EventError("missing_field", f"field {name!r} is required")
-    assert r.id and r.type and r.time and customer  # narrowed above, for the type checker
-    required = EVENT_TYPES.get(r.type)
-    if required is None:
-        raise EventError("unknown_type", f"unknown event type {r.type!r}")
-    try:
-        time = parse_time(r.time)
-    except ValueError as exc:
-        raise EventError("bad_time", f"time: {exc}") from None
-    data = r.data if r.data is not None else {}
-    for field, kind in required.items():
-        _check_data(r.type, data, field, kind)
-    return Event(id=r.id, type=r.type, time=time, customer=customer, ref=r.ref or "",
-                 source=r.source or "", channel=r.channel or "", team=r.team or "", data=data)
-
-
-def _check_data(etype: str, data: dict[str, Any], field: str, kind: str) -> None:
-    value = data.get(field)
-    if value is None:
-        raise EventError("invalid_data", f"{etype} needs data.{field}")
-    if kind == "time":
-        try:
-            parse_time(value)
-        except ValueError as exc:
-            raise EventError("invalid_data", f"data.{field}: {exc}") from None
-    elif kind == "str" and not isinstance(value, str):
-        raise EventError("invalid_data", f"data.{field} must be a string")
-    elif kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise EventError("invalid_data", f"data.{field} must be a number")
-    elif kind == "status" and value not in REQUEST_STATUSES:
-        raise EventError("invalid_data",
-                         f"data.status must be one of {', '.join(sorted(REQUEST_STATUSES))}")
+    return default_codec().from_dict(obj)

@@ -75,6 +75,14 @@ class SourceLoadError(ValeurError):
         super().__init__("\n".join(str(i) for i in issues))
 
 
+class CatalogueError(ValeurError):
+    """An event catalogue was refused; carries every issue found, with `file:line`."""
+
+    def __init__(self, issues: list[RuleIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
 class IdentityError(ValeurError):
     """An identity mapping file was refused; every problem as `file:line: message`."""
 

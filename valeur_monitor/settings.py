@@ -8,6 +8,8 @@ Sources, highest priority first: keyword arguments (CLI options), environment va
     VALEUR_KAFKA__SECURITY_PROTOCOL=SASL_SSL
     VALEUR_REDIS_URL=redis://redis:6379/0
     VALEUR_RULES=rules:extra-rules            # os.pathsep-separated, like the embedded runner
+    VALEUR_CATALOGUE=streams/our-events.yaml  # the deployment's own event types (os.pathsep)
+    VALEUR_INPUT__MAX_RECORD_BYTES=1048576    # larger records are dead-lettered `too_large`
     VALEUR_TOPICS__EVENTS=support.events
     VALEUR_WORKER__CLOCK=event
 
@@ -231,6 +233,30 @@ class WebhookSettings(BaseModel):
     redis_prefix: str = "vm:"
 
 
+class InputSettings(BaseModel):
+    """Bounds on every input record (file, stdin or Kafka); beyond them, a dead letter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_record_bytes: int = Field(default=1 << 20, ge=256)   # larger records: `too_large`
+    max_depth: int = Field(default=32, ge=2, le=500)          # deeper JSON: `too_deep`
+    future_limit: str = "1d"   # event time this far beyond max(stream time, wall clock): refused
+
+    @field_validator("future_limit")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from valeur_monitor.engine.durations import parse_duration
+
+        if parse_duration(value) <= 0:
+            raise ValueError("must be a positive duration such as 1d or 6h")
+        return value
+
+    def future_ms(self) -> int:
+        from valeur_monitor.engine.durations import parse_duration
+
+        return parse_duration(self.future_limit)
+
+
 class Settings(BaseSettings):
     """Everything a deployment configures (see the module docstring for the sources)."""
 
@@ -241,6 +267,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     rules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rules_label: str | None = None                  # `+label` of the rule-set version
+    catalogue: Annotated[list[str], NoDecode] = Field(default_factory=list)  # own event types
+    input: InputSettings = InputSettings()
     topology: Path | None = None                    # default: streams/topics.yaml
     topics: TopicNames = TopicNames()
     worker: WorkerSettings = WorkerSettings()
@@ -248,7 +276,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     ingest: IngestSettings = IngestSettings()
 
-    @field_validator("rules", mode="before")
+    @field_validator("rules", "catalogue", mode="before")
     @classmethod
     def _split_rules(cls, value: Any) -> Any:
         if isinstance(value, str):

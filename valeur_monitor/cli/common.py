@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from valeur_monitor.engine.rules import RuleSet, load_rules
-from valeur_monitor.errors import RuleLoadError
+from valeur_monitor.errors import CatalogueError, RuleLoadError
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -35,8 +35,9 @@ def rules_or_exit(paths: list[str] | None, label: str | None = None) -> RuleSet:
     try:
         return load_rules(paths or default_rules(),
                           label if label is not None else os.environ.get("VALEUR_RULES_LABEL"))
-    except RuleLoadError as exc:
-        err.print(f"[red]rules refused ({len(exc.issues)} problem(s)):[/red]")
+    except (RuleLoadError, CatalogueError) as exc:
+        what = "rules" if isinstance(exc, RuleLoadError) else "event catalogue"
+        err.print(f"[red]{what} refused ({len(exc.issues)} problem(s)):[/red]")
         for issue in exc.issues:
             err.print(f"  {issue}", markup=False, highlight=False)
         raise typer.Exit(1) from None

@@ -6,6 +6,7 @@ import typer
 
 from valeur_monitor.cli.advance_cmd import advance_command
 from valeur_monitor.cli.backtest_cmd import backtest_command
+from valeur_monitor.cli.catalogue_cmd import catalogue_app
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.export_cmd import export_command, republish_command
@@ -29,6 +30,7 @@ app.command("simulate")(simulate_command)
 app.command("explain")(explain_command)
 app.command("backtest")(backtest_command)
 app.add_typer(rules_app, name="rules")
+app.add_typer(catalogue_app, name="catalogue")
 app.command("worker")(worker_command)
 app.command("advance")(advance_command)
 app.command("produce")(produce_command)

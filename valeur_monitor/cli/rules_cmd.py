@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.cli.common import err
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.loader import rule_files
-from valeur_monitor.errors import RuleLoadError
+from valeur_monitor.errors import CatalogueError, RuleLoadError
 from valeur_monitor.ruletest import run_test_file, test_files
 
 rules_app = typer.Typer(no_args_is_help=True, help="Check and test rule files.")
@@ -21,11 +22,15 @@ out = Console(highlight=False, soft_wrap=True)
 def check(
     paths: Annotated[list[str], typer.Argument(help="rule files or directories")],
     strict: Annotated[bool, typer.Option("--strict", help="warnings fail too")] = False,
+    catalogue: Annotated[list[str] | None, typer.Option(
+        "--catalogue", help="the deployment's catalogue files (default: $VALEUR_CATALOGUE)"),
+    ] = None,
 ) -> None:
     """Load rule files; list every problem with file:line and rule id; exit 1 if any."""
     try:
+        event_catalogue.configure(catalogue)
         ruleset = load_rules(paths)
-    except RuleLoadError as exc:
+    except (RuleLoadError, CatalogueError) as exc:
         for issue in exc.issues:
             out.print(str(issue), markup=False)
         err.print(f"[red]{len(exc.issues)} problem(s)[/red]")

@@ -2,8 +2,8 @@
 
 Every non-blank line is sent as is (raw bytes, trailing newline removed), so malformed lines
 reach the workers and become dead letters with their reason. The key is the customer id read
-from the line (canonical `customer`, or CloudEvents `subject`); a line whose customer cannot be
-read is sent without a key (the producer then picks a partition).
+from the line (codec.routing_key: `customer`, else CloudEvents `subject`); a line whose customer
+cannot be read is sent without a key (the producer then picks a partition).
 """
 
 from __future__ import annotations
@@ -13,23 +13,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from valeur_monitor.codec import routing_key
 from valeur_monitor.errors import BrokerError
 
 
 def customer_key(line: bytes) -> bytes | None:
-    """The Kafka key of one line: its customer id as UTF-8, or None when it cannot be read."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    customer = obj.get("subject") if "specversion" in obj else obj.get("customer")
-    if isinstance(customer, str) and customer:
-        return customer.encode()
-    return None
+    """The Kafka key of one line: its customer id as UTF-8, or None when it cannot be read.
+
+    The one routing-key function (codec.routing_key): the same precedence as the decoder, so
+    a CloudEvents record keyed by its `customer` extension lands where it is processed."""
+    return routing_key(line)
 
 
 def records(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:

@@ -6,7 +6,8 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
-from valeur_monitor.engine.event import CHANNELS, EVENT_TYPES
+from valeur_monitor import catalogue as event_catalogue
+from valeur_monitor.engine.event import CHANNELS
 from valeur_monitor.engine.rules import RuleSet
 from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.metrics import OPERATIONS, Metrics, serve
@@ -83,7 +84,8 @@ def metrics_for(rules: RuleSet, *, state_gauges: bool = True) -> Metrics:
     `state_gauges=False` (workers): open promises and score bands come from a scrape-time
     collector over the shared store instead (streaming/collectors.py).
     """
-    metrics = Metrics(allowlists={"rule": rules.rule_ids(), "type": [*EVENT_TYPES, "invalid"],
+    types = [*event_catalogue.active().names(), "invalid"]
+    metrics = Metrics(allowlists={"rule": rules.rule_ids(), "type": types,
                                   "channel": list(CHANNELS), "operation": list(OPERATIONS)},
                       state_gauges=state_gauges)
     if state_gauges:

@@ -19,6 +19,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import BrokerError
 from valeur_monitor.kafka.admin import load_topology
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     """Build the worker app: rules, store and topics from `settings` (default: environment)."""
     settings = settings if settings is not None else load_settings()
     worker, kafka = settings.worker, settings.kafka
+    event_catalogue.configure(settings.catalogue)  # shipped + the deployment's own types
     rules = load_rules(settings.rule_paths(), settings.rules_label)
     topology = load_topology(settings.topology_path(), settings.topics.overrides())
     store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap)

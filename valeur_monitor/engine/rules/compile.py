@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from valeur_monitor.engine.calendar import Calendar
-from valeur_monitor.engine.event import EVENT_TYPES
 from valeur_monitor.engine.explain import unknown_placeholders
 from valeur_monitor.engine.expressions import Condition
 from valeur_monitor.engine.ledger import BENEFITS, COSTS
@@ -47,9 +46,14 @@ def _types(raw: Any, path: KeyPath, issues: Issues, rule_id: str) -> frozenset[s
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         issues.add(path, "expected an event type or a list of event types", rule_id)
         return frozenset()
+    # The open catalogue (shipped + the deployment's own); imported here because the catalogue
+    # loader itself reuses this package's YAML helpers.
+    from valeur_monitor.catalogue import active
+
+    known = active().types
     for name in names:
-        if name not in EVENT_TYPES:
-            issues.add(path, f"unknown event type {name!r}", rule_id)
+        if name not in known:
+            issues.add(path, f"unknown event type {name!r} (not in the event catalogue)", rule_id)
     return frozenset(names)
 
 
