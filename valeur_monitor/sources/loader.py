@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.engine.durations import parse_duration
-from valeur_monitor.engine.event import EVENT_TYPES
 from valeur_monitor.engine.expressions import Expression
 from valeur_monitor.engine.rules.issues import Issues, validate
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
@@ -31,7 +31,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "streams" / "sources"
 
 def known_types() -> frozenset[str]:
     """Event types a mapping may emit: those the codec accepts."""
-    return frozenset(EVENT_TYPES)
+    return frozenset(event_catalogue.active().types)
 
 
 def source_files(paths: Iterable[str | Path]) -> list[Path]:
