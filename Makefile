@@ -43,6 +43,7 @@ test: $(STAMP)
 
 dashboards: $(STAMP)
 	$(BIN)/python -m deploy.monitoring.generate
+	$(BIN)/python -m deploy.k8s.generate
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
