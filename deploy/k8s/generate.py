@@ -1,12 +1,11 @@
-"""Kubernetes monitoring and rules from their single sources: `python -m deploy.k8s.generate`.
+"""Kubernetes monitoring from its single source: `python -m deploy.k8s.generate`.
 
 Writes (or, with --check, diffs) in deploy/k8s/base/:
 
 * monitoring/prometheusrule.yaml: a PrometheusRule whose groups are those of
   deploy/monitoring/alerts/*.yml and deploy/monitoring/recording/*.yml, unchanged;
 * monitoring/servicemonitor.yaml: a ServiceMonitor scraping the worker Service's `web` port,
-  with `job="valeur-monitor"` (the job the alerts and dashboards query);
-* rules/*.yml: copies of the shipped rules/ files, the content of the `valeur-rules` ConfigMap.
+  with `job="valeur-monitor"` (the job the alerts and dashboards query).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BASE = HERE / "base"
 MONITORING = ROOT / "deploy" / "monitoring"
-RULES = ROOT / "rules"
 NAME = "valeur-monitor"
 JOB = "valeur-monitor"                       # deploy/monitoring/alerts: up{job="valeur-monitor"}
 JOB_LABEL = "valeur-monitor.io/job"          # Service label the operator copies into `job`
@@ -79,15 +77,7 @@ def render() -> dict[Path, str]:
            HEADER.format(source=sources) + dump(prometheus_rule()),
            BASE / "monitoring" / "servicemonitor.yaml":
            HEADER.format(source="deploy/k8s/generate.py") + dump(service_monitor())}
-    for path in sorted(RULES.glob("*.yml")):
-        out[BASE / "rules" / path.name] = path.read_text(encoding="utf-8")
     return out
-
-
-def stale_rule_copies() -> list[Path]:
-    """Copies in base/rules/ whose original is gone."""
-    wanted = {p.name for p in RULES.glob("*.yml")}
-    return [p for p in sorted((BASE / "rules").glob("*.yml")) if p.name not in wanted]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,13 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {shown}")
-    for path in stale_rule_copies():
-        if args.check:
-            stale += 1
-            print(f"{path.relative_to(ROOT)}: no such file in rules/ any more")
-        else:
-            path.unlink()
-            print(f"removed {path.relative_to(ROOT)}")
     if stale:
         print(f"{stale} generated file(s) out of date: run `python -m deploy.k8s.generate`",
               file=sys.stderr)

@@ -36,6 +36,7 @@ from tests.unit.deploy_support import (
     setting_field,
 )
 from tests.unit.kustomize_support import build, containers, name_hash, pod_specs
+from tests.unit.test_deploy_image import image_files
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.kafka.admin import load_topology
 
@@ -124,13 +125,8 @@ def test_the_schema_validation_can_fail() -> None:
         kubernetes_validate.validate(worker, K8S_VERSIONS[-1], strict=True)
 
 
-def test_generated_monitoring_and_rule_copies_are_up_to_date(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_generated_monitoring_is_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
     assert generate.main(["--check"]) == 0, capsys.readouterr().out
-    listed = yaml.safe_load((BUILDS["base"] / "kustomization.yaml").read_text())
-    rules = next(g for g in listed["configMapGenerator"] if g["name"] == "valeur-rules")
-    assert sorted(Path(f).name for f in rules["files"]) == \
-        sorted(p.name for p in (ROOT / "rules").glob("*.yml"))
 
 
 @pytest.mark.parametrize("name", sorted(BUILDS))
@@ -194,24 +190,34 @@ def test_services_select_pods_and_name_their_ports(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(BUILDS))
-def test_rules_configmap_is_mounted_where_the_settings_say_and_loads(
+def test_rules_dirs_are_the_image_s_and_the_mounted_configmap_and_load(
         name: str, tmp_path: Path) -> None:
+    """Every VALEUR_RULES entry is the image's shipped rules or a mounted ConfigMap."""
     docs = built(name)
+    shipped = image_files()
+    checked = 0
     for doc in workloads(docs):
         for c in containers(doc):
-            rules_dir = container_env(docs, c).get("VALEUR_RULES")
-            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
             if c["args"][0] not in ("worker", "serve"):
                 continue
-            assert rules_dir in mounts, f"{doc['metadata']['name']}: {rules_dir} not mounted"
-            volume = next(v for pod in pod_specs(doc) for v in pod["volumes"]
-                          if v["name"] == mounts[rules_dir])
-            data = config_map(docs, volume["configMap"]["name"])
-            folder = tmp_path / doc["metadata"]["name"]
-            folder.mkdir()
-            for file, text in data.items():
-                (folder / file).write_text(text, encoding="utf-8")
-            assert load_rules([str(folder)]).rule_ids()
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            paths: list[str] = []
+            for entry in check_settings(container_env(docs, c)).rules:
+                if entry in mounts:
+                    volume = next(v for pod in pod_specs(doc) for v in pod["volumes"]
+                                  if v["name"] == mounts[entry])
+                    folder = tmp_path / f"{doc['metadata']['name']}-{len(paths)}"
+                    folder.mkdir()
+                    for file, text in config_map(docs, volume["configMap"]["name"]).items():
+                        (folder / file).write_text(text, encoding="utf-8")
+                    paths.append(str(folder))
+                else:
+                    assert entry in shipped, f"{entry}: neither mounted nor in the image"
+                    paths.append(str(ROOT / shipped[entry]))
+            assert any(p.startswith(str(tmp_path)) for p in paths), "no ConfigMap rules"
+            assert load_rules(paths).rule_ids()
+            checked += 1
+    assert checked >= 2
 
 
 def test_a_rule_change_rolls_the_workers_out() -> None:
