@@ -1,4 +1,4 @@
-"""Per-customer engine state: serialisable structs (the Redis store keeps them as msgpack)."""
+"""Per-customer engine state: serialisable structs (the Redis store keeps them compact)."""
 
 from __future__ import annotations
 
@@ -82,10 +82,21 @@ _decoder = msgspec.msgpack.Decoder(CustomerState)
 
 
 def encode_state(state: CustomerState) -> bytes:
-    """Deterministic bytes of a state (same state -> same bytes)."""
-    return _encoder.encode(state)
+    """Deterministic bytes of a state (same state -> same bytes), in the compact form."""
+    from valeur_monitor.engine import compact
+
+    return compact.encode(state)
 
 
 def decode_state(data: bytes) -> CustomerState:
-    """Inverse of `encode_state`."""
+    """Inverse of `encode_state`; states written in the plain msgpack form are read too."""
+    if data[:1] == b"\xc1":
+        from valeur_monitor.engine import compact
+
+        return compact.decode(data)
     return _decoder.decode(data)
+
+
+def encode_plain(state: CustomerState) -> bytes:
+    """The plain msgpack form (field names included) written before the compact one."""
+    return _encoder.encode(state)

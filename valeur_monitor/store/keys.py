@@ -6,7 +6,7 @@ hash tag and are never touched by the per-customer script (see docs/store.md).
 
 With the default prefix ``vm:`` and customer ``cust-1``::
 
-    vm:{c:cust-1}:state     STRING  msgpack of CustomerState (with the dedupe marks)
+    vm:{c:cust-1}:state     STRING  compact CustomerState (engine/compact.py), dedupe marks too
     vm:{c:cust-1}:score     HASH    total, at, created, destroyed, seq, dim:<dimension>...
     vm:{c:cust-1}:reasons   HASH    rule id -> undecayed value
     vm:{c:cust-1}:ledger    LIST    msgpack of LedgerEntry, oldest first, capped
