@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -215,7 +216,7 @@ def test_a_value_destroying_pattern_pages_the_right_team(stack: dict[str, Any],
              30, lambda: "")
 
     metrics_port = free_port()
-    exe = shutil.which("valeur-monitor", path=str(Path(os.sys.executable).parent))
+    exe = shutil.which("valeur-monitor", path=str(Path(sys.executable).parent))
     assert exe, "valeur-monitor console script not installed in this environment"
     run = subprocess.Popen(
         [exe, "run", "-", "--rules", str(ROOT / "rules"), "--metrics-port", str(metrics_port),
