@@ -45,8 +45,35 @@ class EventError(ValeurError):
         super().__init__(f"{reason}: {detail}")
 
 
+class TransientError(ValeurError):
+    """Marker: the same operation may succeed later (retry with backoff); others are permanent."""
+
+
 class StoreError(ValeurError):
-    """The state store failed or is unreachable."""
+    """The state store failed; `operation` says which store call (load, commit, due, ...).
+
+    Messages are masked (``masking.mask``) when built, so no registered secret can reach a log,
+    a metric, a health page or the terminal through one.
+    """
+
+    def __init__(self, message: str, *, operation: str = "other") -> None:
+        from valeur_monitor.masking import mask
+
+        super().__init__(mask(message))
+        self.operation = operation
+
+
+class StoreUnavailable(StoreError, TransientError):
+    """Redis unreachable, timing out, loading or failing over, beyond the store's own retries."""
+
+
+class StorePermanentError(StoreError):
+    """Retrying cannot help: authentication, ACL, script error, OOM with noeviction, config."""
+
+
+class StoreDataLost(StorePermanentError):
+    """Redis lost (or rolled back) data this process wrote: restart without persistence, flush,
+    failover to an empty replica. Writing on would mix old and new states."""
 
 
 class BrokerError(ValeurError):

@@ -7,6 +7,8 @@ Sources, highest priority first: keyword arguments (CLI options), environment va
     VALEUR_KAFKA__BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092
     VALEUR_KAFKA__SECURITY_PROTOCOL=SASL_SSL
     VALEUR_REDIS_URL=redis://redis:6379/0
+    VALEUR_REDIS_PASSWORD=...                 # kept out of URLs, `ps` and every message
+    VALEUR_REDIS_TLS_CA=/etc/valeur/redis-ca.pem
     VALEUR_RULES=rules:extra-rules            # os.pathsep-separated, like the embedded runner
     VALEUR_CATALOGUE=streams/our-events.yaml  # the deployment's own event types (os.pathsep)
     VALEUR_INPUT__MAX_RECORD_BYTES=1048576    # larger records are dead-lettered `too_large`
@@ -25,7 +27,7 @@ import os
 import tempfile
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -38,8 +40,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from valeur_monitor import masking
 from valeur_monitor.errors import ConfigError
 from valeur_monitor.metrics import DEFAULT_BAND_EDGES
+
+if TYPE_CHECKING:
+    from valeur_monitor.store.connect import RedisOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ClockMode = Literal["wall", "event"]
@@ -265,6 +271,15 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis credentials, TLS and retries (docs/store.md); values in the URL win over these.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_tls_ca: Path | None = None                # CA bundle of a private CA (rediss://)
+    redis_tls_cert: Path | None = None              # client certificate, when Redis asks one
+    redis_tls_key: Path | None = None               # its private key
+    redis_tls_verify: bool = True                   # verify the server certificate and name
+    redis_retry_s: float = Field(default=60.0, ge=0)    # retry a failing call this long
+    redis_timeout_s: float = Field(default=30.0, gt=0)  # per command
     rules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rules_label: str | None = None                  # `+label` of the rule-set version
     catalogue: Annotated[list[str], NoDecode] = Field(default_factory=list)  # own event types
@@ -304,6 +319,28 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # -- derived ------------------------------------------------------------------------------
+    def redis_options(self) -> RedisOptions:
+        """How the Redis store connects (credentials, TLS files, timeouts, retry budget)."""
+        from valeur_monitor.store.connect import RedisOptions
+
+        def path(p: Path | None) -> str | None:
+            return str(p) if p is not None else None
+
+        return RedisOptions(
+            password=(self.redis_password.get_secret_value()
+                      if self.redis_password is not None else None),
+            username=self.redis_username, tls_ca=path(self.redis_tls_ca),
+            tls_cert=path(self.redis_tls_cert), tls_key=path(self.redis_tls_key),
+            tls_verify=self.redis_tls_verify, timeout=self.redis_timeout_s,
+            retry_for=self.redis_retry_s)
+
+    def store_url(self, given: str | None = None) -> str:
+        """The store of the embedded commands: `given` (--store), else a configured
+        ``redis_url`` (VALEUR_REDIS_URL or the config file), else ``memory``."""
+        if given:
+            return given
+        return self.redis_url if "redis_url" in self.model_fields_set else "memory"
+
     def rule_paths(self) -> list[str]:
         """The rule files/dirs: as configured, else the embedded runner's default lookup."""
         if self.rules:
@@ -350,5 +387,8 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     finally:
         _config_file.reset(token)
+    for secret in (settings.redis_password, settings.kafka.sasl_password):
+        if secret is not None:
+            masking.register(secret.get_secret_value())
     settings.kafka.check()
     return settings

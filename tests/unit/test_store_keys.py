@@ -7,8 +7,9 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from valeur_monitor.engine.ledger import LedgerEntry
+from valeur_monitor.store.connect import reason as _reason
 from valeur_monitor.store.keys import Keys
-from valeur_monitor.store.redis import _reason, decode_entry, encode_entry, redact
+from valeur_monitor.store.redis import decode_entry, encode_entry, redact
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +45,7 @@ def test_key_names() -> None:
                                           "t1:{c:c-1}:reasons", "t1:{c:c-1}:ledger")
     assert (keys.state("c"), keys.score("c"), keys.reasons("c"), keys.ledger("c")) == \
         keys.customer("c").all()
-    assert keys.globals() == ("t1:ranking", "t1:due", "t1:watermark")
+    assert keys.globals() == ("t1:ranking", "t1:due", "t1:watermark", "t1:epoch")
     assert keys.tag("c") == "t1:{c:c}"
     assert Keys().prefix == "vm:"
     assert Keys("a*b?:").pattern() == "a\\*b\\?:*"
@@ -65,7 +66,7 @@ def test_global_keys_never_collide_with_customer_keys() -> None:
 @pytest.mark.parametrize("url,shown", [
     ("redis://127.0.0.1:16379/0", "redis://127.0.0.1:16379/0"),
     ("redis://:pw@host:1/2", "redis://:***@host:1/2"),
-    ("rediss://user:p%40ss@host/0", "rediss://user:***@host/0"),
+    ("rediss://user:p%40ss@host/0", "rediss://user:***@host:6379/0"),
     ("redis://user:pw@[::1]:6379/0", "redis://user:***@[::1]:6379/0"),
     ("unix:///tmp/redis.sock?db=1", "unix:///tmp/redis.sock?db=1"),
 ])

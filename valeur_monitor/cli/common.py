@@ -1,23 +1,51 @@
-"""Helpers shared by CLI commands: rule loading with readable errors, default paths."""
+"""Helpers shared by CLI commands: the one error path, rule loading, default paths."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from valeur_monitor.engine.rules import RuleSet, load_rules
-from valeur_monitor.errors import CatalogueError, RuleLoadError
+from valeur_monitor.errors import CatalogueError, RuleLoadError, ValeurError
+from valeur_monitor.masking import mask
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+EXIT_ERROR = 2          # the command could not do its job (settings, input, store, broker)
 
 
 def print_error(message: object) -> None:
-    """One red 'error:' line on stderr; the message is shown as is (no rich markup)."""
-    err.print(f"[red]error:[/red] {escape(str(message))}")
+    """One red 'error:' line on stderr, secrets masked; shown as is (no rich markup)."""
+    text = " ".join(mask(str(message)).split("\n"))
+    err.print(f"[red]error:[/red] {escape(text)}")
+
+
+def fail(message: object, code: int = EXIT_ERROR) -> NoReturn:
+    """Print one error line and end the command with `code`."""
+    print_error(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """The one error path of commands: a ValeurError or an OS error becomes one masked
+    `error: ...` line and exit status 2, never a traceback."""
+    try:
+        yield
+    except (ValeurError, OSError) as exc:
+        fail(exc)
+
+
+def stdout_console() -> Console:
+    """Console for results on stdout: plain lines are not hard-wrapped (paths and commands
+    stay copyable in a pipe); tables fit the width (80 columns when piped)."""
+    return Console(soft_wrap=True, highlight=False)
 
 
 def default_rules() -> list[str]:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from valeur_monitor.cli.common import stdout_console
 from valeur_monitor.cli.report import print_report
 from valeur_monitor.cli.run_cmd import run_files
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
@@ -20,7 +20,7 @@ def demo_command(
     out: Annotated[str, typer.Option(help="folder for events, ledger and scores")] = "out",
 ) -> None:
     """The quickstart: no server, prints which customers lost value, why, and to which rules."""
-    console = Console()
+    console = stdout_console()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     events = folder / "demo-events.jsonl.gz"

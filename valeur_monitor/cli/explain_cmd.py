@@ -10,10 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from valeur_monitor.cli.common import print_error
-from valeur_monitor.errors import ValeurError
+from valeur_monitor.cli.common import cli_errors, fail, stdout_console
+from valeur_monitor.cli.worker_cmd import ConfigOption
 from valeur_monitor.read.factory import open_reader
 from valeur_monitor.runner.inputs import open_input
+from valeur_monitor.settings import Settings, load_settings
+from valeur_monitor.store.base import ScoreView
+
+DEFAULT_LEDGER = "out/demo-ledger.jsonl"
+WIDE = 140          # below this width, one block per entry instead of an 8-column table
 
 
 def _from_file(path: str, customer: str) -> list[dict[str, Any]]:
@@ -22,55 +27,76 @@ def _from_file(path: str, customer: str) -> list[dict[str, Any]]:
                 if (r := orjson.loads(line)).get("customer") == customer]
 
 
-def _from_store(url: str, customer: str) -> tuple[list[dict[str, Any]], str | None]:
-    reader = open_reader(url)
+def _from_store(url: str, customer: str, settings: Settings
+                ) -> tuple[list[dict[str, Any]], ScoreView | None]:
+    reader = open_reader(url, options=settings.redis_options())
     try:
         rows = [e.to_json() for e in reader.ledger(customer)]
         view = reader.score(customer)
     finally:
         reader.close()
+    return rows, view
+
+
+def _stored_line(view: ScoreView | None) -> str | None:
     stored = None
     if view is not None:
         reasons = ", ".join(f"{r} {v:+g}" for r, v in view.top_reasons(3))
         stored = (f"stored score {view.total:+.2f} (decayed to its last update), "
                   f"created {view.created:+g}, destroyed {-view.destroyed:+g}; top: {reasons}")
-    return rows, stored
+    return stored
 
 
 def explain_command(
     customer: Annotated[str, typer.Argument(help="customer id")],
-    ledger: Annotated[str, typer.Option(help="ledger JSONL written by `run --ledger`")] = (
-        "out/demo-ledger.jsonl"),
+    ledger: Annotated[str | None, typer.Option(
+        help=f"ledger JSONL written by `run --ledger` (default {DEFAULT_LEDGER})")] = None,
     store: Annotated[str | None, typer.Option(
-        help="read the score and ledger from a store instead (redis://...)")] = None,
+        help="read the score and ledger from a store instead (redis://...; default: "
+             "VALEUR_REDIS_URL or the config file's redis_url when --ledger is not given)")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print the customer's entries and totals as one JSON object")] = False,
 ) -> None:
     """Show the score of one customer and each entry (rule, outcome, value, causing events)."""
-    stored = None
-    try:
-        if store:
-            rows, stored = _from_store(store, customer)
-            source = store
+    view: ScoreView | None = None
+    with cli_errors():
+        settings = load_settings(config)
+        url = store or (None if ledger else settings.store_url())
+        if url and url not in ("memory", "memory://"):
+            rows, view = _from_store(url, customer, settings)
+            source = _display(url)
         else:
-            rows, source = _from_file(ledger, customer), ledger
-    except OSError as exc:
-        print_error(f"cannot read ledger {ledger}: {exc.strerror}")
-        raise typer.Exit(2) from None
-    except ValeurError as exc:
-        print_error(exc)
-        raise typer.Exit(2) from None
+            source = ledger or DEFAULT_LEDGER
+            try:
+                rows = _from_file(source, customer)
+            except OSError as exc:
+                fail(f"cannot read ledger {source}: {exc.strerror}")
     if not rows:
-        print_error(f"no ledger entries for customer {customer!r} in {source}")
-        raise typer.Exit(1)
+        fail(f"no ledger entries for customer {customer!r} in {source}", code=1)
     rows.sort(key=lambda r: r["seq"])
-    console = Console(highlight=False)
     total = sum(r["value"] for r in rows)
     by_dim: dict[str, float] = defaultdict(float)
     by_rule: dict[str, float] = defaultdict(float)
     for r in rows:
         by_dim[r["dimension"]] += r["value"]
         by_rule[r["rule"]] += r["value"]
+    if as_json:
+        print(orjson.dumps({
+            "customer": customer, "source": source, "entries": rows, "points": total,
+            "by_dimension": dict(sorted(by_dim.items())),
+            "by_rule": dict(sorted(by_rule.items())),
+            "stored": None if view is None else {
+                "score": view.total, "at": view.at, "dims": view.dims,
+                "created": view.created, "destroyed": view.destroyed,
+                "top_reasons": [{"rule": k, "value": v} for k, v in view.top_reasons(3)]},
+        }, option=orjson.OPT_INDENT_2).decode())
+        return
+    console = stdout_console()
     console.print(f"[bold]{customer}[/bold]: {total:+g} points (before decay) from "
                   f"{len(rows)} entries", markup=True)
+    stored = _stored_line(view)
     if stored:
         console.print(stored, markup=False)
     versions = sorted({r.get("rules_version") or "-" for r in rows})
@@ -79,6 +105,19 @@ def explain_command(
                   markup=False)
     console.print("by rule: " + ", ".join(
         f"{k} {v:+g}" for k, v in sorted(by_rule.items(), key=lambda kv: kv[1])), markup=False)
+    if console.width >= WIDE:
+        _table(console, rows)
+    else:
+        _blocks(console, rows)
+
+
+def _display(url: str) -> str:
+    from valeur_monitor.store.redis import redact
+
+    return redact(url)
+
+
+def _table(console: Console, rows: list[dict[str, Any]]) -> None:
     table = Table()
     for col in ("#", "time", "rule", "outcome", "dimension", "value", "events", "why"):
         table.add_column(col)
@@ -86,3 +125,13 @@ def explain_command(
         table.add_row(str(r["seq"]), r["time"], r["rule"], r["outcome"], r["dimension"],
                       f"{r['value']:+g}", " ".join(r["events"]), r["explain"])
     console.print(table)
+
+
+def _blocks(console: Console, rows: list[dict[str, Any]]) -> None:
+    """One entry per block: a header line, then the why and the events, indented (reads well
+    at 80 columns and in a pipe, where a wide table would wrap one word per line)."""
+    for r in rows:
+        console.print(f"\n#{r['seq']}  {r['time']}  {r['rule']}  {r['outcome']}  "
+                      f"{r['dimension']} {r['value']:+g}", markup=False)
+        console.print(f"    {r['explain']}", markup=False, soft_wrap=False)
+        console.print(f"    events: {' '.join(r['events'])}", markup=False)

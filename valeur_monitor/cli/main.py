@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from valeur_monitor.cli.advance_cmd import advance_command
 from valeur_monitor.cli.backtest_cmd import backtest_command
 from valeur_monitor.cli.catalogue_cmd import catalogue_app
+from valeur_monitor.cli.common import EXIT_ERROR, print_error
 from valeur_monitor.cli.demo_cmd import demo_command
 from valeur_monitor.cli.explain_cmd import explain_command
 from valeur_monitor.cli.export_cmd import export_command, republish_command
@@ -21,6 +25,9 @@ from valeur_monitor.cli.sources_cmd import identities_app, sources_app
 from valeur_monitor.cli.topics_cmd import topics_app
 from valeur_monitor.cli.webhooks_cmd import webhooks_app
 from valeur_monitor.cli.worker_cmd import worker_command
+from valeur_monitor.errors import ValeurError
+
+EXIT_INTERNAL = 70      # EX_SOFTWARE: a bug, reported in one line
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Running, explainable per-customer value scores from support events.")
@@ -47,7 +54,18 @@ app.command("ingest")(ingest_command)
 
 
 def main() -> None:
-    app()
+    """Run the CLI; an error that escaped a command is still one masked line, no traceback
+    (``VALEUR_DEBUG=1`` shows it)."""
+    try:
+        app()
+    except ValeurError as exc:
+        print_error(exc)
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:
+        if os.environ.get("VALEUR_DEBUG"):
+            raise
+        print_error(f"unexpected {type(exc).__name__}: {exc} (VALEUR_DEBUG=1 shows where)")
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

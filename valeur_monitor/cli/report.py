@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -68,3 +69,36 @@ def print_report(report: RunReport, console: Console, dead_path: str | None) -> 
 
 def _sum(counter: Mapping[tuple[str, str], float], rule: str) -> float:
     return sum(v for (r, _), v in counter.items() if r == rule)
+
+
+def report_dict(report: RunReport, dead_path: str | None) -> dict[str, Any]:
+    """The end-of-run summary as plain data (`run --json`): the same figures as the tables."""
+    rules = sorted({r for r, _ in report.created} | {r for r, _ in report.destroyed}
+                   | {r for r, _ in report.outcomes})
+    dims = sorted({d for _, d in report.created} | {d for _, d in report.destroyed})
+    created, destroyed = sum(report.created.values()), sum(report.destroyed.values())
+    return {
+        "records": report.received, "events_applied": report.processed,
+        "duplicates": report.duplicates, "late": report.late,
+        "dead_letters": dict(sorted(report.dead_letters.items())),
+        "dead_letters_file": dead_path if report.dead_letters else None,
+        "customers": report.customers,
+        "stream_time": format_time(report.watermark) if report.watermark else None,
+        "seconds": round(report.seconds, 3),
+        "ledger_entries": report.entries,
+        "value": {"created": created, "destroyed": destroyed, "net": created - destroyed},
+        "by_rule": [{"rule": rule,
+                     "outcomes": {o: n for (r, o), n in sorted(report.outcomes.items())
+                                  if r == rule},
+                     "created": _sum(report.created, rule),
+                     "destroyed": _sum(report.destroyed, rule)} for rule in rules],
+        "by_dimension": [{"dimension": dim,
+                          "created": sum(v for (_, d), v in report.created.items() if d == dim),
+                          "destroyed": sum(v for (_, d), v in report.destroyed.items()
+                                           if d == dim)} for dim in dims],
+        "notices": [{"kind": k, "id": i, "count": n}
+                    for (k, i), n in sorted(report.notices.items())],
+        "worst": [{"customer": v.customer, "score": v.total, "at": format_time(v.at),
+                   "top_reasons": [{"rule": r, "value": x} for r, x in v.top_reasons(3)]}
+                  for v in report.worst],
+    }

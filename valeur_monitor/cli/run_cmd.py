@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Annotated
 
+import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from valeur_monitor.cli.common import err, print_error, rules_or_exit
-from valeur_monitor.cli.report import print_report
+from valeur_monitor.cli.common import cli_errors, err, fail, rules_or_exit, stdout_console
+from valeur_monitor.cli.report import print_report, report_dict
 from valeur_monitor.engine.event import parse_time
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.errors import ValeurError
 from valeur_monitor.runner.doors import open_doors, serve_after
 from valeur_monitor.runner.embedded import BatchHook, EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import input_size, open_input, read_batches
 from valeur_monitor.runner.sharded import ShardedRunner
-from valeur_monitor.settings import load_settings
+from valeur_monitor.settings import Settings, load_settings
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
 from valeur_monitor.store.base import ScoreView, Store
 from valeur_monitor.store.factory import open_store
@@ -31,7 +31,8 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
               ledger: str | None = None, scores: str | None = None,
               dead_letters: str = "dead-letters.jsonl", until: str | None = None,
               progress: bool = True, hooks: list[BatchHook] | None = None,
-              workers: int = 1, then: After | None = None) -> RunReport:
+              workers: int = 1, then: After | None = None,
+              settings: Settings | None = None) -> RunReport:
     """Run the embedded pipeline; returns the report (the CLI prints it).
 
     `then(store, rules, report)` runs after the input is drained, before the store closes
@@ -44,7 +45,8 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
                              "--notices, --outbox or --serve")
         return _run_sharded(files, ruleset, workers, ledger=ledger, scores=scores,
                             dead_letters=dead_letters, until=until, progress=progress)
-    store = open_store(store_url, ledger_cap=ruleset.settings.ledger_cap)
+    store = open_store(store_url, ledger_cap=ruleset.settings.ledger_cap,
+                       options=settings.redis_options() if settings is not None else None)
     runner = EmbeddedRunner(
         ruleset, store, ledger=LedgerWriter(ledger) if ledger else None,
         dead_letters=DeadLetterWriter(dead_letters), on_batch=hooks or ())
@@ -102,7 +104,10 @@ def run_command(
     files: Annotated[list[str], typer.Argument(help="JSONL files (.gz ok); '-' reads stdin")],
     rules: Annotated[list[str] | None,
                      typer.Option("--rules", "-r", help="rule files/dirs")] = None,
-    store: Annotated[str, typer.Option(help="'memory' or redis://host:port/db")] = "memory",
+    store: Annotated[str | None, typer.Option(
+        help="'memory' or redis://host:port/db (default: VALEUR_REDIS_URL or the config "
+             "file's redis_url, else memory); the password goes in VALEUR_REDIS_PASSWORD")
+    ] = None,
     ledger: Annotated[str | None, typer.Option(help="write the ledger (.jsonl or .csv)")] = None,
     scores: Annotated[str | None, typer.Option(help="write final scores (.jsonl or .csv)")] = None,
     dead_letters: Annotated[str, typer.Option(help="where refused records go")] = (
@@ -123,7 +128,11 @@ def run_command(
     serve: Annotated[bool, typer.Option(
         "--serve", help="after the input, serve the API and pages on the final state")] = False,
     port: Annotated[int | None, typer.Option(help="port of --serve (default: api.port)")] = None,
-    config: Annotated[str | None, typer.Option(help="settings file (api, webhooks)")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", help="settings file (.toml, .yaml or .env): Redis, api, webhooks")
+    ] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print the summary as one JSON object instead of tables")] = False,
 ) -> None:
     """Apply the rules to events from files or stdin, no server needed; print a summary."""
     hooks: list[BatchHook] = []
@@ -134,22 +143,27 @@ def run_command(
     printed: list[RunReport] = []
 
     def show(report: RunReport) -> None:
-        print_report(report, Console(), dead_letters)
+        if as_json:
+            sys.stdout.buffer.write(orjson.dumps(report_dict(report, dead_letters),
+                                                 option=orjson.OPT_INDENT_2) + b"\n")
+            sys.stdout.flush()
+        else:
+            print_report(report, stdout_console(), dead_letters)
         printed.append(report)
 
-    try:
+    with cli_errors():
         settings = load_settings(config)
         doors = open_doors(settings, notices=notices, outbox=outbox)
         then = serve_after(settings, port, show) if serve else None
         try:
-            report = run_files(files, rules=rules, store_url=store, ledger=ledger,
-                               scores=scores, dead_letters=dead_letters, until=until,
-                               progress=not no_progress, hooks=hooks + doors.hooks,
-                               workers=workers, then=then)
+            report = run_files(files, rules=rules, store_url=settings.store_url(store),
+                               ledger=ledger, scores=scores, dead_letters=dead_letters,
+                               until=until, progress=not no_progress and not as_json,
+                               hooks=hooks + doors.hooks, workers=workers, then=then,
+                               settings=settings)
+        except ValueError as exc:       # e.g. --until not RFC 3339, --workers with Redis
+            fail(exc)
         finally:
             doors.close()
-    except (ValeurError, OSError, ValueError) as exc:
-        print_error(exc)
-        raise typer.Exit(2) from None
     if not printed:
         show(report)

@@ -7,15 +7,14 @@ number of keys it touches; a connection error is retried once, then reported as 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, Self, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import Promise, decode_state
@@ -23,6 +22,7 @@ from valeur_monitor.errors import StoreError
 from valeur_monitor.read.base import open_promises
 from valeur_monitor.store import keys as K
 from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.connect import RedisOptions, parse_url
 from valeur_monitor.store.keys import Keys
 from valeur_monitor.store.redis import decode_entry, redact
 
@@ -54,14 +54,11 @@ class RedisReader:
         self.url = redact(url)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = K.DEFAULT_PREFIX,
-                 timeout: float = 5.0) -> Self:
-        try:
-            client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=timeout,
-                                          retry=Retry(NoBackoff(), 0), decode_responses=False)
-        except ValueError as exc:
-            raise StoreError(f"bad Redis URL {redact(url)}: {exc}") from None
-        return cls(client, prefix=prefix, url=url)
+    def from_url(cls, url: str, *, prefix: str = K.DEFAULT_PREFIX, timeout: float = 5.0,
+                 options: RedisOptions | None = None) -> Self:
+        """Connect like the store (same URL rules, credentials, TLS settings, masking)."""
+        target = parse_url(url, replace(options or RedisOptions(), timeout=timeout))
+        return cls(target.client(), prefix=prefix, url=url)
 
     def _run(self, fn: Callable[[], T]) -> T:
         for attempt in (1, 2):

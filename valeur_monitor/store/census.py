@@ -6,8 +6,8 @@ as there are two of them (or after a rebalance). These counts are read from the 
 * score bands: four ZCOUNTs over the ranking ZSET (customer -> score total), O(log n) each;
 * open promises: one ZSET per rule, ``<prefix>open:<rule>`` (customer -> how many promises of
   that rule it has open), plus the SET ``<prefix>open-rules`` naming those ZSETs. They are
-  derived from the states and written with the other derived global indexes after the customer
-  scripts of a commit (`OpenIndex.queue`): ZADD/ZREM of exact values, so re-sending a commit is
+  derived from the states and written by the Redis commit script with the other derived
+  global indexes (store/redis_commit.py): ZADD/ZREM of exact values, so re-sending a commit is
   harmless. The sum per rule is read with one ZCOUNT per small count (most customers have one
   or two promises of a rule) and the few larger ones listed, so a read is O(rules · log n).
 """
@@ -15,7 +15,7 @@ as there are two of them (or after a rebalance). These counts are read from the 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from valeur_monitor.engine.state import CustomerState
@@ -107,42 +107,6 @@ class RedisCensus:
             total += sum(int(score) for _, score in part[SMALL_COUNTS])
             out[rule] = total
         return out
-
-
-class OpenIndex:
-    """Writes the per-rule open-promise ZSETs of a commit (derived, idempotent)."""
-
-    def __init__(self, keys: Keys) -> None:
-        self.keys = keys
-
-    def queue(self, client: Any, pipe: Any, states: Mapping[str, CustomerState]) -> None:
-        """Queue on `pipe` the index writes for these customers' states.
-
-        For every rule known to have had open promises (any process, any time), a customer of
-        the commit is ZADDed with its count or ZREMoved: its entry is exact after the commit
-        whatever it was before (a stale entry left by a crash included).
-        """
-        # Read every time (one round trip per commit): another worker may have added a rule
-        # whose promises this one now closes for a customer it took over.
-        known = {r.decode() for r in client.smembers(self.keys.open_rules)}
-        per_rule: dict[str, dict[str, int]] = {}
-        for customer, state in states.items():
-            for rule in open_rules(state):
-                counts = per_rule.setdefault(rule, {})
-                counts[customer] = counts.get(customer, 0) + 1
-        new = sorted(per_rule.keys() - known)
-        if new:
-            pipe.sadd(self.keys.open_rules, *new)
-        customers = list(states)
-        for rule in sorted(known | per_rule.keys()):
-            key = self.keys.open_promises(rule)
-            present = per_rule.get(rule, {})
-            items = list(present.items())
-            for start in range(0, len(items), CHUNK):
-                pipe.zadd(key, dict(items[start:start + CHUNK]))
-            absent = [c for c in customers if c not in present]
-            for start in range(0, len(absent), CHUNK):
-                pipe.zrem(key, *absent[start:start + CHUNK])
 
 
 def census_for(store: Any) -> Census:

@@ -16,6 +16,7 @@ With the default prefix ``vm:`` and customer ``cust-1``::
     vm:identities           HASH    sha256 of an identity (email, phone...) -> customer, account
     vm:open:<rule>          ZSET    customer -> open promises of that rule (store/census.py)
     vm:open-rules           SET     rules that ever had an open promise (the ZSETs to read)
+    vm:epoch                HASH    id (random, set once), commits (counter): data-loss check
 
 No two customers can share a key: the suffixes after the tag (``state``, ``score``, ``reasons``,
 ``ledger``) contain no ``}`` and none ends with another, so ``<customer>}:<suffix>`` determines
@@ -70,6 +71,7 @@ class Keys:
         self.watermark = f"{prefix}watermark"
         self.identities = f"{prefix}identities"  # HASH: hashed identity -> customer\taccount
         self.open_rules = f"{prefix}open-rules"
+        self.epoch = f"{prefix}epoch"
 
     def open_promises(self, rule: str) -> str:
         return f"{self.prefix}open:{rule}"
@@ -94,8 +96,8 @@ class Keys:
     def ledger(self, customer: str) -> str:
         return f"{self.prefix}{{c:{customer}}}:{LEDGER}"
 
-    def globals(self) -> tuple[str, str, str]:
-        return (self.ranking, self.due, self.watermark)
+    def globals(self) -> tuple[str, str, str, str]:
+        return (self.ranking, self.due, self.watermark, self.epoch)
 
     def pattern(self) -> str:
         """A SCAN MATCH pattern for every key under this prefix (glob characters escaped)."""

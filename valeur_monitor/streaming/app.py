@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.engine.rules import load_rules
-from valeur_monitor.errors import BrokerError
+from valeur_monitor.errors import BrokerError, ValeurError
 from valeur_monitor.kafka.admin import load_topology
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
@@ -71,8 +71,11 @@ class FaustPublisher:
 
 def fatal(exc: BaseException) -> None:
     """Fail-stop: an unexpected error must not let the batch's offsets be committed."""
-    log.critical("unrecoverable error, exiting so the batch is redelivered: %r", exc,
-                 exc_info=exc)
+    if isinstance(exc, ValeurError):    # permanent and known (auth, OOM...): its one line says
+        log.critical("stopping: %s", exc)   # what to do; no traceback
+    else:
+        log.critical("unrecoverable error, exiting so the batch is redelivered: %r", exc,
+                     exc_info=exc)
     logging.shutdown()
     sys.stderr.flush()
     os._exit(EXIT_FATAL)
@@ -85,7 +88,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     event_catalogue.configure(settings.catalogue)  # shipped + the deployment's own types
     rules = load_rules(settings.rule_paths(), settings.rules_label)
     topology = load_topology(settings.topology_path(), settings.topics.overrides())
-    store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap)
+    store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap,
+                       options=settings.redis_options())
     worker.datadir.mkdir(parents=True, exist_ok=True)
 
     app = faust.App(

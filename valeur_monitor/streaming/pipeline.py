@@ -27,7 +27,7 @@ from typing import Protocol, TypeVar
 from valeur_monitor.codec import decode
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.errors import BrokerError, EventError, StoreError
+from valeur_monitor.errors import BrokerError, EventError, StoreError, TransientError
 from valeur_monitor.metrics import BROKER_OPERATIONS, Metrics
 from valeur_monitor.runner.observe import record_batch
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
@@ -39,8 +39,9 @@ from valeur_monitor.streaming.scope import WorkerScope
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Failures worth retrying in place: the batch stays unacknowledged meanwhile.
-TRANSIENT: tuple[type[BaseException], ...] = (StoreError, BrokerError, OSError)
+# Failures worth retrying in place: the batch stays unacknowledged meanwhile. Permanent store
+# errors (authentication, ACL, OOM, script, data lost) are not: the worker stops on them.
+TRANSIENT: tuple[type[BaseException], ...] = (TransientError, BrokerError, OSError)
 
 
 @dataclass
@@ -321,8 +322,9 @@ class WorkerRuntime:
         if self.metrics is not None:
             if operation in BROKER_OPERATIONS:
                 self.metrics.broker_error(operation)
-            else:
-                self.metrics.store_error(operation)
+            else:   # the store call that failed (load, commit, due...), not the step
+                self.metrics.store_error(exc.operation if isinstance(exc, StoreError)
+                                         else operation)
 
     # -- probes ----------------------------------------------------------------------------------
     def healthy(self) -> tuple[bool, str]:

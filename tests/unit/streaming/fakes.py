@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
-from valeur_monitor.errors import BrokerError, StoreError
+from valeur_monitor.errors import BrokerError, StoreUnavailable
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.memory import MemoryStore
 from valeur_monitor.streaming.clock import key_partition
@@ -29,7 +29,8 @@ class SharedStore(MemoryStore):
         self.commit_calls += 1
         if self.fail_commits > 0:
             self.fail_commits -= 1
-            raise StoreError("Redis unreachable at redis://test: Connection refused")
+            raise StoreUnavailable("Redis unreachable at redis://test: Connection refused",
+                                   operation="commit")
         super().commit(commit)
 
 
