@@ -45,6 +45,8 @@ from valeur_monitor.errors import ConfigError
 from valeur_monitor.metrics import DEFAULT_BAND_EDGES
 
 if TYPE_CHECKING:
+    import redis
+
     from valeur_monitor.store.connect import RedisOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -333,6 +335,13 @@ class Settings(BaseSettings):
             tls_cert=path(self.redis_tls_cert), tls_key=path(self.redis_tls_key),
             tls_verify=self.redis_tls_verify, timeout=self.redis_timeout_s,
             retry_for=self.redis_retry_s)
+
+    def redis_client(self) -> redis.Redis:
+        """A client of ``redis_url`` with these credentials and TLS files (same URL rules and
+        masking as the store); for tools that use Redis directly (identities)."""
+        from valeur_monitor.store.connect import parse_url
+
+        return parse_url(self.redis_url, self.redis_options()).client()
 
     def store_url(self, given: str | None = None) -> str:
         """The store of the embedded commands: `given` (--store), else a configured

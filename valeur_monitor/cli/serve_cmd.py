@@ -30,7 +30,8 @@ def serve_command(
         check_bind(host or settings.api.host, bool(settings.api.tokens))
         ruleset = rules_or_exit(rules or settings.rule_paths())
         reader = RedisReader.from_url(redis or settings.redis_url,
-                                      prefix=settings.api.redis_prefix)
+                                      prefix=settings.api.redis_prefix,
+                                      options=settings.redis_options())
         reader.ping()
         serve(Context(reader, ruleset, settings.api), host=host, port=port)
     except ValeurError as exc:

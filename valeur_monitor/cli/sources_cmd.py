@@ -68,7 +68,7 @@ def load(
     except (OSError, ValeurError) as exc:
         print_error(exc)
         raise typer.Exit(2) from None
-    client = redis.Redis.from_url(settings.redis_url)
+    client = settings.redis_client()
     try:
         book = RedisBook(client, Keys().identities)
         written = book.load(rows)

@@ -24,11 +24,10 @@ def open_book(settings: Settings, identities: str | None = None) -> IdentityBook
     if not where:
         return None
     if where == "redis":
-        import redis
 
         from valeur_monitor.store.keys import Keys
 
-        client = redis.Redis.from_url(settings.redis_url)
+        client = settings.redis_client()
         return RedisBook(client, Keys().identities)
     path = Path(where)
     try:
