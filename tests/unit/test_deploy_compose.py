@@ -239,3 +239,21 @@ def test_servers_bound_beyond_loopback_are_authenticated() -> None:
                 assert kind != "none", f"{key}: {source} is unauthenticated"
                 # basic auth reads ingest.basic_users, every other kind ingest.secrets
                 assert ("BASIC_USERS" in key) == (kind == "basic"), f"{key}: {source} is {kind}"
+
+
+def test_grafana_provisioning_points_at_the_mounted_dashboards_and_prometheus() -> None:
+    services = compose()["services"]
+    grafana = services["grafana"]
+    mounts = {target: (COMPOSE_DIR / source).resolve() for source, target in binds(grafana)}
+    providers = [mounts[t] for t in mounts if "/provisioning/dashboards/" in t]
+    (provider_file,) = providers
+    (provider,) = yaml.safe_load(provider_file.read_text())["providers"]
+    folder = mounts[provider["options"]["path"]]
+    assert sorted(p.name for p in folder.glob("*.json")) == \
+        ["customer-value-overview.json", "pipeline-health.json"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (folder / Path(home).name).is_file() and home.startswith(provider["options"]["path"])
+    (sources_file,) = [mounts[t] for t in mounts if "/provisioning/datasources/" in t]
+    (source,) = yaml.safe_load(sources_file.read_text())["datasources"]
+    host, port = source["url"].removeprefix("http://").split(":")
+    assert host in services and f"127.0.0.1:{port}:{port}" in services[host]["ports"]
