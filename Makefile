@@ -34,6 +34,7 @@ rules: $(STAMP)
 
 test: $(STAMP)
 	scripts/services start all
+	scripts/services install chromium
 	$(BIN)/ruff check valeur_monitor tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/valeur-monitor rules check rules/

@@ -15,7 +15,14 @@ from valeur_monitor.errors import ApiError
 from valeur_monitor.metrics import band_of
 from valeur_monitor.read.base import Reader
 from valeur_monitor.read.rankings import Ranking, at_risk, losing
-from valeur_monitor.read.views import CustomerView, LedgerQuery, customer_view, ledger_page
+from valeur_monitor.read.timeline import Bar, promise_bars, score_points
+from valeur_monitor.read.views import (
+    CustomerView,
+    LedgerQuery,
+    customer_view,
+    ledger_page,
+    series,
+)
 from valeur_monitor.settings import ApiSettings
 
 
@@ -153,3 +160,24 @@ def rules_info(ctx: Context) -> S.Rules:
                           count=a.count or None, within=_ms_text(a.within)) for a in rs.alerts]
     return S.Rules(version=rs.version or None, sources=list(rs.sources),
                    half_life=_ms_text(rs.settings.half_life), rules=items, alerts=alerts)
+
+
+@dataclass(frozen=True)
+class Story:
+    """Everything the timeline page shows for one customer at `as_of`."""
+
+    view: CustomerView
+    entries: list[LedgerEntry]          # newest first
+    points: list[tuple[int, float]]
+    bars: list[Bar]
+
+
+def story(ctx: Context, name: str, as_of: str | None) -> Story:
+    at = instant(as_of, "as_of", ctx.clock())
+    v = view_of(ctx, name, at)
+    stored = ctx.reader.score(name)
+    ledger_window = ctx.reader.ledger(name)
+    assert stored is not None       # view_of found it
+    kept = [e for e in ledger_window if e.time <= at]
+    points = score_points(series(stored, kept, ctx.half_life), at, v.score, ctx.half_life)
+    return Story(v, sorted(kept, key=lambda e: -e.seq), points, promise_bars(kept, v.promises))

@@ -46,7 +46,10 @@ def open_doors(settings: Settings, *, notices: str | None, outbox: str | None) -
 
 def serve_after(settings: Settings, port: int | None, before: Callable[[RunReport], None]
                 ) -> Callable[[Store, RuleSet, RunReport], None]:
-    """A `then` for run_files: report first, then serve the final state until interrupted."""
+    """A `then` for run_files: report first, then serve the final state until interrupted.
+
+    Scores are decayed to the run's stream time unless a request gives `as_of`.
+    """
 
     def then(store: Store, rules: RuleSet, report: RunReport) -> None:
         from valeur_monitor.api.resources import Context
@@ -54,6 +57,9 @@ def serve_after(settings: Settings, port: int | None, before: Callable[[RunRepor
         from valeur_monitor.read.factory import reader_of
 
         before(report)
-        serve(Context(reader_of(store), rules, settings.api), port=port)
+        reader = reader_of(store)
+        # The run's "now" is its stream time: a replay of last month is shown as of its end.
+        stream_time = reader.watermark()
+        serve(Context(reader, rules, settings.api, clock=lambda: stream_time), port=port)
 
     return then
