@@ -42,6 +42,14 @@ CALLBACKS_MISSED = f'{OUT}{{rule="missed-callback", outcome="matched", {F}}}'
 VISITS = (f'{OUT}{{rule=~"visit-not-confirmed|technician-no-show", '
           f'outcome=~"broken|matched", {F}}}')
 GREEN, RED = "green", "red"
+# Customer pages of `valeur-monitor serve` (Grafana stays aggregate-only; drill down there).
+PAGES = "${pages}/ui/at-risk"
+
+
+def page_link(title: str, query_string: str = "") -> db.DashboardLink:
+    """A data link from a panel to the at-risk page (optionally filtered by the series)."""
+    return (db.DashboardLink(title).type(dm.DashboardLinkType.LINK)
+            .url(PAGES + query_string).target_blank(True))
 
 
 def per_hour(selector: str, by: str = "") -> str:
@@ -125,6 +133,11 @@ def overview() -> db.Dashboard:
              "now-24h")
         .with_variable(label_variable("team", "Team"))
         .with_variable(label_variable("channel", "Channel"))
+        .with_variable(db.TextBoxVariable("pages").label("Customer pages URL")
+                       .description("Base URL of `valeur-monitor serve` (customer pages)")
+                       .default_value("http://127.0.0.1:8080"))
+        .link(db.DashboardLink("Customers at risk (pages)").type(dm.DashboardLinkType.LINK)
+              .url(PAGES).target_blank(True))
         .with_row(db.Row("Value created vs destroyed").id(100))
         .with_panel(series(
             1, "Value created vs destroyed (points per hour)",
@@ -143,10 +156,14 @@ def overview() -> db.Dashboard:
                            split("rule"), mirror=["B"], axis="points / h"))
         .with_panel(series(4, "Value by team (points per hour)",
                            "Per team (event `team`): created above the axis, destroyed below.",
-                           "short", split("team"), mirror=["B"], axis="points / h"))
+                           "short", split("team"), mirror=["B"], axis="points / h")
+                    .data_links([page_link("Customers at risk in ${__field.labels.team}",
+                                           "?team=${__field.labels.team}")]))
         .with_panel(series(5, "Value by channel (points per hour)",
                            "Per channel (phone, email, chat, ...): created above, destroyed below.",
-                           "short", split("channel"), mirror=["B"], axis="points / h"))
+                           "short", split("channel"), mirror=["B"], axis="points / h")
+                    .data_links([page_link("Customers at risk on ${__field.labels.channel}",
+                                           "?channel=${__field.labels.channel}")]))
         .with_panel(series(6, "Value destroyed by dimension (points per hour)",
                            "Which costs customers pay (money, time, effort, ...) and which "
                            "benefits they lose.", "short",
@@ -188,11 +205,13 @@ def overview() -> db.Dashboard:
         .with_panel(single(13, "Customers at risk",
                            "Customers whose score is in the critical or at_risk band.", "short",
                            [query(f"sum(max by (band) ({AT_RISK}))", "at risk")],
-                           steps=((None, GREEN), (1, "orange"), (50, RED))))
+                           steps=((None, GREEN), (1, "orange"), (50, RED)))
+                    .data_links([page_link("Customers at risk (list)")]))
         .with_panel(single(14, "Critical customers",
                            "Customers whose score is in the critical band (lowest).", "short",
                            [query('max(valeur_customers{band="critical"})', "critical")],
-                           steps=((None, GREEN), (1, RED))))
+                           steps=((None, GREEN), (1, RED)))
+                    .data_links([page_link("Customers at risk (list)")]))
         .with_panel(series(15, "Customers by score band",
                            "critical < -20 ≤ at_risk < -5 ≤ neutral ≤ 5 < positive "
                            "(default edges).",
