@@ -87,7 +87,7 @@ def test_timeline_and_at_risk_pages(browser: Any, site: tuple[str, Loaded, R.Con
                                     tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    base, loaded, context = site
+    base, _loaded, context = site
     browser.get(f"{base}/ui/at-risk")
     assert "/ui/login" in browser.current_url                 # tokens configured: sign in
     browser.find_element(By.NAME, "token").send_keys(READ_TOKEN)
