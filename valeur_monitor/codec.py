@@ -75,7 +75,7 @@ class Codec:
     def decode(self, raw: bytes | bytearray | memoryview | str) -> Event:
         """Decode one record; raises EventError(reason, detail) for anything else."""
         data = _as_bytes(raw)
-        if len(data) > self.max_bytes:
+        if len(data) > self.max_bytes and len(data.rstrip(b"\r\n")) > self.max_bytes:
             raise EventError(R.TOO_LARGE, f"record of {len(data):,} bytes is over the "
                                           f"{self.max_bytes:,}-byte limit")
         try:
@@ -289,15 +289,40 @@ def _as_bytes(raw: bytes | bytearray | memoryview | str) -> bytes:
     return bytes(raw)
 
 
-# -- the default codec: the active catalogue, default limits -------------------------------------
+# -- the default codec: the active catalogue, the configured limits -----------------------------
+FUTURE_LIMIT = 7 * 86_400_000   # ms: no longer than the default late horizon (see Processor)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Bounds on input records (settings `input.*`)."""
+
+    max_bytes: int = MAX_BYTES
+    max_depth: int = MAX_DEPTH
+    future_ms: int = FUTURE_LIMIT
+
+
+_limits_in_use = InputLimits()
 _default: Codec | None = None
 
 
+def configure_limits(limits: InputLimits) -> None:
+    """Use these limits in the default codec and in processors created from now on."""
+    global _limits_in_use
+    _limits_in_use = limits
+    reset()
+
+
+def input_limits() -> InputLimits:
+    return _limits_in_use
+
+
 def default_codec() -> Codec:
-    """The codec of the active catalogue (rebuilt when the catalogue changes)."""
+    """The codec of the active catalogue and limits (rebuilt when either changes)."""
     global _default
     if _default is None:
-        _default = Codec(event_catalogue.active())
+        _default = Codec(event_catalogue.active(), max_bytes=_limits_in_use.max_bytes,
+                         max_depth=_limits_in_use.max_depth)
     return _default
 
 

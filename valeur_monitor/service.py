@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
-from valeur_monitor.codec import decode
+from valeur_monitor import reasons
+from valeur_monitor.codec import Codec, decode, input_limits
 from valeur_monitor.engine.core import Engine, Output
-from valeur_monitor.engine.event import Event, to_canonical
+from valeur_monitor.engine.event import Event, format_time, to_canonical
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
@@ -71,19 +73,42 @@ class Ingested:
     latest: int | None        # latest event time of the batch, None without a valid event
 
 
+def _as_bytes(record: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(record, str):
+        return record.encode("utf-8", "surrogatepass")   # the codec says why it is refused
+    return bytes(record)
+
+
 def _position(letter: DeadLetter) -> int:
     return letter.index
 
 
-class Processor:
-    """Decode, dedupe, order, apply rules and commit, one batch at a time."""
+def wall_clock_ms() -> int:
+    """Now, in epoch milliseconds."""
+    return int(time.time() * 1000)
 
-    def __init__(self, rules: RuleSet, store: Store) -> None:
+
+class Processor:
+    """Decode, dedupe, order, apply rules and commit, one batch at a time.
+
+    Event time is bounded ahead: an event more than `future_limit` ms beyond the stream (its
+    latest accepted event, the stored watermark, the wall clock `clock`) is dead-lettered
+    `future_time`, so one event dated 2099 can neither move the watermark nor turn the events
+    after it into `too_late`. `future_limit=None` takes the input settings' limit; 0 disables it.
+    """
+
+    def __init__(self, rules: RuleSet, store: Store, *, codec: Codec | None = None,
+                 future_limit: int | None = None,
+                 clock: Callable[[], int] | None = wall_clock_ms) -> None:
         self.engine = Engine(rules)
         self.rules = rules
         self.store = store
         self.lateness = rules.settings.lateness
         self.max_event_time = 0  # latest event time seen by this processor (end-of-input drain)
+        self.codec = codec        # None: the default codec (active catalogue and limits)
+        self.future_limit = (future_limit if future_limit is not None
+                             else input_limits().future_ms)
+        self.clock = clock
 
     def reload(self, paths: Sequence[str]) -> list[RuleIssue]:
         """Swap in freshly loaded rules; on any problem keep the running ones and say why.
@@ -106,12 +131,15 @@ class Processor:
         batch = self.ingest(records)
         return self.settle(batch, self.next_watermark(batch.latest))
 
-    def process_events(self, events: Sequence[Event],
-                       result: BatchResult | None = None) -> BatchResult:
-        """Apply decoded events; stream time moves to (latest event − allowed lateness)."""
+    def process_events(self, events: Sequence[Event], result: BatchResult | None = None,
+                       raws: Sequence[bytes] | None = None) -> BatchResult:
+        """Apply decoded events; stream time moves to (latest event − allowed lateness).
+
+        `raws` (the records the events were decoded from, same order) go into dead letters."""
         batch = self._ingest_events(events, range(len(events)),
                                     result or BatchResult(received=len(events),
-                                                          rules_version=self.rules.version))
+                                                          rules_version=self.rules.version),
+                                    raws)
         return self.settle(batch, self.next_watermark(batch.latest))
 
     # A batch in two steps, so that processes sharing out customers can agree on stream time:
@@ -121,14 +149,58 @@ class Processor:
         result = BatchResult(received=len(records), rules_version=self.rules.version)
         events: list[Event] = []
         positions: list[int] = []
-        for i, raw in enumerate(records):
+        raws: list[bytes] = []
+        decode_one = self.codec.decode if self.codec is not None else decode
+        for i, record in enumerate(records):
+            raw = record if isinstance(record, bytes) else _as_bytes(record)
             try:
-                events.append(decode(raw))
-                positions.append(i)
+                events.append(decode_one(raw))
             except EventError as exc:
-                data = raw.encode() if isinstance(raw, str) else bytes(raw)
-                result.dead_letters.append(DeadLetter(data, exc.reason, exc.detail, i))
-        return self._ingest_events(events, positions, result)
+                result.dead_letters.append(DeadLetter(raw, exc.reason, exc.detail, i))
+                continue
+            positions.append(i)
+            raws.append(raw)
+        return self._ingest_events(events, positions, result, raws)
+
+    def _bound_future(self, events: Sequence[Event], positions: Sequence[int],
+                      result: BatchResult, raws: Sequence[bytes] | None,
+                      ) -> tuple[Sequence[Event], Sequence[int], Sequence[bytes] | None]:
+        """Dead-letter `future_time` the events beyond the stream's reach; the others stay."""
+        cut = self._future_cut([e.time for e in events])
+        if all(e.time <= cut for e in events):
+            return events, positions, raws
+        kept = [k for k, e in enumerate(events) if e.time <= cut]
+        for k, event in enumerate(events):
+            if event.time > cut:
+                raw = raws[k] if raws is not None else orjson.dumps(to_canonical(event))
+                result.dead_letters.append(DeadLetter(
+                    raw, reasons.FUTURE_TIME,
+                    f"event time {format_time(event.time)} is beyond the stream's reach "
+                    f"({format_time(cut)}: latest event or wall clock + "
+                    f"{self.future_limit // 3_600_000} h)", positions[k]))
+        return ([events[k] for k in kept], [positions[k] for k in kept],
+                [raws[k] for k in kept] if raws is not None else None)
+
+    def _future_cut(self, times: list[int]) -> int:
+        """The latest acceptable event time for this batch.
+
+        The stream reaches max(latest accepted event, stored watermark + lateness, wall clock);
+        events up to `future_limit` beyond it are accepted, each one extending the reach (a
+        busy stream moves forward); a fresh stream is anchored on the batch's median time,
+        which one odd event cannot move."""
+        limit = self.future_limit
+        stored = self.store.watermark()
+        stream = max(self.max_event_time, stored + self.lateness if stored > 0 else 0)
+        reach = max(stream, self.clock() if self.clock is not None else 0)
+        ordered = sorted(times)
+        if stream <= 0:
+            reach = max(reach, ordered[len(ordered) // 2])
+        cut = reach + limit
+        for moment in ordered:
+            if moment > cut:
+                break
+            cut = max(cut, moment + limit)
+        return cut
 
     def next_watermark(self, latest: int | None) -> int:
         """Stream time after a batch whose latest event time is `latest` (None: no event)."""
@@ -142,7 +214,9 @@ class Processor:
         return batch.result
 
     def _ingest_events(self, events: Sequence[Event], positions: Sequence[int],
-                       result: BatchResult) -> Ingested:
+                       result: BatchResult, raws: Sequence[bytes] | None = None) -> Ingested:
+        if events and self.future_limit > 0:
+            events, positions, raws = self._bound_future(events, positions, result, raws)
         latest = max((e.time for e in events), default=None)
         if latest is not None:
             self.max_event_time = max(self.max_event_time, latest)
@@ -151,12 +225,14 @@ class Processor:
         out = Output()
         engine = self.engine
         too_late = 0
-        for position, event in zip(positions, events, strict=True):
+        for k, (position, event) in enumerate(zip(positions, events, strict=True)):
             engine.ingest(states[event.customer], event, out)
             if len(out.too_late) > too_late:
                 too_late += 1
+                # the original bytes when the event came as a record (decode once, keep them)
+                raw = raws[k] if raws is not None else orjson.dumps(to_canonical(event))
                 result.dead_letters.append(DeadLetter(
-                    orjson.dumps(to_canonical(event)), "too_late",
+                    raw, reasons.TOO_LATE,
                     f"event {event.id} is older than the late horizon of its customer", position))
         out.too_late.clear()
         return Ingested(result, states, out, latest)

@@ -248,7 +248,7 @@ class InputSettings(BaseModel):
 
     max_record_bytes: int = Field(default=1 << 20, ge=256)   # larger records: `too_large`
     max_depth: int = Field(default=32, ge=2, le=500)          # deeper JSON: `too_deep`
-    future_limit: str = "1d"   # event time this far beyond max(stream time, wall clock): refused
+    future_limit: str = "7d"   # event time this far beyond max(stream time, wall clock): refused
 
     @field_validator("future_limit")
     @classmethod
@@ -263,6 +263,12 @@ class InputSettings(BaseModel):
         from valeur_monitor.engine.durations import parse_duration
 
         return parse_duration(self.future_limit)
+
+    def apply(self) -> None:
+        """Make these the limits of the codec and of processors created from now on."""
+        from valeur_monitor.codec import InputLimits, configure_limits
+
+        configure_limits(InputLimits(self.max_record_bytes, self.max_depth, self.future_ms()))
 
 
 class Settings(BaseSettings):

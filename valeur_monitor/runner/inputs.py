@@ -12,7 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from valeur_monitor.codec import default_codec
+
 LIVE_FLUSH = 0.2  # seconds without new input after which received lines are processed
+CHUNK = 1 << 20   # bytes read at a time (files and pipes)
 
 
 def open_input(name: str) -> BinaryIO:
@@ -33,26 +36,33 @@ def input_size(name: str) -> int | None:
 
 
 def read_batches(stream: BinaryIO, size: int,
-                 progress: Callable[[int], None] | None = None) -> Iterator[list[bytes]]:
-    """Non-empty lines in batches of `size`; `progress` gets compressed-or-plain bytes read."""
+                 progress: Callable[[int], None] | None = None,
+                 max_bytes: int | None = None) -> Iterator[list[bytes]]:
+    """Non-empty lines in batches of `size`; `progress` gets compressed-or-plain bytes read.
+
+    Memory and time stay linear in the input whatever the line lengths: a line longer than
+    `max_bytes` (default: the codec's record limit) is never held whole; its first bytes stand
+    for it, so the codec dead-letters it `too_large`."""
+    limit = max_bytes if max_bytes is not None else default_codec().max_bytes
     raw = getattr(stream, "fileobj", None) or stream
     if not raw.seekable():
         # A pipe or terminal: no position to report, and a quiet producer must not hold back
         # the lines already received.
-        yield from _live_batches(raw.fileno(), size)
+        yield from _live_batches(raw.fileno(), size, limit)
         return
+    lines = LineSplitter(limit)
     batch: list[bytes] = []
     last = 0
-    for line in stream:
-        if line.strip():
-            batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
+    while chunk := stream.read(CHUNK):
+        batch.extend(lines.feed(chunk))
+        while len(batch) >= size:
+            yield batch[:size]
+            batch = batch[size:]
             if progress is not None:
                 pos = raw.tell()
                 progress(pos - last)
                 last = pos
+    batch.extend(lines.end())
     if batch:
         yield batch
     if progress is not None:
@@ -60,24 +70,66 @@ def read_batches(stream: BinaryIO, size: int,
             progress(raw.tell() - last)
 
 
-def _live_batches(fd: int, size: int, quiet: float = LIVE_FLUSH) -> Iterator[list[bytes]]:
+class LineSplitter:
+    """Bytes in, complete non-blank lines out; a line over `limit` is cut to its first
+    `limit + 2` bytes (enough for the codec to call it too large) and the rest is skipped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit + 1        # the newline does not count against the record limit
+        self._parts: list[bytes] = []  # the unfinished line, in pieces (joined once: linear)
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        pieces = chunk.split(b"\n")
+        if len(pieces) == 1:
+            self._keep(pieces[0])
+            return []
+        self._keep(pieces[0])
+        first = self._take()
+        out = [first + b"\n"] if first.strip() else []
+        limit = self.limit
+        for line in pieces[1:-1]:
+            if line.strip():
+                out.append(line[:limit + 1] + b"\n" if len(line) > limit else line + b"\n")
+        self._keep(pieces[-1])
+        return out
+
+    def end(self) -> list[bytes]:
+        """The last line when the input does not end with a newline."""
+        last = self._take()
+        return [last] if last.strip() else []
+
+    def _keep(self, piece: bytes) -> None:
+        room = self.limit + 1 - self._size
+        if room > 0 and piece:
+            piece = piece[:room]
+            self._parts.append(piece)
+            self._size += len(piece)
+
+    def _take(self) -> bytes:
+        line = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        return line
+
+
+def _live_batches(fd: int, size: int, limit: int,
+                  quiet: float = LIVE_FLUSH) -> Iterator[list[bytes]]:
     """Lines from a pipe: a batch ends at `size` lines or after `quiet` seconds without data."""
-    pending = b""
+    lines = LineSplitter(limit)
     batch: list[bytes] = []
     while True:
         if batch and not select.select([fd], [], [], quiet)[0]:
             yield batch
             batch = []
             continue
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, CHUNK)
         if not chunk:
             break
-        *lines, pending = (pending + chunk).split(b"\n")
-        batch.extend(line + b"\n" for line in lines if line.strip())
+        batch.extend(lines.feed(chunk))
         while len(batch) >= size:
             yield batch[:size]
             batch = batch[size:]
-    if pending.strip():
-        batch.append(pending)
+    batch.extend(lines.end())
     if batch:
         yield batch

@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings if settings is not None else load_settings()
     worker, kafka = settings.worker, settings.kafka
     event_catalogue.configure(settings.catalogue)  # shipped + the deployment's own types
+    settings.input.apply()                          # record size/depth, future bound
     rules = load_rules(settings.rule_paths(), settings.rules_label)
     topology = load_topology(settings.topology_path(), settings.topics.overrides())
     store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap,
