@@ -22,7 +22,8 @@ from valeur_monitor.errors import BrokerError, IngestError
 from valeur_monitor.ingest.auth import verify
 from valeur_monitor.ingest.metrics import IngestMetrics
 from valeur_monitor.ingest.sinks import EventSink
-from valeur_monitor.sources.mapper import UNMAPPABLE, Mapper
+from valeur_monitor.reasons import UNMAPPABLE
+from valeur_monitor.sources.mapper import Mapper
 
 log = logging.getLogger("valeur_monitor.ingest")
 

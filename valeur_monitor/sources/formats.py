@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from valeur_monitor.reasons import UNMAPPABLE
+
 # queue_log: epoch|callid|queue|agent|event|data1|data2|... (Asterisk's documented layout)
 QUEUE_LOG_FIELDS = ("time", "callid", "queue", "agent", "event")
 QUEUE_LOG_DATA = 5          # data1..data5 are always present in the body (empty when absent)
@@ -46,15 +48,15 @@ def parse_queue_log_line(line: bytes) -> Payload:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw, None, ("unmappable", "queue_log line is not UTF-8")
+        return raw, None, (UNMAPPABLE, "queue_log line is not UTF-8")
     parts = text.split("|")
     if len(parts) < len(QUEUE_LOG_FIELDS):
-        return raw, None, ("unmappable", f"queue_log line has {len(parts)} fields, "
+        return raw, None, (UNMAPPABLE, f"queue_log line has {len(parts)} fields, "
                                          f"expected at least {len(QUEUE_LOG_FIELDS)}")
     try:
         when = int(float(parts[0]))
     except ValueError:
-        return raw, None, ("unmappable", "queue_log time is not epoch seconds")
+        return raw, None, (UNMAPPABLE, "queue_log time is not epoch seconds")
     body: dict[str, Any] = dict(zip(QUEUE_LOG_FIELDS[1:], parts[1:5], strict=True))
     body["time"] = when
     data = parts[5:]

@@ -19,14 +19,13 @@ from valeur_monitor.codec import from_dict
 from valeur_monitor.engine.event import format_time, parse_time, to_canonical
 from valeur_monitor.errors import EventError
 from valeur_monitor.identity.resolve import Resolution, Resolver
+from valeur_monitor.reasons import UNKNOWN_CUSTOMER, UNMAPPABLE
 from valeur_monitor.service import DeadLetter
 from valeur_monitor.sources.formats import split_payloads
 from valeur_monitor.sources.model import Emit, Mapping, Source
 
 # Errors a CEL evaluation raises for missing fields or wrong types.
 EVAL_ERRORS = (LookupError, ValueError, RuntimeError, TypeError)
-UNMAPPABLE = "unmappable"
-UNKNOWN_CUSTOMER = "unknown_customer"
 
 
 @dataclass
