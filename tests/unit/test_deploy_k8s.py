@@ -309,3 +309,17 @@ def test_keda_scales_the_workers_on_the_events_topic_lag() -> None:
     for ref in auth["spec"]["secretTargetRef"]:
         assert ref["name"] == SECRET and ref["key"] in base_secret()
         assert setting_field(ref["key"])[0] == "kafka"
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_only_prometheus_reaches_the_unauthenticated_worker_port(name: str) -> None:
+    docs = built(name)
+    policy = one(docs, "NetworkPolicy", "valeur-worker")
+    worker = one(docs, "Deployment", "valeur-worker")
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    named = {p["name"] for c in containers(worker) for p in c["ports"]}
+    assert {p["port"] for p in rule["ports"]} <= named
+    assert all("namespaceSelector" in peer or "podSelector" in peer for peer in rule["from"])
