@@ -70,6 +70,10 @@ def test_same_reads(readers: tuple[Reader, Reader, int]) -> None:
     assert red.ledgers(everyone) == mem.ledgers(everyone)
     for c in everyone[:40]:
         assert red.promises(c) == mem.promises(c)
+        snap = red.snapshot(c)
+        assert snap == mem.snapshot(c) and snap is not None
+        assert (snap.score, snap.ledger, snap.promises) == (
+            red.score(c), red.ledger(c), red.promises(c))
         assert all(p.broken_at < 0 for p in red.promises(c))
     assert any(red.promises(c) for c in everyone)
     for worst in (True, False):
@@ -81,6 +85,7 @@ def test_same_reads(readers: tuple[Reader, Reader, int]) -> None:
     assert red.score("nobody") is None and mem.score("nobody") is None
     assert red.ledger("nobody") == [] == mem.ledger("nobody")
     assert red.promises("nobody") == [] == mem.promises("nobody")
+    assert red.snapshot("nobody") is None and mem.snapshot("nobody") is None
 
 
 def test_same_views(readers: tuple[Reader, Reader, int], rules: RuleSet) -> None:

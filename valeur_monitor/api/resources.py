@@ -66,11 +66,10 @@ def duration(value: str, name: str, limit: str) -> int:
 
 
 def view_of(ctx: Context, customer: str, as_of: int) -> CustomerView:
-    reader = ctx.reader
-    score = reader.score(customer)
-    if score is None:
+    snap = ctx.reader.snapshot(customer)
+    if snap is None:
         raise ApiError(404, "Not Found", "no such customer")
-    return customer_view(score, reader.ledger(customer), reader.promises(customer), as_of=as_of,
+    return customer_view(snap.score, snap.ledger, snap.promises, as_of=as_of,
                          half_life=ctx.half_life, edges=ctx.settings.band_edges)
 
 
@@ -174,10 +173,14 @@ class Story:
 
 def story(ctx: Context, name: str, as_of: str | None) -> Story:
     at = instant(as_of, "as_of", ctx.clock())
-    v = view_of(ctx, name, at)
-    stored = ctx.reader.score(name)
-    ledger_window = ctx.reader.ledger(name)
-    assert stored is not None       # view_of found it
-    kept = [e for e in ledger_window if e.time <= at]
-    points = score_points(series(stored, kept, ctx.half_life), at, v.score, ctx.half_life)
+    snap = ctx.reader.snapshot(name)
+    if snap is None:
+        raise ApiError(404, "Not Found", "no such customer")
+    v = customer_view(snap.score, snap.ledger, snap.promises, as_of=at, half_life=ctx.half_life,
+                      edges=ctx.settings.band_edges)
+    kept = [e for e in snap.ledger if e.time <= at]
+    # The series is rebuilt from the whole window (so that later entries are taken out of the
+    # score, not folded into its base), then cut at as_of.
+    history = [p for p in series(snap.score, snap.ledger, ctx.half_life) if p[0] <= at]
+    points = score_points(history, at, v.score, ctx.half_life)
     return Story(v, sorted(kept, key=lambda e: -e.seq), points, promise_bars(kept, v.promises))

@@ -7,6 +7,7 @@ Implementations only fetch; decaying to an `as_of`, filtering, paging and rankin
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from valeur_monitor.engine.ledger import LedgerEntry
@@ -14,8 +15,21 @@ from valeur_monitor.engine.state import Promise
 from valeur_monitor.store.base import ScoreView
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One customer as stored: score, ledger window (oldest first), open promises."""
+
+    score: ScoreView
+    ledger: list[LedgerEntry]
+    promises: list[Promise]
+
+
 class Reader(Protocol):
     """Read-only access to what the processing store committed."""
+
+    def snapshot(self, customer: str) -> Snapshot | None:
+        """Everything about one customer, read at once (one round trip on Redis)."""
+        ...
 
     def score(self, customer: str) -> ScoreView | None:
         """The customer's stored score (decayed to its last update), or None if unknown."""

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import Promise
-from valeur_monitor.read.base import open_promises
+from valeur_monitor.read.base import Snapshot, open_promises
 from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.memory import MemoryStore
 
@@ -16,6 +16,13 @@ class MemoryReader:
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+
+    def snapshot(self, customer: str) -> Snapshot | None:
+        state = self.store.state(customer)
+        if state is None:
+            return None
+        return Snapshot(ScoreView.of(state), self.store.ledger(customer),
+                        open_promises(list(state.promises.values())))
 
     def score(self, customer: str) -> ScoreView | None:
         state = self.store.state(customer)

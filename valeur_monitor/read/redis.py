@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import Promise, decode_state
 from valeur_monitor.errors import StoreError
-from valeur_monitor.read.base import open_promises
+from valeur_monitor.read.base import Snapshot, open_promises
 from valeur_monitor.store import keys as K
 from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.connect import RedisOptions, parse_url
@@ -79,6 +79,22 @@ class RedisReader:
         return self._run(go)
 
     # -- the Reader protocol -----------------------------------------------------------------
+    def snapshot(self, customer: str) -> Snapshot | None:
+        keys = self.keys
+
+        def fill(pipe: Any) -> None:
+            pipe.hgetall(keys.score(customer))
+            pipe.hgetall(keys.reasons(customer))
+            pipe.lrange(keys.ledger(customer), 0, -1)
+            pipe.get(keys.state(customer))
+
+        raw, reasons, ledger, state = self._pipe(fill)
+        view = score_view(customer, raw, reasons)
+        if view is None:
+            return None
+        promises = open_promises(list(decode_state(state).promises.values())) if state else []
+        return Snapshot(view, [decode_entry(r) for r in ledger], promises)
+
     def score(self, customer: str) -> ScoreView | None:
         return self.scores([customer]).get(customer)
 
