@@ -1,6 +1,7 @@
-"""The faust app: one agent over the events topic, one stream-time timer, three web pages.
+"""The faust app: a batch consumer over the events topic, one stream-time timer, three pages.
 
-Everything the agent and the timer do lives in `streaming/pipeline.py`; here is only wiring.
+Everything the consumer loop and the timer do lives in `streaming/pipeline.py`; here is only
+wiring.
 Run it with ``valeur-monitor worker`` (settings from ``VALEUR_*`` / ``--config``) or with faust's
 own CLI: ``faust --datadir /tmp/vm -A valeur_monitor.streaming.app worker`` (the module-level
 ``app`` is created on first access, from the environment).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import ssl
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,9 +29,10 @@ from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
 from valeur_monitor.store.census import census_for
 from valeur_monitor.store.factory import open_store
-from valeur_monitor.streaming.clock import StreamClock
+from valeur_monitor.streaming.clock import StreamClock, key_partition
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
-from valeur_monitor.streaming.outputs import Message, OutputTopics, Record
+from valeur_monitor.streaming.consumer import install
+from valeur_monitor.streaming.outputs import Message, OutputTopics
 from valeur_monitor.streaming.pipeline import StreamPipeline, WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -54,19 +57,50 @@ def credentials(kafka: KafkaSettings) -> Any:
 
 
 class FaustPublisher:
-    """Publishes through the app's (aiokafka) producer and waits for every acknowledgement."""
+    """Publishes through the app's aiokafka producer: one record batch per topic partition
+    (no await per message), then waits for every acknowledgement (acks=all)."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
 
     async def publish(self, messages: Sequence[Message]) -> None:
-        producer = self.app.producer
         try:
-            futures = [await producer.send(m.topic, m.key, m.value, m.partition, None,
-                                           list(m.headers) or None) for m in messages]
-            await asyncio.gather(*futures)
+            await self._publish(messages)
         except Exception as exc:  # aiokafka/faust errors: retried by the runtime
             raise BrokerError(f"publishing {len(messages)} message(s): {exc!r}") from exc
+
+    async def _publish(self, messages: Sequence[Message]) -> None:
+        producer: Any = self.app.producer
+        producer = producer._ensure_producer()      # the aiokafka producer under faust's
+        counts: dict[str, int] = {}
+        batches: dict[tuple[str, int], Any] = {}
+        sent: list[Any] = []
+        for m in messages:
+            partition = m.partition
+            if partition is None:
+                count = counts.get(m.topic)
+                if count is None:
+                    count = counts[m.topic] = len(await producer.partitions_for(m.topic))
+                # keyed: the default partitioner's choice (murmur2), so a key keeps its partition
+                partition = (key_partition(m.key, count) if m.key is not None
+                             else random.randrange(count))
+            where = (m.topic, partition)
+            batch = batches.get(where)
+            if batch is None:
+                batch = batches[where] = producer.create_batch()
+            headers = list(m.headers)
+            if batch.append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
+                if batch.record_count():            # full: send it, start another
+                    sent.append(await producer.send_batch(batch, m.topic, partition=partition))
+                    batch = batches[where] = producer.create_batch()
+                if batch.append(key=m.key, value=m.value, timestamp=None,
+                                headers=headers) is None:   # larger than a batch on its own
+                    sent.append(await producer.send(m.topic, m.value, key=m.key,
+                                                    partition=partition, headers=headers))
+        for (topic, partition), batch in batches.items():
+            if batch.record_count():
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
 
 
 def fatal(exc: BaseException) -> None:
@@ -104,6 +138,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False, topic_disable_leader=True,
         stream_wait_empty=True, producer_acks=-1,
+        producer_max_batch_size=512 * 1024,    # one record batch per partition per publish
+        broker_max_poll_records=worker.batch_size,  # records per batch (one getmany)
         web_enabled=True, web_bind=worker.web_host, web_port=worker.web_port,
         # Only our pages: faust's /router and /table (and its graph, stats and /performance
         # pages) would expose internals with no authentication.
@@ -129,16 +165,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     metrics.registry.register(LagCollector(events_topic, lag))
 
-    @app.agent(source)
-    async def process(stream: Any) -> None:
-        async for events in stream.noack_take(worker.batch_size, within=worker.flush_interval):
-            try:
-                await runtime.handle([Record(e.message.partition, e.message.offset,
-                                             e.message.key, e.value) for e in events])
-            except Exception as exc:
-                fatal(exc)
-            for event in events:    # acked (offsets committable) only after the Redis commit
-                await stream.ack(event)
+    # The hot loop: whole fetches go to the runtime (streaming/consumer.py), no faust agent.
+    app.topics.add(source)
+    install(app, events_topic, runtime)
 
     @app.timer(worker.tick_interval)  # type: ignore[untyped-decorator]
     async def advance_stream_time() -> None:

@@ -73,11 +73,19 @@ class StreamPipeline:
         """The worker's full assignment on the events topic, out of `total` partitions."""
         if self.partitioner is None or self.partitioner.partitions != total:
             self.partitioner = Partitioner(total)
+            self.scope.forget()
+        else:       # keep only states of partitions owned throughout
+            part, kept = self.partitioner, self.clock.owned & partitions
+            self.scope.forget(lambda customer: part(customer) in kept)
         self.clock.assign(partitions)
         self.reached = {}
 
     def revoke(self, partitions: set[int]) -> None:
+        """Partitions given up: their customers' states may change elsewhere from now on."""
         self.clock.assign(self.clock.owned - partitions)
+        part = self.partitioner
+        if part is not None:
+            self.scope.forget(lambda customer: part(customer) not in partitions)
 
     @property
     def assigned(self) -> bool:
@@ -243,8 +251,19 @@ class WorkerRuntime:
             for partition in partitions:
                 self.positions.pop(partition, None)
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Process a batch (any mix of partitions); returns once all of it is committed."""
+    async def consume(self, records: Sequence[Record], ack: Callable[[], None]) -> None:
+        """The batch consumer's entry point (streaming/consumer.py)."""
+        await self.handle(records, ack)
+
+    async def idle(self) -> None:
+        """Return once no batch or tick is in progress (a rebalance waits for this)."""
+        async with self.lock:
+            return
+
+    async def handle(self, records: Sequence[Record],
+                     ack: Callable[[], None] | None = None) -> None:
+        """Process a batch (any mix of partitions); returns once all of it is committed.
+        `ack` runs right after the commit, under the lock (before any revocation)."""
         if not self.pipeline.assigned:   # events before the assignment signal: wait for it
             await self._assignment.wait()
         if self.health.first_batch is None:
@@ -256,6 +275,8 @@ class WorkerRuntime:
                 undo=self.pipeline.discard)
             self.health.seconds["process"] += time.perf_counter() - began
             await self._finish(step, batch=True)
+            if ack is not None:
+                ack()
 
     async def tick(self) -> None:
         """Timer: advance stream time while idle (wall mode), or drain what became due."""

@@ -15,6 +15,11 @@ The shared `Processor` reads three things from its store that a worker must scop
 
 The store's ``due`` is a pure query (a protocol guarantee checked by the contract suite),
 so customers filtered out here stay due for the worker that owns them.
+
+States are kept in memory (`cache`) once loaded: the worker owns its customers' partitions, so
+nobody else writes them; every commit still writes them through to Redis (the commit point).
+The pipeline drops the states of revoked partitions, and `discard` (a failed attempt, whose
+in-place changes must not survive) drops them all: they are reloaded from Redis.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class WorkerScope:
         self.staged: list[Commit] = []
         self.commits = 0
         self._call_start = 0
+        self.cache: dict[str, CustomerState] = {}
+        self.loaded = 0                  # states read from the inner store (cache misses)
 
     def scoped(self, floor: int, allow: Allow) -> WorkerScope:
         """Set the floor and the due filter for the next Processor call."""
@@ -64,7 +71,20 @@ class WorkerScope:
 
     # -- the Store protocol ------------------------------------------------------------------
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
-        return self.inner.load(customers)
+        cache = self.cache
+        wanted = list(customers)
+        missing = [c for c in wanted if c not in cache]
+        if missing:
+            cache.update(self.inner.load(missing))
+            self.loaded += len(missing)
+        return {c: cache[c] for c in wanted}
+
+    def forget(self, keep: Callable[[str], bool] | None = None) -> None:
+        """Drop cached states (all of them, or those for which `keep` is false)."""
+        if keep is None:
+            self.cache.clear()
+        else:
+            self.cache = {c: s for c, s in self.cache.items() if keep(c)}
 
     def commit(self, commit: Commit) -> None:
         self.staged.append(commit)
@@ -109,5 +129,7 @@ class WorkerScope:
         return len(pending)
 
     def discard(self) -> None:
-        """Drop staged commits (the batch will be redelivered and processed again)."""
+        """Drop staged commits and the cached states (a failed attempt may have changed them
+        in place): the batch is processed again from the states in the store."""
         self.staged.clear()
+        self.cache.clear()

@@ -10,6 +10,7 @@ import pytest
 
 from valeur_monitor.settings import KafkaSettings, load_settings
 from valeur_monitor.streaming.app import create_app, credentials
+from valeur_monitor.streaming.consumer import BatchTransport
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +29,7 @@ def test_credentials_follow_the_security_protocol(tmp_path: Path) -> None:
     assert isinstance(credentials(KafkaSettings(security_protocol="SSL")), faust.SSLCredentials)
 
 
-def test_create_app_wires_agent_timer_pages_and_settings(tmp_path: Path) -> None:
+def test_create_app_wires_consumer_timer_pages_and_settings(tmp_path: Path) -> None:
     settings = load_settings(redis_url="memory", kafka={"bootstrap_servers": "k1:9092,k2:9092"},
                              topics={"events": "ev", "dead_letters": "dl"},
                              worker={"app_id": "vm-test", "web_port": 7001, "clock": "event",
@@ -39,8 +40,10 @@ def test_create_app_wires_agent_timer_pages_and_settings(tmp_path: Path) -> None
     assert conf.broker_session_timeout == 10.0 and conf.topic_allow_declare is False
     assert conf.store.scheme == "memory" and Path(conf.datadir) == tmp_path / "data"
     assert [str(u) for u in conf.broker] == ["kafka://k1:9092", "kafka://k2:9092"]
-    [agent] = app.agents.values()
-    assert agent.channel.get_topic_name() == "ev"
+    assert not app.agents            # no faust agent: the batch consumer feeds the runtime
+    assert [t.get_topic_name() for t in app.topics] == ["ev"]
+    assert isinstance(app.transport, BatchTransport)
+    assert app.transport.Consumer.sink is app.valeur_runtime  # type: ignore[attr-defined]
     runtime = app.valeur_runtime  # type: ignore[attr-defined]
     assert runtime.pipeline.outputs.dead_letters == "dl"
     assert runtime.pipeline.outputs.score_updates == "valeur.score-updates"
