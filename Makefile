@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean stack
+.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack
 
 # setuptools announces every editable install with a warning (a wheel build has none): hidden.
 $(STAMP): pyproject.toml
@@ -42,6 +42,12 @@ test: $(STAMP)
 	$(BIN)/valeur-monitor rules test rules/tests
 	$(BIN)/valeur-monitor sources check streams/sources
 	$(BIN)/python -m pytest
+
+# Minutes of replays with workers killed (kill -9) and a broker restarted; outside the normal
+# suite. Figures: docs/reliability.md ("Chaos").
+chaos: $(STAMP)
+	scripts/services start redis kafka
+	VALEUR_CHAOS=1 $(BIN)/python -m pytest tests/chaos -s -ra
 
 dashboards: $(STAMP)
 	$(BIN)/python -m deploy.monitoring.generate

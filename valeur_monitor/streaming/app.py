@@ -165,6 +165,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     metrics.registry.register(LagCollector(events_topic, lag))
 
+    def backlog(partition: int) -> bool:     # unknown (no fetch answered yet): assume one
+        try:
+            lags = consumer_lag(app.consumer, events_topic, (partition,), runtime.positions)
+        except Exception:   # consumer not started or stopping
+            return True
+        return lags.get(partition, 1) > 0
+
+    pipeline.clock.backlog = backlog
+
     # The hot loop: whole fetches go to the runtime (streaming/consumer.py), no faust agent.
     app.topics.add(source)
     install(app, events_topic, runtime)

@@ -10,8 +10,9 @@ partition, and only if it owns that partition, so:
   as the embedded run over the same events, whatever the number of workers and the batching;
 * two workers never advance the same customer (no lost update between them in Redis).
 
-In `wall` mode a partition that received no record for `idle_after` (2 s) follows the wall
-clock: its safe time is at least ``now − lateness``, so deadlines fire for customers who send
+In `wall` mode a partition that received no record for `idle_after` (2 s) and has no backlog
+(consumer lag 0, when the worker can tell) follows the wall clock: its safe time is at least
+``now − lateness``, so deadlines fire for customers who send
 nothing more (an event arriving later than that is a late event, with its documented
 compensating effect). An active partition follows its events, so a backlog after downtime is
 replayed in event time, not turned into late events. In `event` mode (replays, tests) stream
@@ -26,6 +27,10 @@ from collections.abc import Callable, Iterable
 from kafka.partitioner.default import murmur2
 
 from valeur_monitor.settings import ClockMode
+
+
+def _no_backlog(partition: int) -> bool:
+    return False
 
 
 def now_ms() -> int:
@@ -67,6 +72,9 @@ class StreamClock:
         self.wall = wall
         self.safe: dict[int, int] = {}
         self.last_seen: dict[int, int] = {}   # wall ms of the last record of each partition
+        # partition -> records are waiting in Kafka (or unknown yet): never idle then, so a
+        # backlog after a restart or a slow fetch is replayed in event time, not made late
+        self.backlog: Callable[[int], bool] = _no_backlog
 
     def assign(self, partitions: Iterable[int]) -> None:
         """The full new assignment: kept partitions keep their time, new ones start at 0 (and
@@ -90,7 +98,7 @@ class StreamClock:
         if self.mode != "wall":
             return 0
         now = self.wall()
-        if now - self.last_seen.get(partition, now) < self.idle_after:
+        if now - self.last_seen.get(partition, now) < self.idle_after or self.backlog(partition):
             return 0      # active: stream time follows its events (a backlog is not late)
         return now - self.lateness
 

@@ -33,6 +33,7 @@ from valeur_monitor.runner.observe import record_batch
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
 from valeur_monitor.store.base import Store
 from valeur_monitor.streaming.clock import Partitioner, StreamClock
+from valeur_monitor.streaming.faults import fault_from_env
 from valeur_monitor.streaming.outputs import Message, OutputTopics, Record, build_messages
 from valeur_monitor.streaming.scope import WorkerScope
 
@@ -234,6 +235,7 @@ class WorkerRuntime:
         self.lock = asyncio.Lock()
         self._assignment = asyncio.Event()
         self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
+        self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
 
     # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
     async def assign(self, partitions: set[int], total: int) -> None:
@@ -274,7 +276,11 @@ class WorkerRuntime:
                 "process", lambda: asyncio.to_thread(self.pipeline.process_batch, records),
                 undo=self.pipeline.discard)
             self.health.seconds["process"] += time.perf_counter() - began
+            if self.fault is not None:
+                self.fault.reached("after-process")
             await self._finish(step, batch=True)
+            if self.fault is not None:
+                self.fault.reached("after-commit")   # committed to Redis, offsets not acked
             if ack is not None:
                 ack()
 
@@ -295,6 +301,8 @@ class WorkerRuntime:
         began = time.perf_counter()
         if step.messages:
             await self._retry("publish", lambda: self.publisher.publish(step.messages))
+        if batch and self.fault is not None:
+            self.fault.reached("after-publish")
         published = time.perf_counter()
         await self._retry("commit", lambda: asyncio.to_thread(self.pipeline.commit))
         committed = time.perf_counter()

@@ -56,3 +56,16 @@ def test_wall_clock_leads_only_idle_partitions() -> None:
     clock.observe(0, now[0] + 60_000)          # events ahead of the wall clock
     assert clock.floor(0) == now[0] + 60_000
     assert StreamClock("wall", 1_000).floors() == {}   # nothing owned
+
+
+def test_a_partition_with_a_backlog_is_never_idle() -> None:
+    now = [1_000_000]
+    waiting = {0: True, 1: False}
+    clock = StreamClock("wall", lateness=1_000, idle_after=2_000, wall=lambda: now[0])
+    clock.backlog = waiting.__getitem__
+    clock.assign({0, 1})
+    now[0] += 10_000                              # no record for 10 s on either partition
+    assert clock.floor(0) == 0                    # records wait in Kafka: follows its events
+    assert clock.floor(1) == now[0] - 1_000       # truly idle: the wall clock leads
+    waiting[0] = False
+    assert clock.floor(0) == now[0] - 1_000
