@@ -12,6 +12,7 @@ from valeur_monitor.engine.durations import format_duration
 from valeur_monitor.engine.event import Event, format_time
 from valeur_monitor.engine.explain import template
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
+from valeur_monitor.engine.ruleindex import OnIndex
 from valeur_monitor.engine.rules.model import Effect, ExpectRule, Roles, RuleSet
 from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
 from valeur_monitor.engine.state import CustomerState, Promise
@@ -65,6 +66,7 @@ class Engine:
         self.expect_by_id = {r.id: r for r in rules.expect_rules}
         self._score_alerts = tuple(a for a in rules.alerts if a.score_below is not None)
         self._count_alerts = tuple(a for a in rules.alerts if a.outcome is not None)
+        self._on_index = {t: OnIndex(on) for t, (on, _, _) in rules.by_type.items() if on}
 
     # -- entry points -------------------------------------------------------------------------
     def ingest(self, state: CustomerState, event: Event, out: Output) -> None:
@@ -117,11 +119,11 @@ class Engine:
 
     # -- events -------------------------------------------------------------------------------
     def _process(self, state: CustomerState, event: Event, out: Output, *, late: bool) -> None:
-        on_rules, repeat_rules, expect_rules = self.rules.by_type.get(event.type, _NOTHING)
-        for rule in on_rules:
-            if rule.matcher.matches(event):
-                self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
-                           rule.effect, event.time, out)
+        _, repeat_rules, expect_rules = self.rules.by_type.get(event.type, _NOTHING)
+        index = self._on_index.get(event.type)
+        for rule in index.matching(event) if index is not None else ():
+            self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
+                       rule.effect, event.time, out)
         for rrule in repeat_rules:
             if not rrule.matcher.matches(event):
                 continue
