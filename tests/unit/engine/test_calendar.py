@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
@@ -38,18 +39,26 @@ def calendars(draw: st.DrawFn) -> Calendar:
 
 
 instants = st.integers(MS_2020 - YEAR_MS, MS_2020 + 10 * YEAR_MS)
-amounts = st.one_of(st.integers(0, 3 * DAY_MS), st.integers(0, 60 * DAY_MS))
+amounts = st.one_of(st.integers(0, 3 * DAY_MS), st.integers(0, 20 * DAY_MS))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(calendars(), st.lists(st.tuples(instants, amounts, st.integers(-DAY_MS, 90 * DAY_MS)),
                              min_size=1, max_size=12))
 def test_table_agrees_with_the_day_walk(calendar: Calendar,
                                         calls: list[tuple[int, int, int]]) -> None:
     for start, amount, span in calls:  # successive calls grow and reuse one table
-        assert calendar.add(start, amount) == calendar.add_by_days(start, amount)
+        assert _answer(calendar.add, start, amount) == _answer(calendar.add_by_days, start,
+                                                               amount)
         assert calendar.between(start, start + span) == calendar.between_by_days(
             start, start + span)
+
+
+def _answer(fn: Callable[[int, int], int], start: int, amount: int) -> int | str:
+    try:
+        return fn(start, amount)
+    except ValueError as exc:  # a sparse calendar may not hold that much open time in 10 years
+        return str(exc)
 
 
 def test_instants_far_apart_take_the_walk() -> None:
@@ -78,7 +87,7 @@ def test_calendars_stay_comparable_and_hashable() -> None:
 def test_shipped_calendar_shape_uses_the_table_across_dst() -> None:
     holidays = frozenset({date(2026, 1, 1), date(2026, 5, 1), date(2026, 12, 25)})
     calendar = Calendar("c", "Europe/Paris", (((540, 1080),),) * 5 + ((), ()), holidays)
-    for start in range(MS_2020 + 6 * YEAR_MS, MS_2020 + 7 * YEAR_MS, 7_777_777):
+    for start in range(MS_2020 + 6 * YEAR_MS, MS_2020 + 7 * YEAR_MS, 37_777_777):
         for amount in (0, 1, 3_600_000, 4 * 3_600_000, 18 * 3_600_000, 9 * DAY_MS):
             assert calendar.add(start, amount) == calendar.add_by_days(start, amount)
         assert calendar.between(start, start + 5 * DAY_MS) == calendar.between_by_days(
