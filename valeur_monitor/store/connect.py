@@ -140,8 +140,8 @@ def parse_url(url: str, options: RedisOptions | None = None) -> RedisTarget:
             if user:
                 values["username"] = unquote(user)
         elif user:
-            # redis-py's rule: a user part without ':' is the password (redis://secret@host).
-            values["password"] = unquote(user)
+            values["username"] = unquote(user)       # redis://user@host: the password comes
+                                                      # from VALEUR_REDIS_PASSWORD
     if "password" in values:
         masking.register(values["password"])
     if scheme == "unix":
