@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from valeur_monitor.errors import IdentityError
+from valeur_monitor.errors import IdentityError, StoreError
 from valeur_monitor.identity.resolve import Identity, MemoryBook, identity_hash, normalise
 
 HEADER = ("kind", "value", "customer", "account")
@@ -92,7 +92,12 @@ class RedisBook:
     def lookup(self, hashes: Sequence[str]) -> list[Identity | None]:
         if not hashes:
             return []
-        values = self.client.hmget(self.key, list(hashes))
+        import redis
+
+        try:
+            values = self.client.hmget(self.key, list(hashes))
+        except redis.RedisError as exc:
+            raise StoreError(f"identity book unavailable: {type(exc).__name__}") from exc
         return [None if v is None else _decode(v) for v in values]
 
     def load(self, rows: Sequence[IdentityRow], chunk: int = 5000) -> int:
