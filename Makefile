@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack
+.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack \
+	sources-full
 
 # setuptools announces every editable install with a warning (a wheel build has none): hidden.
 $(STAMP): pyproject.toml
@@ -64,3 +65,7 @@ stack: $(STAMP)
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+
+# import vs ingest at full size: a 100k-event queue_log + Zendesk export (about 2 minutes)
+sources-full: $(STAMP)
+	VALEUR_SOURCES_EVENTS=100000 $(BIN)/python -m pytest -q tests/integration/test_import_vs_ingest.py

@@ -82,6 +82,43 @@ FUNCTIONS: dict[str, Any] = {
     "upper": lambda s: str(s).upper(),
     "trim": lambda s: str(s).strip(),
 }
+_CALLS = re.compile(r"\b(" + "|".join(FUNCTIONS) + r")\s*\(")
+_NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)*)")
+
+
+def _paths(source: str, names: frozenset[str]) -> dict[str, list[tuple[str, ...]] | None]:
+    """Per variable, the dotted paths the expression reads (None: it uses the value whole)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', source)
+    found: dict[str, list[tuple[str, ...]] | None] = {}
+    for match in _NAME.finditer(text):
+        name, rest = match.group(1), match.group(2)
+        if name not in names:
+            continue
+        after = text[match.end():match.end() + 1]
+        if not rest or after == "[":
+            found[name] = None          # indexed or passed whole: no pruning
+        elif found.get(name, []) is not None:
+            found.setdefault(name, []).append(tuple(rest[1:].split(".")))  # type: ignore[union-attr]
+    return found
+
+
+def _prune(value: Any, paths: list[tuple[str, ...]]) -> Any:
+    """The part of `value` the paths reach: converting a whole vendor payload to CEL values
+    for every expression costs far more than evaluating it."""
+    if not isinstance(value, dict):
+        return value
+    whole: set[str] = set()
+    deeper: dict[str, list[tuple[str, ...]]] = {}
+    for path in paths:
+        if len(path) == 1:
+            whole.add(path[0])
+        else:
+            deeper.setdefault(path[0], []).append(path[1:])
+    out: dict[str, Any] = {}
+    for head in whole | deeper.keys():
+        if head in value:
+            out[head] = value[head] if head in whole else _prune(value[head], deeper[head])
+    return out
 
 
 class Expression:
@@ -90,7 +127,7 @@ class Expression:
     Same dialect and compiler as rule conditions, plus `lower`, `upper` and `trim`.
     """
 
-    __slots__ = ("_program", "source", "variables")
+    __slots__ = ("_functions", "_paths", "_program", "source", "variables")
 
     def __init__(self, source: str, allowed: frozenset[str]) -> None:
         self.source = source
@@ -106,11 +143,21 @@ class Expression:
             )
         self._program = program
         self.variables = frozenset(program.variables())
+        self._functions = bool(_CALLS.search(source))
+        found = _paths(source, self.variables)
+        self._paths = {n: found.get(n) for n in self.variables}
 
     def evaluate(self, variables: dict[str, Any]) -> Any:
         """The value; raises LookupError/ValueError/RuntimeError/TypeError on errors."""
+        values: dict[str, Any] = {}
+        for name, paths in self._paths.items():
+            if name in variables:
+                value = variables[name]
+                values[name] = value if paths is None else _prune(value, paths)
+        if not self._functions:
+            return self._program.execute(values)
         context = cel.Context()
         for name, fn in FUNCTIONS.items():
             context.add_function(name, fn)
-        context.update({k: v for k, v in variables.items() if k in self.variables})
+        context.update(values)
         return self._program.execute(context)

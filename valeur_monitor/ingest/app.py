@@ -22,7 +22,7 @@ from valeur_monitor.errors import BrokerError, IngestError
 from valeur_monitor.ingest.auth import verify
 from valeur_monitor.ingest.metrics import IngestMetrics
 from valeur_monitor.ingest.sinks import EventSink
-from valeur_monitor.reasons import UNMAPPABLE
+from valeur_monitor.reasons import MALFORMED_JSON, UNMAPPABLE
 from valeur_monitor.sources.mapper import Mapper
 
 log = logging.getLogger("valeur_monitor.ingest")
@@ -116,7 +116,7 @@ def _route(context: IngestContext, name: str) -> Callable[[Request], object]:
                               "events could not be stored durably; retry later") from None
         reasons = Counter(d.reason for d in mapped.dead_letters)
         context.metrics.stored(name, len(mapped.events), dict(reasons))
-        if not mapped.events and reasons.get("malformed_json"):
+        if not mapped.events and reasons.get(MALFORMED_JSON):
             raise IngestError(400, "Bad Request", "the body is not JSON (kept as a dead letter)")
         if not mapped.events and reasons.get(UNMAPPABLE):
             first = next(d for d in mapped.dead_letters if d.reason == UNMAPPABLE)

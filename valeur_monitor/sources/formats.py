@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from valeur_monitor.reasons import UNMAPPABLE
+from valeur_monitor.reasons import BAD_ENCODING, MALFORMED_JSON, UNMAPPABLE
 
 # queue_log: epoch|callid|queue|agent|event|data1|data2|... (Asterisk's documented layout)
 QUEUE_LOG_FIELDS = ("time", "callid", "queue", "agent", "event")
@@ -33,13 +33,13 @@ def _json_payloads(raw: bytes) -> Iterator[Payload]:
     except orjson.JSONDecodeError as exc:
         lines = [line for line in raw.splitlines() if line.strip()]
         if len(lines) < 2:
-            yield raw, None, ("malformed_json", str(exc))
+            yield raw, None, (MALFORMED_JSON, str(exc))
             return
     for line in lines:
         try:
             yield line, orjson.loads(line), None
         except orjson.JSONDecodeError as exc:
-            yield line, None, ("malformed_json", str(exc))
+            yield line, None, (MALFORMED_JSON, str(exc))
 
 
 def parse_queue_log_line(line: bytes) -> Payload:
@@ -48,7 +48,7 @@ def parse_queue_log_line(line: bytes) -> Payload:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw, None, (UNMAPPABLE, "queue_log line is not UTF-8")
+        return raw, None, (BAD_ENCODING, "queue_log line is not UTF-8")
     parts = text.split("|")
     if len(parts) < len(QUEUE_LOG_FIELDS):
         return raw, None, (UNMAPPABLE, f"queue_log line has {len(parts)} fields, "

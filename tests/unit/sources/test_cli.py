@@ -19,7 +19,7 @@ runner = CliRunner()
 def test_sources_check_ok_and_refused(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["sources", "check", str(SOURCES)])
     assert ok.exit_code == 0, ok.output
-    assert "zendesk: 18 mappings, auth zendesk_signature" in ok.output
+    assert "zendesk: 20 mappings, auth zendesk_signature" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nsource: x\nauth: {kind: none}\nmappings:\n"
                    "  - {name: a, when: 'body.', emit: {type: t, time: body.t, customer: {}}}\n")

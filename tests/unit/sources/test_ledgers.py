@@ -19,6 +19,11 @@ RULES = DATA / "acceptance-rules.yml"
 
 
 def ledger(source: str, fixture: str) -> tuple[list[tuple], dict[str, float]]:
+    rows, totals, _ = run(source, fixture)
+    return rows, totals
+
+
+def run(source: str, fixture: str) -> tuple[list[tuple], dict[str, float], list[str]]:
     mapped = map_lines(mapper(source), fixture)
     store = MemoryStore()
     runner = EmbeddedRunner(load_rules([RULES]), store)
@@ -28,7 +33,8 @@ def ledger(source: str, fixture: str) -> tuple[list[tuple], dict[str, float]]:
     rows = [(e.customer, e.rule, e.outcome, e.dimension, e.value,
              e.to_json()["time"]) for c in store.customers() for e in store.ledger(c)]
     totals = {c: round(sum(e.value for e in store.ledger(c)), 6) for c in store.customers()}
-    return sorted(rows, key=lambda r: (r[5], r[1], r[3])), totals
+    explains = [e.explain for c in store.customers() for e in store.ledger(c)]
+    return sorted(rows, key=lambda r: (r[5], r[1], r[3])), totals, explains
 
 
 def test_zendesk_webhook_lifecycle_ledger() -> None:
@@ -85,3 +91,23 @@ def test_freshdesk_lifecycle_ledger() -> None:
         ("cust-fd-1", "resolved", "matched", "quality", 1.0, "2026-11-03T15:00:00Z"),
     ]
     assert totals == {"cust-fd-1": -5.0}
+
+
+def test_asterisk_queue_log_ledger() -> None:
+    # Call 1: +33 4 72 10 20 30 hangs up after 95 s (-2 inconvenience, -95/300 time). Call 2,
+    # same caller: answered after 420 s (-1.4 time), transferred (-1 effort). Call 3: a
+    # national number answered in 30 s (nothing). Call 4: an unknown number, the queue gives up
+    # after 600 s (-3, and -2 time), under a derived customer id.
+    rows, totals, explains = run("asterisk", "queue_log")
+    anon = next(c for c in totals if c.startswith("anon-"))
+    assert rows == [
+        ("cust-ph-1", "abandoned-call", "matched", "inconvenience", -2.0, "2026-11-02T08:01:35Z"),
+        ("cust-ph-1", "queue-wait-lost", "matched", "time", -0.32, "2026-11-02T08:01:35Z"),
+        ("cust-ph-1", "long-queue-wait", "matched", "time", -1.4, "2026-11-02T08:12:00Z"),
+        ("cust-ph-1", "transferred", "matched", "effort", -1.0, "2026-11-02T08:15:00Z"),
+        (anon, "queue-timed-out", "matched", "inconvenience", -3.0, "2026-11-02T10:10:00Z"),
+        (anon, "queue-wait-lost", "matched", "time", -2.0, "2026-11-02T10:10:00Z"),
+    ]
+    assert totals == {"cust-ph-1": -4.72, "cust-ph-2": 0, anon: -5.0}
+    # no phone number anywhere in the ledger, even through {customer} in an explanation
+    assert not any("472102030" in x or "145678901" in x for x in explains)

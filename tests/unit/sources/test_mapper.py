@@ -190,3 +190,58 @@ def test_memory_is_bounded() -> None:
     m.map(b"".join(f"1793606400|c{i}|q|NONE|ENTERQUEUE||+3314567890{i}|1\n".encode()
                    for i in range(5)))
     assert list(m.memory) == ["c3", "c4"]
+
+
+def test_asterisk_queue_log_lifecycle() -> None:
+    mapped = map_lines(mapper("asterisk"), "queue_log")
+    evs = events(mapped)
+    assert [(e["type"], e["ref"], e.get("data", {}).get("wait_s")) for e in evs] == [
+        ("call.queued", "call-1793606400.101", None),
+        ("call.abandoned", "call-1793606400.101", 95),
+        ("call.queued", "call-1793606700.102", None),
+        ("call.answered", "call-1793606700.102", 420),
+        ("call.transferred", "call-1793606700.102", None),
+        ("call.completed", "call-1793606700.102", None),
+        ("call.queued", "call-1793610000.103", None),
+        ("call.answered", "call-1793610000.103", 30),
+        ("call.completed", "call-1793610000.103", None),
+        ("call.queued", "call-1793613600.104", None),
+        ("call.timed_out", "call-1793613600.104", 600),
+    ]
+    customers = [e["customer"] for e in evs]
+    assert customers[:6] == ["cust-ph-1"] * 6 and customers[6:9] == ["cust-ph-2"] * 3
+    assert customers[9].startswith("anon-") and customers[9] == customers[10]
+    assert evs[4]["data"]["to"] == "3001" and evs[5]["data"]["talk_s"] == 780
+    assert {e["team"] for e in evs} == {"support"} and {e["channel"] for e in evs} == {"phone"}
+    assert mapped.ignored == 3                       # QUEUESTART, ADDMEMBER, RINGNOANSWER
+    assert not mapped.dead_letters
+    assert "145678901" not in b"".join(v for _, v in mapped.events).decode()
+
+
+def test_asterisk_line_of_an_unseen_call_is_unknown_customer() -> None:
+    mapped = mapper("asterisk").map(b"1793606495|c9|support|NONE|ABANDON|1|1|95\n")
+    assert [d.reason for d in mapped.dead_letters] == ["unknown_customer"]
+    assert mapped.dead_letters[0].raw == b"1793606495|c9|support|NONE|ABANDON|1|1|95"
+
+
+def test_asterisk_malformed_lines() -> None:
+    mapped = mapper("asterisk").map(b"not|enough\nsoon|c1|q|NONE|ENTERQUEUE||+33145678901|1\n")
+    assert [d.reason for d in mapped.dead_letters] == ["unmappable", "unmappable"]
+
+
+@pytest.mark.parametrize(("kind", "previous", "field"), [
+    ("agent_assignment_changed", "8447388090101", "assignee"),
+    ("group_assignment_changed", "360002", "group"),
+    ("agent_assignment_changed", None, None),            # a first assignment: no hand-over
+])
+def test_zendesk_reassignment_is_a_hand_over(kind: str, previous: str | None,
+                                             field: str | None) -> None:
+    obj = orjson.loads((DATA / "zendesk-webhooks.jsonl").read_bytes().splitlines()[0])
+    obj.update(type=f"zen:event-type:ticket.{kind}", id="01JC8Y2A00000000000000A1",
+               event={"current": "360001", "previous": previous})
+    evs = events(mapper("zendesk").map(orjson.dumps(obj)))
+    if field is None:
+        assert evs == []
+    else:
+        assert [(e["type"], e["data"][field]) for e in evs] == [
+            ("request.assignee_changed", "360001")]
