@@ -10,9 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from valeur_monitor.cli.common import cli_errors, fail, stdout_console
+from valeur_monitor.cli.common import cli_errors, fail, rules_or_exit, stdout_console
 from valeur_monitor.cli.worker_cmd import ConfigOption
+from valeur_monitor.engine.event import format_time, parse_time
 from valeur_monitor.read.factory import open_reader
+from valeur_monitor.read.views import factor
 from valeur_monitor.runner.inputs import open_input
 from valeur_monitor.settings import Settings, load_settings
 from valeur_monitor.store.base import ScoreView
@@ -21,21 +23,42 @@ DEFAULT_LEDGER = "out/demo-ledger.jsonl"
 WIDE = 140          # below this width, one block per entry instead of an 8-column table
 
 
-def _from_file(path: str, customer: str) -> list[dict[str, Any]]:
+def _from_file(path: str, customer: str) -> tuple[list[dict[str, Any]], int]:
+    """The customer's entries and the latest entry time of the whole file (its stream end)."""
+    rows: list[dict[str, Any]] = []
+    latest = 0
     with open_input(path) as stream:
-        return [r for line in stream if line.strip()
-                if (r := orjson.loads(line)).get("customer") == customer]
+        for line in stream:
+            if not line.strip():
+                continue
+            row = orjson.loads(line)
+            latest = max(latest, parse_time(row["time"]))
+            if row.get("customer") == customer:
+                rows.append(row)
+    return rows, latest
 
 
 def _from_store(url: str, customer: str, settings: Settings
-                ) -> tuple[list[dict[str, Any]], ScoreView | None]:
+                ) -> tuple[list[dict[str, Any]], ScoreView | None, int]:
     reader = open_reader(url, options=settings.redis_options())
     try:
         rows = [e.to_json() for e in reader.ledger(customer)]
         view = reader.score(customer)
+        stream_time = reader.watermark()
     finally:
         reader.close()
-    return rows, view
+    return rows, view, stream_time
+
+
+def score_as_of(rows: list[dict[str, Any]], as_of: int, half_life: int | None
+                ) -> tuple[float, dict[str, float]]:
+    """The score the entries make at `as_of` (each entry decayed from its own time), by dim."""
+    by_dim: dict[str, float] = defaultdict(float)
+    for r in rows:
+        at = parse_time(r["time"])
+        if at <= as_of:
+            by_dim[r["dimension"]] += r["value"] * factor(as_of - at, half_life)
+    return sum(by_dim.values()), dict(sorted(by_dim.items()))
 
 
 def _stored_line(view: ScoreView | None) -> str | None:
@@ -58,6 +81,11 @@ def explain_command(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="print the customer's entries and totals as one JSON object")] = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="RFC 3339 instant the score is decayed to (default: the stream time: "
+                        "the store's, or the latest entry of the ledger file)")] = None,
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rules", "-r", help="rule files/dirs (their half-life decays the score)")] = None,
 ) -> None:
     """Show the score of one customer and each entry (rule, outcome, value, causing events)."""
     view: ScoreView | None = None
@@ -65,18 +93,24 @@ def explain_command(
         settings = load_settings(config)
         url = store or (None if ledger else settings.store_url())
         if url and url not in ("memory", "memory://"):
-            rows, view = _from_store(url, customer, settings)
+            rows, view, stream_time = _from_store(url, customer, settings)
             source = _display(url)
         else:
             source = ledger or DEFAULT_LEDGER
             try:
-                rows = _from_file(source, customer)
+                rows, stream_time = _from_file(source, customer)
             except OSError as exc:
                 fail(f"cannot read ledger {source}: {exc.strerror}")
+        try:
+            at = parse_time(as_of) if as_of else stream_time
+        except ValueError as exc:
+            fail(f"--as-of: {exc}", code=2)
+    half_life = rules_or_exit(rules).settings.half_life
     if not rows:
         fail(f"no ledger entries for customer {customer!r} in {source}", code=1)
     rows.sort(key=lambda r: r["seq"])
     total = sum(r["value"] for r in rows)
+    score, decayed = score_as_of(rows, at, half_life)
     by_dim: dict[str, float] = defaultdict(float)
     by_rule: dict[str, float] = defaultdict(float)
     for r in rows:
@@ -85,6 +119,7 @@ def explain_command(
     if as_json:
         print(orjson.dumps({
             "customer": customer, "source": source, "entries": rows, "points": total,
+            "as_of": format_time(at), "score": score, "score_by_dimension": decayed,
             "by_dimension": dict(sorted(by_dim.items())),
             "by_rule": dict(sorted(by_rule.items())),
             "stored": None if view is None else {
@@ -94,8 +129,8 @@ def explain_command(
         }, option=orjson.OPT_INDENT_2).decode())
         return
     console = stdout_console()
-    console.print(f"[bold]{customer}[/bold]: {total:+g} points (before decay) from "
-                  f"{len(rows)} entries", markup=True)
+    console.print(f"[bold]{customer}[/bold]: score {score:+.1f} as of {format_time(at)} "
+                  f"({total:+g} points before decay, from {len(rows)} entries)", markup=True)
     stored = _stored_line(view)
     if stored:
         console.print(stored, markup=False)

@@ -58,7 +58,8 @@ def print_report(report: RunReport, console: Console, dead_path: str | None) -> 
         alerts = ", ".join(f"{k} {i}: {n:,}" for (k, i), n in sorted(report.notices.items()))
         console.print(f"notices: {alerts}")
 
-    worst = Table(title=f"The {len(report.worst)} customers who lost most")
+    as_of = f" (scores as of {format_time(report.as_of)})" if report.as_of else ""
+    worst = Table(title=f"The {len(report.worst)} customers who lost most{as_of}")
     for col in ("customer", "score", "top reasons"):
         worst.add_column(col, justify="right" if col == "score" else "left")
     for view in report.worst:
@@ -84,6 +85,7 @@ def report_dict(report: RunReport, dead_path: str | None) -> dict[str, Any]:
         "dead_letters_file": dead_path if report.dead_letters else None,
         "customers": report.customers,
         "stream_time": format_time(report.watermark) if report.watermark else None,
+        "as_of": format_time(report.as_of) if report.as_of else None,
         "seconds": round(report.seconds, 3),
         "ledger_entries": report.entries,
         "value": {"created": created, "destroyed": destroyed, "net": created - destroyed},

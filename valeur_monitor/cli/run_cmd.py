@@ -19,7 +19,7 @@ from valeur_monitor.runner.embedded import BatchHook, EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import input_size, open_input, read_batches
 from valeur_monitor.runner.sharded import ShardedRunner
 from valeur_monitor.settings import Settings, load_settings
-from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
+from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter, at_as_of
 from valeur_monitor.store.base import ScoreView, Store
 from valeur_monitor.store.factory import open_store
 
@@ -56,7 +56,8 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
             watch(store)
     _feed_files(files, runner, progress)
     report = runner.finish(until=parse_time(until) if until else None)
-    _write_scores(scores, runner.score_views(), ruleset.version)
+    state_as_of(report, ruleset)
+    _write_scores(scores, runner.score_views(), ruleset, report.as_of)
     try:
         if then is not None:
             then(store, ruleset, report)
@@ -75,7 +76,8 @@ def _run_sharded(files: list[str], ruleset: RuleSet, workers: int, *, ledger: st
         report = runner.finish(until=parse_time(until) if until else None)
     finally:
         runner.close()
-    _write_scores(scores, runner.score_views(), ruleset.version)
+    state_as_of(report, ruleset)
+    _write_scores(scores, runner.score_views(), ruleset, report.as_of)
     return report
 
 
@@ -93,9 +95,18 @@ def _feed_files(files: list[str], runner: EmbeddedRunner | ShardedRunner,
                     runner.feed(batch)
 
 
-def _write_scores(path: str | None, views: list[ScoreView], version: str) -> None:
+def state_as_of(report: RunReport, rules: RuleSet) -> None:
+    """Every score the run shows is seen at one instant: the run's stream time."""
+    report.as_of = report.watermark
+    report.worst = sorted((at_as_of(v, report.as_of, rules.settings.half_life)
+                           for v in report.worst), key=lambda v: (v.total, v.customer))
+
+
+def _write_scores(path: str | None, views: list[ScoreView], rules: RuleSet,
+                  as_of: int) -> None:
     if path:
-        writer = ScoresWriter(path, version)
+        writer = ScoresWriter(path, rules.version, as_of=as_of,
+                              half_life=rules.settings.half_life)
         writer.write(views)
         writer.close()
 

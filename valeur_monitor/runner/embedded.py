@@ -34,6 +34,7 @@ class RunReport:
     watermark: int = 0
     seconds: float = 0.0
     worst: list[ScoreView] = field(default_factory=list)
+    as_of: int = 0            # the instant every score shown is decayed to (the stream time)
     customers: int = 0
 
     def add(self, result: BatchResult, processed: int | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -11,6 +12,7 @@ import orjson
 
 from valeur_monitor.engine.event import format_time
 from valeur_monitor.engine.ledger import DIMENSIONS, LedgerEntry
+from valeur_monitor.read.views import factor
 from valeur_monitor.service import DeadLetter
 from valeur_monitor.store.base import ScoreView
 
@@ -50,10 +52,22 @@ class LedgerWriter(_Writer):
         self.write_rows(rows)
 
 
-def score_row(view: ScoreView, reasons: int = 3, rules_version: str = "") -> dict[str, Any]:
-    row: dict[str, Any] = {"customer": view.customer, "score": round(view.total, 6),
-                           "at": format_time(view.at) if view.at else None,
-                           "created": round(view.created, 6), "destroyed": round(view.destroyed, 6)}
+def at_as_of(view: ScoreView, as_of: int, half_life: int | None) -> ScoreView:
+    """The score seen at `as_of` (decayed forward from its last update when rules decay)."""
+    f = factor(as_of - view.at, half_life) if view.at and as_of >= view.at else 1.0
+    if f == 1.0:
+        return view
+    return replace(view, total=view.total * f, dims={d: v * f for d, v in view.dims.items()})
+
+
+def score_row(view: ScoreView, reasons: int = 3, rules_version: str = "",
+              as_of: int | None = None) -> dict[str, Any]:
+    """A score as a row; with `as_of`, the view is already decayed to it (see `at_as_of`)."""
+    row: dict[str, Any] = {"customer": view.customer, "score": round(view.total, 6)}
+    if as_of is not None:
+        row["as_of"] = format_time(as_of)
+    row.update({"at": format_time(view.at) if view.at else None,
+                "created": round(view.created, 6), "destroyed": round(view.destroyed, 6)})
     for dim in DIMENSIONS:
         row[dim] = round(view.dims.get(dim, 0.0), 6)
     row["top_reasons"] = [{"rule": r, "value": round(v, 6)} for r, v in view.top_reasons(reasons)]
@@ -63,13 +77,19 @@ def score_row(view: ScoreView, reasons: int = 3, rules_version: str = "") -> dic
 
 
 class ScoresWriter(_Writer):
-    def __init__(self, path: str | Path, rules_version: str = "") -> None:
-        super().__init__(path, ("customer", "score", "at", "created", "destroyed", *DIMENSIONS,
-                                "top_reasons", "rules_version"))
+    """Final scores, every one decayed to the same `as_of` (stated in each row)."""
+
+    def __init__(self, path: str | Path, rules_version: str = "", *, as_of: int | None = None,
+                 half_life: int | None = None) -> None:
+        super().__init__(path, ("customer", "score", "as_of", "at", "created", "destroyed",
+                                *DIMENSIONS, "top_reasons", "rules_version"))
         self.rules_version = rules_version
+        self.as_of, self.half_life = as_of, half_life
 
     def write(self, views: Iterable[ScoreView]) -> None:
-        rows = (score_row(v, rules_version=self.rules_version) for v in views)
+        as_of = self.as_of
+        rows = (score_row(v if as_of is None else at_as_of(v, as_of, self.half_life),
+                          rules_version=self.rules_version, as_of=as_of) for v in views)
         if self._csv is not None:
             rows = ({**r, "top_reasons": " ".join(f"{x['rule']}={x['value']:g}"
                                                    for x in r["top_reasons"])} for r in rows)
