@@ -277,6 +277,14 @@ def pipeline() -> db.Dashboard:
                            "dateTimeAsIso",
                            [query("max(valeur_watermark_timestamp_seconds) * 1000", "stream time",
                                   instant=True)], w=12))
+        .with_panel(series(14, "Consumer lag by partition",
+                           "Records of the events topic not yet processed (high watermark "
+                           "minus next offset), per partition, from the worker that owns it. "
+                           "A partition whose lag only grows is stuck or under-provisioned.",
+                           "short", [query("max by (topic, partition) "
+                                           "(valeur_consumer_lag_records)",
+                                           "{{topic}}/{{partition}}")],
+                           w=24, axis="records"))
         .with_row(db.Row("Errors and workers").id(102))
         .with_panel(series(9, "Store errors by operation", "Failed store operations per second.",
                            "short", [query("sum by (operation) (rate(valeur_store_errors_total"

@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.metrics import serve
@@ -61,6 +62,8 @@ from valeur_monitor.runner.embedded import EmbeddedRunner
 from valeur_monitor.runner.observe import OpenPromises, metrics_for, record_batch
 from valeur_monitor.simulate import RAW_KEY, SimulationConfig, simulate
 from valeur_monitor.store.memory import MemoryStore
+
+from .streaming_support import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +80,7 @@ RUN_LABEL = "e2e_run"
 SIMULATION = SimulationConfig(seed=20261102, customers=2000, days=2, bad_rate=0.02)
 WARMUP_SHARE = 0.5        # fed before Prometheus sees the target
 FEED_SECONDS = 120.0      # the rest, at a steady pace: longer than the test can last
+WORKER_PARTITIONS = 4     # events topic of the two workers
 BATCH_EVERY_S = 0.25
 SCRAPE_INTERVAL_S = 2.0   # scripts/services: scrape and evaluation interval
 RATE_INTERVAL = "20s"     # $__rate_interval: 10 scrapes of 2 s (Grafana's minimum is 4)
@@ -557,6 +561,7 @@ class Run:
     target_file: Path
     feeder: Feeder
     metrics_url: str = ""
+    pair: WorkerPair | None = None
 
 
 @dataclass
@@ -591,8 +596,94 @@ def _line(record: dict[str, Any]) -> bytes:
     return record[RAW_KEY].encode() if RAW_KEY in record else orjson.dumps(record)
 
 
+@dataclass
+class WorkerPair:
+    """Two real `valeur-monitor worker` processes (one group) fed the same simulated events
+    through Kafka, scraped under the same run label as the embedded run."""
+
+    workers: list[Worker]
+    redis_url: str
+    bootstrap: str
+    events: str
+    group: str
+    lines: list[bytes]
+    stop: threading.Event = field(default_factory=threading.Event)
+    sent: int = 0
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def feed(self) -> None:
+        """Half of the events at once, the rest at a steady pace (like the embedded feeder)."""
+        from kafka import KafkaProducer
+
+        from valeur_monitor.kafka.produce import records
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
+        try:
+            keyed = list(records(self.lines))
+            warm = int(len(keyed) * WARMUP_SHARE)
+            step = max(1, round((len(keyed) - warm) * BATCH_EVERY_S / FEED_SECONDS))
+            next_at = time.monotonic()
+            while self.sent < len(keyed):
+                chunk = keyed[self.sent:warm] if self.sent < warm else \
+                    keyed[self.sent:self.sent + step]
+                for key, value in chunk:
+                    producer.send(self.events, key=key, value=value)
+                producer.flush()
+                self.sent += len(chunk)
+                next_at += BATCH_EVERY_S
+                if self.stop.wait(max(0.0, next_at - time.monotonic())):
+                    return
+        except BaseException as exc:   # surfaced by the test
+            self.error = exc
+        finally:
+            producer.close()
+
+    @property
+    def targets(self) -> list[str]:
+        return [f"127.0.0.1:{w.port}" for w in self.workers]
+
+
 @pytest.fixture
-def embedded_run(prometheus_url: str) -> Iterator[Run]:
+def worker_pair(kafka_bootstrap: str, kafka_topic: Any, redis_db_url: str,
+                tmp_path: Path) -> Iterator[WorkerPair]:
+    events = kafka_topic(prefix="e2e-events", partitions=WORKER_PARTITIONS)
+    names = {"VALEUR_TOPICS__EVENTS": events,
+             "VALEUR_TOPICS__SCORE_UPDATES": kafka_topic(
+                 prefix="e2e-scores", partitions=WORKER_PARTITIONS,
+                 configs={"cleanup.policy": "compact"}),
+             "VALEUR_TOPICS__CUSTOMER_ALERTS": kafka_topic(prefix="e2e-alerts", partitions=1),
+             "VALEUR_TOPICS__DEAD_LETTERS": kafka_topic(prefix="e2e-dead", partitions=1)}
+    group = f"e2e-{events.rsplit('-', 1)[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALEUR_")}
+    env.update(names)
+    env.update({"VALEUR_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+                "VALEUR_REDIS_URL": redis_db_url, "VALEUR_RULES": str(ROOT / "rules"),
+                "VALEUR_WORKER__APP_ID": group, "VALEUR_WORKER__CLOCK": "event",
+                "VALEUR_WORKER__SESSION_TIMEOUT": "10", "VALEUR_WORKER__LOGLEVEL": "warning",
+                "PYTHONUNBUFFERED": "1"})
+    workers = [Worker(f"w{i}", {**env, "VALEUR_WORKER__DATADIR": str(tmp_path / f"w{i}")},
+                      tmp_path / f"w{i}.log") for i in range(2)]
+    pair = WorkerPair(workers, redis_db_url, kafka_bootstrap, events, group,
+                      [_line(r) for r in simulate(SIMULATION)])
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready(120)
+        pair.thread = threading.Thread(target=pair.feed, name="e2e-producer", daemon=True)
+        pair.thread.start()
+        yield pair
+    finally:
+        pair.stop.set()
+        if pair.thread is not None:
+            pair.thread.join(timeout=30)
+        for worker in workers:
+            worker.stop(timeout=20)
+
+
+@pytest.fixture
+def embedded_run(prometheus_url: str, worker_pair: WorkerPair) -> Iterator[Run]:
     records = list(simulate(SIMULATION))
     customers = {r["customer"] for r in records if isinstance(r.get("customer"), str)}
     lines = [_line(r) for r in records]
@@ -611,10 +702,13 @@ def embedded_run(prometheus_url: str) -> Iterator[Run]:
     target = TARGETS_DIR / f"e2e-{run_id}.json"
     server, server_thread = serve(metrics, "127.0.0.1", 0)
     port = server.server_port
-    run = Run(run_id, port, customers, target, feeder, f"http://127.0.0.1:{port}/metrics")
+    run = Run(run_id, port, customers, target, feeder, f"http://127.0.0.1:{port}/metrics",
+              worker_pair)
     try:
         feeder.start()
-        spec = [{"targets": [f"127.0.0.1:{port}"], "labels": {"job": JOB, RUN_LABEL: run_id}}]
+        # the embedded run and the two workers: one run label, three instances
+        spec = [{"targets": [f"127.0.0.1:{port}", *worker_pair.targets],
+                 "labels": {"job": JOB, RUN_LABEL: run_id}}]
         partial = target.with_suffix(".tmp")   # not matched by the *.json glob
         partial.write_text(json.dumps(spec), encoding="utf-8")
         os.replace(partial, target)
@@ -810,6 +904,102 @@ def check_exposition(run: Run, promtool: str) -> list[str]:
     return problems
 
 
+def exposition_problems(url: str, customers: set[str], promtool: str) -> list[str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    problems = []
+    leaked = sorted(c for c in customers if c in text)
+    if leaked:
+        problems.append(f"{url} exposes {len(leaked)} customer id(s), e.g. {leaked[:5]}")
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60, check=False)
+    if proc.returncode != 0 or proc.stdout.strip() or proc.stderr.strip():
+        problems.append(f"promtool check metrics {url} (exit {proc.returncode}):\n"
+                        f"{proc.stdout}{proc.stderr}")
+    return problems
+
+
+def gauge_values(text: str, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[sample.labels[label]] = sample.value
+    return out
+
+
+def check_workers(run: Run, prom: Prometheus, promtool: str) -> list[str]:
+    """The two workers: consumer lag of every partition scraped; once the feed stops and the
+    backlog is consumed, both export exactly the store-wide open promises and score bands
+    (read from Redis at scrape time: no double count, whatever the rebalances)."""
+    from valeur_monitor.metrics import DEFAULT_BAND_EDGES
+    from valeur_monitor.store.census import census_for
+    from valeur_monitor.store.redis import RedisStore
+
+    pair = run.pair
+    assert pair is not None
+    problems: list[str] = []
+    at = time.time() - INGEST_SLACK_S
+    lag = f'valeur_consumer_lag_records{{{RUN_LABEL}="{run.run_id}"}}'
+    data, error = prom.query(f"count by (instance) ({lag})", at)
+    instances = {r["metric"]["instance"] for r in (data or {}).get("result", [])}
+    if error or instances != set(pair.targets):
+        problems.append(f"consumer lag scraped from {sorted(instances)}, expected the workers "
+                        f"{pair.targets} ({error})")
+    data, error = prom.query(f"count(count by (topic, partition) ({lag}))", at)
+    covered = int(float(data["result"][0]["value"][1])) if data and data["result"] else 0
+    if covered != WORKER_PARTITIONS:
+        problems.append(f"consumer lag covers {covered} partitions, not {WORKER_PARTITIONS}")
+    for url in (f"http://{t}/metrics" for t in pair.targets):
+        problems += exposition_problems(url, run.customers, promtool)
+
+    pair.stop.set()
+    if pair.thread is not None:
+        pair.thread.join(timeout=60)
+    if pair.error is not None:
+        return [*problems, f"the worker feed failed: {pair.error!r}"]
+
+    def caught_up() -> bool:
+        for worker in pair.workers:
+            worker.check_alive()
+        texts = [w.get("/metrics")[1] for w in pair.workers]
+        lags = [gauge_values(t, "valeur_consumer_lag_records", "partition") for t in texts
+                if isinstance(t, str)]
+        owned = [p for part in lags for p in part]
+        return sorted(owned) == [str(p) for p in range(WORKER_PARTITIONS)] and \
+            all(v == 0 for part in lags for v in part.values())
+
+    wait_for("the workers to consume everything fed", caught_up, 120, 0.5)
+    store = RedisStore.from_url(pair.redis_url)
+    census = census_for(store)
+
+    def exported() -> list[tuple[dict[str, float], dict[str, float]]]:
+        out = []
+        for worker in pair.workers:
+            text = worker.get("/metrics")[1]
+            assert isinstance(text, str)
+            opened = {r: n for r, n in gauge_values(text, "valeur_open_promises", "rule").items()
+                      if n}
+            out.append((opened, gauge_values(text, "valeur_customers", "band")))
+        return out
+
+    def agree() -> bool:
+        want = ({r: float(n) for r, n in census.open_promises().items() if n},
+                {b: float(n) for b, n in census.bands(DEFAULT_BAND_EDGES).items()})
+        return all(got == want for got in exported())
+
+    try:
+        wait_for("both workers to export the store's open promises and bands", agree, 30, 1.0)
+    except AssertionError as exc:
+        problems.append(f"{exc}; store: {census.open_promises()} "
+                        f"{census.bands(DEFAULT_BAND_EDGES)}; workers: {exported()}")
+    bands = census.bands(DEFAULT_BAND_EDGES)
+    if sum(bands.values()) == 0 or not census.open_promises():
+        problems.append(f"the workers' store is empty: {bands}")
+    store.close()
+    return problems
+
+
 def test_dashboards_alerts_and_recording_rules_work_on_a_scraped_embedded_run(
         embedded_run: Run, prometheus_url: str, promtool: str) -> None:
     began = time.monotonic()
@@ -875,6 +1065,7 @@ def test_dashboards_alerts_and_recording_rules_work_on_a_scraped_embedded_run(
     rules_done = time.monotonic()
 
     problems += check_exposition(run, promtool)
+    problems += check_workers(run, prom, promtool)
     if run.feeder.error is not None:
         problems.append(f"the feeder thread failed: {run.feeder.error!r}")
     elapsed = time.monotonic() - began

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from deploy.monitoring import generate
 from valeur_monitor.metrics import Metrics
+from valeur_monitor.streaming.collectors import LagCollector
 
 pytestmark = pytest.mark.unit
 
@@ -28,8 +29,8 @@ RUNBOOK_URL = "https://github.com/valeur-monitor/valeur-monitor/blob/main/docs/r
 DASHBOARDS = {"customer-value-overview.json": "valeur-overview",
               "pipeline-health.json": "valeur-pipeline"}
 ALERT_NAMES = {"BrokenCallbacksSpike", "UnansweredRequestsSpike", "ValueDestroyedAboveUsual",
-               "CustomersAtRiskRising", "ProcessingLagHigh", "DeadLettersGrowing", "WorkerDown",
-               "StoreErrors"}
+               "CustomersAtRiskRising", "ProcessingLagHigh", "ConsumerLagHigh",
+               "DeadLettersGrowing", "WorkerDown", "StoreErrors"}
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
                 "$team": ".*", "$channel": ".*"}
 
@@ -95,6 +96,8 @@ def exported_names() -> set[str]:
     m.set_open_promises({"r": 1})
     m.store_error("o")
     m.broker_error("o")
+    # the worker's scrape-time collector (streaming/collectors.py)
+    m.registry.register(LagCollector("events", lambda: {0: 1}))
     return {s.name for f in m.registry.collect() for s in f.samples
             if not s.name.endswith("_created")} | {"up"}
 
@@ -202,7 +205,7 @@ def test_pipeline_covers_the_issue() -> None:
                    "histogram_quantile(0.5, sum by (le) (rate(valeur_batch_duration_seconds",
                    "histogram_quantile(0.99, sum by (le) (rate(valeur_batch_duration_seconds",
                    "valeur_batch_size", "valeur_store_errors_total", "valeur_broker_errors_total",
-                   'up{job="valeur-monitor"}'):
+                   'up{job="valeur-monitor"}', "valeur_consumer_lag_records"):
         assert needle in exprs, needle
 
 
