@@ -13,6 +13,7 @@ import orjson
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.runner.embedded import EmbeddedRunner
 from valeur_monitor.runner.inputs import read_batches
+from valeur_monitor.runner.sharded import ShardedRunner
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
 from valeur_monitor.store.memory import MemoryStore
 
@@ -39,29 +40,90 @@ def embedded_run(path: Path) -> float:
     return time.perf_counter() - began
 
 
+def sharded_run(path: Path, workers: int) -> float:
+    """`run --workers N`: the same pipeline with customers shared out across N processes."""
+    rules = load_rules(["rules"])
+    began = time.perf_counter()
+    runner = ShardedRunner(rules, workers)
+    try:
+        with path.open("rb") as fh:
+            for batch in read_batches(fh, 2000):
+                runner.feed(batch)
+        runner.finish()
+    finally:
+        runner.close()
+    return time.perf_counter() - began
+
+
+def redis_run(path: Path, url: str) -> float:
+    """`run --store redis://`: the same pipeline committing to Redis (a fresh key prefix)."""
+    from valeur_monitor.store.redis import RedisStore
+
+    rules = load_rules(["rules"])
+    prefix = f"bench-run-{time.time_ns()}:"
+    store = RedisStore.from_url(url, prefix=prefix)
+    began = time.perf_counter()
+    runner = EmbeddedRunner(rules, store)
+    with path.open("rb") as fh:
+        for batch in read_batches(fh, 2000):
+            runner.feed(batch)
+    runner.finish()
+    seconds = time.perf_counter() - began
+    for key in store.client.scan_iter(match=f"{prefix}*", count=10_000):
+        store.client.unlink(key)
+    store.close()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=15_000)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--file", default="bench/results/run-events.jsonl")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--redis", help="also run with this Redis store URL (a test database)")
+    parser.add_argument("--redis-lines", type=int, default=200_000,
+                        help="events of the file used for the Redis comparison")
     args = parser.parse_args()
     path = Path(args.file)
     if not path.exists():
         write_jsonl(path, SimulationConfig(seed=7, customers=args.customers, days=args.days))
     events = sum(1 for _ in path.open("rb"))
-    bare, run = [], []
+    bare, run, sharded = [], [], []
     for _ in range(args.runs):  # interleaved so machine noise hits both alike
         bare.append(bare_loop(path))
         run.append(embedded_run(path))
-    b, r = statistics.median(bare), statistics.median(run)
+        sharded.append(sharded_run(path, args.workers))
+    b, r, w = (statistics.median(x) for x in (bare, run, sharded))
     table = (
         f"| measure (median of {args.runs} runs, {events:,} events) | seconds | events/s "
         "| ratio to bare loop |\n|---|---|---|---|\n"
         f"| bare loop: orjson.loads + dict add | {b:.2f} | {events / b:,.0f} | 1.00 |\n"
         f"| `valeur-monitor run` pipeline (memory store) | {r:.2f} | {events / r:,.0f} "
         f"| {b / r:.3f} |\n"
+        f"| `run --workers {args.workers}` (memory store) | {w:.2f} | {events / w:,.0f} "
+        f"| {b / w:.3f} |\n"
     )
+    if args.redis:
+        part = path.with_name(f"{path.stem}-{args.redis_lines}.jsonl")
+        with path.open("rb") as src, part.open("wb") as dst:
+            for i, line in enumerate(src):
+                if i >= args.redis_lines:
+                    break
+                dst.write(line)
+        memory, redis_s = [], []
+        for _ in range(args.runs):
+            memory.append(embedded_run(part))
+            redis_s.append(redis_run(part, args.redis))
+        m, rs = statistics.median(memory), statistics.median(redis_s)
+        n = min(events, args.redis_lines)
+        table += (
+            f"\n| same pipeline, first {n:,} events (median of {args.runs}) | seconds "
+            "| events/s | ratio to memory store |\n|---|---|---|---|\n"
+            f"| memory store | {m:.2f} | {n / m:,.0f} | 1.00 |\n"
+            f"| Redis store (`run --store redis://`) | {rs:.2f} | {n / rs:,.0f} "
+            f"| {m / rs:.3f} |\n")
     print(table)
     Path("bench/results/run.md").write_text(table)
 

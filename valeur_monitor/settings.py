@@ -54,7 +54,7 @@ ClockMode = Literal["wall", "event"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 Scope = Literal["read", "admin"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-TOPIC_ROLES = ("events", "score-updates", "customer-alerts", "dead-letters")
+TOPIC_ROLES = ("events", "score-updates", "customer-alerts", "dead-letters", "ledger")
 
 _config_file: ContextVar[Path | None] = ContextVar("valeur_config_file", default=None)
 
@@ -134,6 +134,7 @@ class TopicNames(BaseModel):
     score_updates: str | None = None
     customer_alerts: str | None = None
     dead_letters: str | None = None
+    ledger: str | None = None
 
     def overrides(self) -> dict[str, str]:
         """Role (as in topics.yaml, e.g. ``score-updates``) -> name, for the names set here."""

@@ -48,7 +48,7 @@ def advance_command(
         if publish:
             messages = drain_messages(result, OutputTopics(
                 topology.name("score-updates"), topology.name("customer-alerts"),
-                topology.name("dead-letters")))
+                topology.name("dead-letters"), topology.name("ledger")))
             if messages:
                 producer = open_producer(settings.kafka.client_config())
                 try:

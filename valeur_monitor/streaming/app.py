@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     events_topic = topology.name("events")
     source = app.topic(events_topic, key_serializer="raw", value_serializer="raw")
     outputs = OutputTopics(topology.name("score-updates"), topology.name("customer-alerts"),
-                           topology.name("dead-letters"))
+                           topology.name("dead-letters"), topology.name("ledger"))
     metrics = metrics_for(rules, state_gauges=False)
     pipeline = StreamPipeline(rules, store, events_topic=events_topic, outputs=outputs,
                               clock=StreamClock(worker.clock, rules.settings.lateness,

@@ -1,4 +1,7 @@
-"""What a batch publishes: score updates, customer alerts and dead letters, as Kafka messages.
+"""What a batch publishes: ledger entries, score updates, customer alerts and dead letters.
+
+* ledger (append-only): key = customer id, value = the ledger entry as JSON, every entry of the
+  batch in order; the complete ledger (Redis keeps a recent window).
 
 * score-updates (compacted): key = customer id, value = JSON `score_row` (score, breakdown,
   top reasons, `rules_version`) of every customer whose ledger grew in the batch. The latest
@@ -53,6 +56,7 @@ class OutputTopics:
     score_updates: str
     customer_alerts: str
     dead_letters: str
+    ledger: str | None = None       # the full ledger, append-only (None: not published)
 
 
 def score_message(topic: str, view: ScoreView, rules_version: str = "") -> Message:
@@ -64,6 +68,9 @@ def build_messages(result: BatchResult, topics: OutputTopics, *, source_topic: s
                    records: Sequence[Record] = ()) -> list[Message]:
     """Every message a processed batch publishes, in a deterministic order."""
     out: list[Message] = []
+    if topics.ledger is not None:
+        out.extend(Message(topics.ledger, e.customer.encode(), orjson.dumps(e.to_json()))
+                   for e in result.entries)
     scored = dict.fromkeys(e.customer for e in result.entries)
     for customer in scored:
         state = result.changed.get(customer)
