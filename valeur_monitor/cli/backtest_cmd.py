@@ -9,6 +9,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from valeur_monitor.archive.files import expand_inputs
 from valeur_monitor.backtest import report as R
 from valeur_monitor.backtest.html import write_html
 from valeur_monitor.backtest.run import Backtest
@@ -26,7 +27,7 @@ def backtest_files(baseline: list[str], candidate: list[str], files: list[str], 
                    until: str | None = None, movers: int = 10) -> R.Report:
     """Load both rule sets, run the events once, build the report."""
     runner = Backtest(rules_or_exit(baseline), rules_or_exit(candidate))
-    for name in files:
+    for name in expand_inputs(files):
         with open_input(name) as stream:
             for batch in read_batches(stream, BATCH):
                 runner.feed(batch)

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from valeur_monitor.cli.advance_cmd import advance_command
+from valeur_monitor.cli.archive_cmd import archive_command
 from valeur_monitor.cli.backtest_cmd import backtest_command
 from valeur_monitor.cli.catalogue_cmd import catalogue_app
 from valeur_monitor.cli.common import EXIT_ERROR, print_error
@@ -36,6 +37,7 @@ app.command("demo")(demo_command)
 app.command("simulate")(simulate_command)
 app.command("explain")(explain_command)
 app.command("backtest")(backtest_command)
+app.command("archive")(archive_command)
 app.add_typer(rules_app, name="rules")
 app.add_typer(catalogue_app, name="catalogue")
 app.command("worker")(worker_command)

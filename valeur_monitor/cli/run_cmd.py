@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from valeur_monitor.archive.files import expand_inputs
 from valeur_monitor.cli.common import cli_errors, err, fail, rules_or_exit, stdout_console
 from valeur_monitor.cli.report import print_report, report_dict
 from valeur_monitor.engine.event import parse_time
@@ -86,7 +87,7 @@ def _feed_files(files: list[str], runner: EmbeddedRunner | ShardedRunner,
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TimeRemainingColumn(), console=err, disable=not progress, transient=True)
     with bar:
-        for name in files:
+        for name in expand_inputs(files):   # an archive directory: its day files in order
             size = input_size(name)
             task = bar.add_task(name, total=size)
             with open_input(name) as stream:

@@ -41,7 +41,7 @@ class Rates:
 
     late_first_reply: float = 0.10
     no_update: float = 0.08
-    first_contact_resolution: float = 0.40
+    first_contact_resolution: float = 0.55
     reopen: float = 0.06
     repeat_contact: float = 0.10
     repeat_new_request: float = 0.30
@@ -130,7 +130,7 @@ class SimulationConfig:
     first_reply_sla_hours: float = 4.0
     gold_first_reply_sla_hours: float = 2.0
     update_sla_business_days: float = 2.0
-    off_hours_reply_share: float = 0.05
+    off_hours_reply_share: float = 0.25
     rates: Rates = field(default_factory=Rates)
     bad_rate: float = 0.0
     disorder: float = 0.0

@@ -222,7 +222,8 @@ class Operation:
         push = self.sched.push
         clock = self.clock
         update = self.update_ms
-        replies_target = 2 + floor(rnd() ** 1.5 * 5)
+        # 2 replies most often, up to 6: most conversations close within a few business days
+        replies_target = 2 + floor(rnd() ** 2.5 * 5)
         gap_at = 1 + floor(rnd() * (replies_target - 1)) if rnd() < self.rates.no_update else 0
         t = first
         replies = 1
@@ -235,7 +236,8 @@ class Operation:
             elif rnd() < 0.65:   # waiting on the customer (status pending)
                 asked = t + MIN_MS + floor(rnd() * 2 * MIN_MS)
                 push(asked, "request.status_changed", req, {"status": "pending", "agent": agent})
-                answer = asked + 20 * MIN_MS + floor(rnd() * 30 * HOUR_MS)
+                # customers answer within hours mostly (median about 5 h), a day at worst
+                answer = asked + 20 * MIN_MS + floor(rnd() ** 2 * 24 * HOUR_MS)
                 if clock.between(t, answer) > 12 * HOUR_MS:
                     answer = clock.add(t, 20 * MIN_MS + floor(rnd() * 11 * HOUR_MS))
                 push(answer, "request.customer_replied", req, {})

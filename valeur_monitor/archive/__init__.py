@@ -1,0 +1,1 @@
+"""Event archive: daily compressed JSONL files with the Kafka offsets they cover."""
