@@ -47,7 +47,7 @@ def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
     visits = candidate / "visits.yml"
     text = visits.read_text()
     assert "money: 3}" in text
-    visits.write_text(text.replace("money: 3}", "money: 12}"))
+    visits.write_text(text.replace("money: 3}", "money: 25}"))
     yield events, candidate
 
 
@@ -112,7 +112,7 @@ def test_reported_deltas_match_two_separate_runs(week: tuple[Path, Path],
     b_keys, c_keys = {key(n) for n in base_alerts}, {key(n) for n in cand_alerts}
     assert {key(n) for n in report.alerts_appeared} == c_keys - b_keys
     assert {key(n) for n in report.alerts_vanished} == b_keys - c_keys
-    assert report.alerts_appeared, "a day off work at 12 points must push someone below -20"
+    assert report.alerts_appeared, "a day off work at 25 points must push someone below -20"
     metrics = report.metrics()
     assert metrics["band_changes"] == len(report.band_changes()) > 0
     assert report.movers and report.movers[0]["differences"][0]["rule"] in report.rules["changed"]
