@@ -13,6 +13,7 @@ from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import ApiError
 from valeur_monitor.metrics import band_of
+from valeur_monitor.read.accounts import AccountBook, rollup
 from valeur_monitor.read.base import Reader
 from valeur_monitor.read.rankings import Ranking, at_risk, losing
 from valeur_monitor.read.timeline import Bar, promise_bars, score_points
@@ -20,6 +21,7 @@ from valeur_monitor.read.views import (
     CustomerView,
     LedgerQuery,
     customer_view,
+    decayed,
     ledger_page,
     series,
 )
@@ -38,7 +40,7 @@ class Context:
     rules: RuleSet
     settings: ApiSettings = field(default_factory=ApiSettings)
     clock: Callable[[], int] = wall_ms
-    accounts: Callable[[str], str | None] = lambda customer: None
+    book: AccountBook | None = None         # customer -> account (None: no roll-up)
 
     @property
     def half_life(self) -> int | None:
@@ -84,7 +86,8 @@ def customer(ctx: Context, name: str, as_of: str | None) -> S.Customer:
         open_promises=[S.OpenPromise(rule=p.rule, ref=p.ref, opened_at=format_time(p.opened_at),
                                      deadline=format_time(p.deadline), paused=p.paused,
                                      team=p.team, channel=p.channel) for p in v.promises],
-        rules_version=v.rules_version, account=ctx.accounts(v.customer),
+        rules_version=v.rules_version,
+        account=ctx.book.accounts([v.customer]).get(v.customer) if ctx.book else None,
         ledger_entries=v.entries)
 
 
@@ -139,6 +142,23 @@ def losing_list(ctx: Context, *, limit: int, window: str, as_of: str | None, tea
     ranking = losing(ctx.reader, limit, as_of=at, window=span, team=team, channel=channel,
                      pool=ctx.settings.losing_pool, half_life=ctx.half_life)
     return _ranked(ctx, ranking, at, window, True)
+
+
+def account(ctx: Context, name: str, as_of: str | None, limit: int) -> S.Account:
+    at = instant(as_of, "as_of", ctx.clock())
+    members = ctx.book.members(name, limit) if ctx.book is not None else []
+    if not members:
+        raise ApiError(404, "Not Found", "no such account")
+    views = ctx.reader.scores(members)
+    later = [c for c, v in views.items() if v.at > at]
+    ledgers = ctx.reader.ledgers(later) if later else {}
+    scores = {c: decayed(v, at, ctx.half_life, ledgers.get(c, ())) for c, v in views.items()}
+    view = rollup(name, scores, ctx.settings.band_edges)
+    edges = ctx.settings.band_edges
+    return S.Account(account=name, as_of=format_time(at), score=view.score, mean=view.mean,
+                     band=view.band, customers=view.customers,
+                     members=[S.RankedCustomer(customer=c, score=x, band=band_of(x, edges))
+                              for c, x in sorted(scores.items(), key=lambda kv: kv[1])])
 
 
 def _ms_text(ms: int | None) -> str | None:

@@ -67,6 +67,14 @@ def get_losing(c: Ctx, limit: Limit = 50,
     return R.losing_list(c, limit=limit, window=window, as_of=as_of, team=team, channel=channel)
 
 
+@api.get("/accounts/{account}", dependencies=read, responses=responses(404),
+         summary="An account's score at as_of (sum over its customers) and its customers")
+def get_account(c: Ctx, account: Annotated[str, Path(min_length=1, max_length=256)],
+                as_of: AsOf = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+                ) -> S.Account:
+    return R.account(c, account, as_of, limit)
+
+
 @api.get("/rules", dependencies=admin, summary="The rules and alerts this server has loaded")
 def get_rules(c: Ctx) -> S.Rules:
     return R.rules_info(c)

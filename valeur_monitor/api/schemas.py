@@ -102,3 +102,13 @@ class Rules(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class Account(BaseModel):
+    account: str
+    as_of: str
+    score: float = Field(description="sum of the customers' scores at as_of")
+    mean: float = Field(description="mean customer score at as_of")
+    band: str = Field(description="band of the mean customer score")
+    customers: int
+    members: list[RankedCustomer] = Field(description="customers with a score, lowest first")

@@ -38,16 +38,22 @@ def export_command(
     since: Annotated[str | None, typer.Option(
         help="only customers updated at or after this RFC 3339 instant")] = None,
     as_of: AsOf = None, redis: Redis = None, config: Config = None, rules: Rules = None,
+    accounts: Annotated[bool, typer.Option(
+        "--accounts", help="one row per account (sum of its customers' scores) instead")
+    ] = False,
 ) -> None:
     """Every customer's score from Redis, decayed to one as_of, with its top reasons."""
-    from valeur_monitor.read.export import FIELDS, export_rows
+    from valeur_monitor.read.accounts import RedisAccounts
+    from valeur_monitor.read.export import ACCOUNT_FIELDS, FIELDS, account_rows, export_rows
+    from valeur_monitor.read.redis import RedisReader
     from valeur_monitor.sinks.tables import write_table
 
     try:
         settings = load_settings(config)
         ruleset = rules_or_exit(rules or settings.rule_paths())
         at = _instant(as_of, "--as-of") or int(time.time() * 1000)
-        reader = open_reader(redis or settings.redis_url, settings.api.redis_prefix)
+        reader = open_reader(redis or settings.redis_url, settings.api.redis_prefix,
+                             settings.redis_options())
         try:
             rows = export_rows(reader, as_of=at, half_life=ruleset.settings.half_life,
                                since=_instant(since, "--since"),
@@ -55,13 +61,20 @@ def export_command(
             if output == "-" and fmt == "parquet":
                 raise ValeurError("parquet needs a file: -o scores.parquet")
             target = sys.stdout.buffer if output == "-" else Path(output)
-            count = write_table(rows, FIELDS, fmt, target)
+            fields: tuple[str, ...] = FIELDS
+            if accounts:
+                assert isinstance(reader, RedisReader)     # open_reader only opens Redis
+                book = RedisAccounts(reader.client, settings.api.redis_prefix)
+                rows, fields = account_rows(rows, book, edges=settings.api.band_edges), (
+                    ACCOUNT_FIELDS)
+            count = write_table(rows, fields, fmt, target)
         finally:
             reader.close()
     except (ValeurError, OSError) as exc:
         print_error(exc)
         raise typer.Exit(2) from None
-    err.print(f"{count} customers exported, decayed to {(at and as_of) or 'now'}", markup=False)
+    what = "accounts" if accounts else "customers"
+    err.print(f"{count} {what} exported, decayed to {(at and as_of) or 'now'}", markup=False)
 
 
 def republish_command(
@@ -80,7 +93,8 @@ def republish_command(
         at = _instant(as_of, "--as-of") or int(time.time() * 1000)
         topic = load_topology(settings.topology_path(),
                               settings.topics.overrides()).name("score-updates")
-        reader = open_reader(redis or settings.redis_url, settings.api.redis_prefix)
+        reader = open_reader(redis or settings.redis_url, settings.api.redis_prefix,
+                             settings.redis_options())
         producer = open_producer(settings.kafka.client_config())
         sent = 0
         try:

@@ -20,7 +20,7 @@ from valeur_monitor.cli.ingest_cmd import ingest_command
 from valeur_monitor.cli.produce_cmd import produce_command
 from valeur_monitor.cli.rules_cmd import rules_app
 from valeur_monitor.cli.run_cmd import run_command
-from valeur_monitor.cli.serve_cmd import serve_command, token_command
+from valeur_monitor.cli.serve_cmd import accounts_load_command, serve_command, token_command
 from valeur_monitor.cli.simulate_cmd import simulate_command
 from valeur_monitor.cli.sources_cmd import identities_app, sources_app
 from valeur_monitor.cli.topics_cmd import topics_app
@@ -46,6 +46,9 @@ app.command("produce")(produce_command)
 app.add_typer(topics_app, name="topics")
 app.command("serve")(serve_command)
 app.command("api-token")(token_command)
+accounts_app = typer.Typer(no_args_is_help=True, help="Account roll-up (customers by account).")
+accounts_app.command("load")(accounts_load_command)
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("export")(export_command)
 app.command("republish")(republish_command)

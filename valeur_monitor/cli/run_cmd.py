@@ -165,8 +165,9 @@ def run_command(
 
     with cli_errors():
         settings = load_settings(config)
-        doors = open_doors(settings, notices=notices, outbox=outbox)
-        then = serve_after(settings, port, show) if serve else None
+        doors = open_doors(settings, notices=notices, outbox=outbox,
+                           store=settings.store_url(store), serve=serve)
+        then = serve_after(settings, port, show, doors.book) if serve else None
         try:
             report = run_files(files, rules=rules, store_url=settings.store_url(store),
                                ledger=ledger, scores=scores, dead_letters=dead_letters,

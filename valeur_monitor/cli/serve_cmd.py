@@ -23,6 +23,7 @@ def serve_command(
     """Serve the read-only HTTP API (OpenAPI at /openapi.json) and the customer pages."""
     from valeur_monitor.api.resources import Context
     from valeur_monitor.api.server import check_bind, serve
+    from valeur_monitor.read.accounts import RedisAccounts
     from valeur_monitor.read.redis import RedisReader
 
     try:
@@ -33,7 +34,8 @@ def serve_command(
                                       prefix=settings.api.redis_prefix,
                                       options=settings.redis_options())
         reader.ping()
-        serve(Context(reader, ruleset, settings.api), host=host, port=port)
+        book = RedisAccounts(reader.client, settings.api.redis_prefix)
+        serve(Context(reader, ruleset, settings.api, book=book), host=host, port=port)
     except ValeurError as exc:
         print_error(exc)
         raise typer.Exit(2) from None
@@ -52,3 +54,34 @@ def token_command(
     typer.echo("settings entry:")
     typer.echo(f'  [[api.tokens]]\n  name = "{name}"\n  sha256 = "{hash_token(token)}"\n'
                f"  scopes = {scopes}")
+
+
+def accounts_load_command(
+    files: Annotated[list[str], typer.Argument(help="identity CSV files (kind,value,customer,"
+                                               "account); rows without an account are skipped")],
+    config: Annotated[str | None, typer.Option(help="settings file")] = None,
+    redis: Annotated[str | None, typer.Option(help="redis://host:port/db")] = None,
+) -> None:
+    """Load customer -> account from identity mapping files into Redis (account roll-up)."""
+    from pathlib import Path
+
+    from valeur_monitor.identity.book import parse_identities
+    from valeur_monitor.read.accounts import RedisAccounts
+    from valeur_monitor.store.connect import parse_url
+
+    try:
+        settings = load_settings(config)
+        pairs: dict[str, str] = {}
+        for name in files:
+            for row in parse_identities(Path(name).read_text(encoding="utf-8"), name):
+                if row.identity.account:
+                    pairs[row.identity.customer] = row.identity.account
+        client = parse_url(redis or settings.redis_url, settings.redis_options()).client()
+        try:
+            moved = RedisAccounts(client, settings.api.redis_prefix).add(pairs.items())
+        finally:
+            client.close()
+    except (ValeurError, OSError) as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    typer.echo(f"{len(pairs)} customers with an account; {moved} new or moved")

@@ -27,7 +27,8 @@ def _outbox(settings: Settings) -> Any:
     from valeur_monitor.webhooks.outbox import Outbox
 
     wh = settings.webhooks
-    return Outbox.from_url(settings.redis_url, prefix=wh.redis_prefix, maxlen=wh.outbox_maxlen)
+    return Outbox.from_url(settings.redis_url, settings.redis_options(), prefix=wh.redis_prefix,
+                           maxlen=wh.outbox_maxlen)
 
 
 @webhooks_app.command("send")

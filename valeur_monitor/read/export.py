@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from valeur_monitor.engine.event import format_time
 from valeur_monitor.engine.ledger import DIMENSIONS
 from valeur_monitor.metrics import DEFAULT_BAND_EDGES, band_of
+from valeur_monitor.read.accounts import AccountBook, rollup
 from valeur_monitor.read.base import Reader
 from valeur_monitor.read.views import Edges, factor, value_at
 
@@ -58,3 +59,36 @@ def export_rows(reader: Reader, *, as_of: int, half_life: int | None, since: int
             entry = last.get(name)
             row["rules_version"] = entry.rules_version if entry is not None else ""
             yield row
+
+
+ACCOUNT_FIELDS = ("account", "as_of", "customers", "score", "mean", "band", "worst_customer",
+                  "worst_score")
+
+
+def account_rows(rows: Iterable[dict[str, Any]], book: AccountBook, *,
+                 edges: Edges = DEFAULT_BAND_EDGES, batch: int = 1000
+                 ) -> Iterator[dict[str, Any]]:
+    """Customer export rows rolled up by account (sorted by account; customers without one
+    are left out): score = sum of the customers' scores at the rows' as_of."""
+    groups: dict[str, dict[str, float]] = {}
+    stamp = ""
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        owners = book.accounts([r["customer"] for r in chunk])
+        for r in chunk:
+            if (account := owners.get(r["customer"])) is not None:
+                groups.setdefault(account, {})[r["customer"]] = r["score"]
+        chunk.clear()
+
+    for row in rows:
+        stamp = row["as_of"]
+        chunk.append(row)
+        if len(chunk) >= batch:
+            flush()
+    flush()
+    for account in sorted(groups):
+        v = rollup(account, groups[account], edges)
+        yield {"account": account, "as_of": stamp, "customers": v.customers,
+               "score": round(v.score, 6), "mean": round(v.mean, 6), "band": v.band,
+               "worst_customer": v.worst, "worst_score": v.worst_score}

@@ -40,7 +40,9 @@ def write_table(rows: Iterable[dict[str, Any]], fields: tuple[str, ...], fmt: st
             writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             for row in rows:
-                writer.writerow({**row, "top_reasons": _reasons_text(row["top_reasons"])})
+                if "top_reasons" in row:
+                    row = {**row, "top_reasons": _reasons_text(row["top_reasons"])}
+                writer.writerow(row)
                 count += 1
     finally:
         if own:
@@ -67,6 +69,7 @@ def _parquet(rows: Iterable[dict[str, Any]], fields: tuple[str, ...],
 
     reason = pa.struct([("rule", pa.string()), ("value", pa.float64())])
     types = {"score": pa.float64(), "created": pa.float64(), "destroyed": pa.float64(),
+             "mean": pa.float64(), "worst_score": pa.float64(), "customers": pa.int64(),
              "top_reasons": pa.list_(reason), **dict.fromkeys(DIMENSIONS, pa.float64())}
     schema = pa.schema([(f, types.get(f, pa.string())) for f in fields])
     count = 0

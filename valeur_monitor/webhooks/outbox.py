@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from valeur_monitor.engine.event import format_time
 from valeur_monitor.errors import WebhookError
+from valeur_monitor.store.connect import RedisOptions, parse_url
 
 ENQUEUE_LUA = """
 local added = 0
@@ -87,9 +88,9 @@ class Outbox:
         self._enqueue = client.register_script(ENQUEUE_LUA)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Outbox:
-        return cls(redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5),
-                   **kwargs)
+    def from_url(cls, url: str, options: RedisOptions | None = None, **kwargs: Any) -> Outbox:
+        """Connect like the store does (credentials and TLS from `options`)."""
+        return cls(parse_url(url, options).client(), **kwargs)
 
     def add(self, notes: Sequence[Notification]) -> int:
         """Append notifications not seen before; returns how many were added."""
