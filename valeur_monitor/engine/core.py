@@ -67,6 +67,7 @@ class Engine:
         self._score_alerts = tuple(a for a in rules.alerts if a.score_below is not None)
         self._count_alerts = tuple(a for a in rules.alerts if a.outcome is not None)
         self._on_index = {t: OnIndex(on) for t, (on, _, _) in rules.by_type.items() if on}
+        self._repeat_within = {r.id: r.within for r in rules.repeat_rules}
 
     # -- entry points -------------------------------------------------------------------------
     def ingest(self, state: CustomerState, event: Event, out: Output) -> None:
@@ -107,7 +108,24 @@ class Engine:
         if state.clock - state.pruned >= PRUNE_EVERY:
             horizon = state.clock - self.settings.late_horizon
             state.seen = {k: t for k, t in state.seen.items() if t >= horizon}
+            if state.repeats:
+                state.repeats = self._live_repeats(state.repeats, horizon)
             state.pruned = state.clock
+
+    def _live_repeats(self, repeats: dict[str, list[tuple[int, str]]], horizon: int
+                      ) -> dict[str, list[tuple[int, str]]]:
+        """Repeat slots still able to count: an event may come as late as `horizon`, and it
+        counts the times within its rule's window before it; older times (and slots of rules
+        no longer loaded) are dropped, so distinct keys cannot grow the state for ever."""
+        kept: dict[str, list[tuple[int, str]]] = {}
+        for slot, times in repeats.items():
+            within = self._repeat_within.get(slot.split("\x1f", 1)[0])
+            if within is None:
+                continue
+            live = [(at, ref) for at, ref in times if at > horizon - within]
+            if live:
+                kept[slot] = live
+        return kept
 
     def next_due(self, state: CustomerState) -> int:
         """Earliest instant at which advancing this customer does something; -1 for never."""

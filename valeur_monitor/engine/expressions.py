@@ -12,6 +12,31 @@ from valeur_monitor.engine.fastpath import compile_fast, compile_field
 
 # Names a condition may use; `time` is the event time as an RFC 3339 string.
 VARIABLES = frozenset({"type", "customer", "ref", "source", "channel", "team", "data", "time"})
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+# Comprehension macros bind their first argument: `data.items.exists(x, x > 5)` reads `x`.
+_MACRO = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+# Regex literals of `matches`: `s.matches("re")` or `matches(s, "re")`.
+_PATTERN = re.compile(
+    r"""matches\s*\((?:[^()"']*,\s*)?("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*\)""")
+
+
+def free_names(program: Any, source: str) -> frozenset[str]:
+    """The variables an expression reads from its context (macro-bound names left out)."""
+    bound = set(_MACRO.findall(_STRINGS.sub('""', source)))
+    return frozenset(set(program.variables()) - bound)
+
+
+def check_patterns(source: str) -> None:
+    """Refuse at load a `matches` regex literal that cannot compile (syntax, or over the regex
+    engine's size limit): at run time it would only make every evaluation fail."""
+    for literal in _PATTERN.findall(source):
+        try:
+            cel.compile(f'"".matches({literal})').execute({})
+        except (ValueError, RuntimeError) as exc:
+            text = str(exc)
+            why = ("exceeds the regex size limit" if "size limit" in text
+                   else text.split("\n")[-1].split(". Check function")[0].strip() or text)
+            raise ValueError(f"regex {literal[:40]} cannot be used: {why}") from None
 
 
 class Condition:
@@ -25,15 +50,17 @@ class Condition:
             program = cel.compile(source)
         except (ValueError, RuntimeError) as exc:
             raise ValueError(_first_line(str(exc))) from None
-        unknown = sorted(set(program.variables()) - VARIABLES)
+        names = free_names(program, source)
+        unknown = sorted(names - VARIABLES)
         if unknown:
             raise ValueError(
                 f"unknown name(s) {', '.join(unknown)} in {source!r}; "
                 f"use {', '.join(sorted(VARIABLES))}"
             )
+        check_patterns(source)
         self._program = program
         # Only the names the expression reads are converted to CEL values.
-        self._needs = tuple(sorted(program.variables()))
+        self._needs = tuple(sorted(names))
         self._fast = compile_fast(source)
         self._field = compile_field(source)
 
@@ -95,6 +122,8 @@ def _paths(source: str, names: frozenset[str]) -> dict[str, list[tuple[str, ...]
         if name not in names:
             continue
         after = text[match.end():match.end() + 1]
+        if after == "(" and rest:
+            rest = rest[:rest.rfind(".")]   # a method or macro call: `data.m.exists(k, ...)`
         if not rest or after == "[":
             found[name] = None          # indexed or passed whole: no pruning
         elif found.get(name, []) is not None:
@@ -135,14 +164,16 @@ class Expression:
             program = cel.compile(source)
         except (ValueError, RuntimeError) as exc:
             raise ValueError(_first_line(str(exc))) from None
-        unknown = sorted(set(program.variables()) - allowed)
+        names = free_names(program, source)
+        unknown = sorted(names - allowed)
         if unknown:
             raise ValueError(
                 f"unknown name(s) {', '.join(unknown)} in {source!r}; "
                 f"use {', '.join(sorted(allowed))}"
             )
+        check_patterns(source)
         self._program = program
-        self.variables = frozenset(program.variables())
+        self.variables = names
         self._functions = bool(_CALLS.search(source))
         found = _paths(source, self.variables)
         self._paths = {n: found.get(n) for n in self.variables}
