@@ -394,3 +394,39 @@ def test_explain_reads_a_customer_from_redis(redis_db_url: str, tmp_path: Path) 
                               "--store", redis_db_url], capture_output=True, text=True,
                              check=False)
     assert missing.returncode == 1 and "no ledger entries" in missing.stderr
+
+
+def test_integers_beyond_64_bits_never_reach_the_commit(
+        redis_db_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+    """Issue #8: an integer above 2**64 in `data` passed the memory store and failed the Redis
+    store at commit. The codec dead-letters it (both stores alike), and a state that still
+    could not be encoded is a permanent error with nothing written."""
+    from valeur_monitor.engine.state import CustomerState
+    from valeur_monitor.errors import StorePermanentError
+
+    good = (b'{"id": "g1", "type": "visit.no_show", "time": "2026-11-02T12:00:00Z",'
+            b' "customer": "cb", "ref": "v1"}')
+    big = (b'{"id": "b1", "type": "survey.answered", "time": "2026-11-02T12:00:00Z",'
+           b' "customer": "cb", "data": {"score": 5, "n": 123456789012345678901234567890}}')
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(good + b"\n" + big + b"\n")
+    results = []
+    for store in ("memory", redis_db_url):
+        dead = tmp_path / f"dead-{len(results)}.jsonl"
+        done = cli("run", str(events), "--store", store, "--rules", str(ROOT / "rules"),
+                   "--dead-letters", str(dead), "--json")
+        assert done.returncode == 0, done.stderr
+        summary = orjson.loads(done.stdout)
+        results.append((summary["dead_letters"], summary["ledger_entries"],
+                        summary["value"], dead.read_bytes()))
+    assert results[0] == results[1]
+    assert sum(results[0][0].values()) == 1
+
+    redis_client.flushdb()
+    store = RedisStore.from_url(redis_db_url)
+    state = CustomerState("huge")
+    state.seq = 2**70
+    with pytest.raises(StorePermanentError, match="nothing was written"):
+        store.commit(Commit(states={"huge": state}, watermark=1))
+    assert redis_client.dbsize() == 0
+    store.close()

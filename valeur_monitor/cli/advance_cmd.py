@@ -39,7 +39,8 @@ def advance_command(
         settings = load_settings(config)
         rules = rules_or_exit(settings.rule_paths())
         topology = load_topology(settings.topology_path(), settings.topics.overrides())
-        store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap)
+        store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap,
+                           options=settings.redis_options())
         try:
             result = drain(rules, store, target)
         finally:

@@ -25,6 +25,7 @@ from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import BrokerError, ValeurError
 from valeur_monitor.kafka.admin import load_topology
+from valeur_monitor.masking import mask
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
 from valeur_monitor.store.census import census_for
@@ -206,7 +207,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         ok, why = runtime.healthy()
-        return web.json({"status": "ok" if ok else "failing", "detail": why},
+        # Error texts come from libraries too: no secret may reach the page.
+        return web.json({"status": "ok" if ok else "failing", "detail": mask(why)},
                         status=200 if ok else 503)
 
     @app.page("/readyz")
@@ -219,7 +221,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 ok, why = False, f"store: {exc}"
         elif ok:
             ok, why = False, "rebalancing"
-        return web.json({"status": "ready" if ok else "not ready", "detail": why,
+        return web.json({"status": "ready" if ok else "not ready", "detail": mask(why),
                          "partitions": sorted(pipeline.clock.owned),
                          "batches": runtime.health.batches, "events": runtime.health.events,
                          "first_batch": runtime.health.first_batch,

@@ -28,6 +28,7 @@ from valeur_monitor.codec import decode
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import BrokerError, EventError, StoreError, TransientError
+from valeur_monitor.masking import mask
 from valeur_monitor.metrics import BROKER_OPERATIONS, Metrics
 from valeur_monitor.runner.observe import record_batch
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
@@ -346,7 +347,7 @@ class WorkerRuntime:
         h = self.health
         if h.failing_since is None:
             h.failing_since = time.monotonic()
-        h.last_error = f"{operation}: {exc}"
+        h.last_error = mask(f"{operation}: {exc}")   # shown on /healthz and /readyz
         log.warning("%s failed (will retry): %s", operation, exc)
         if self.metrics is not None:
             if operation in BROKER_OPERATIONS:

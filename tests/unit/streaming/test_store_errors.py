@@ -71,3 +71,24 @@ async def test_transient_store_errors_are_retried_and_labelled_by_store_call() -
     sample = metrics.registry.get_sample_value
     assert sample("valeur_store_errors_total", {"operation": "commit"}) == 3
     assert not sample("valeur_store_errors_total", {"operation": "other"})
+
+
+async def test_health_pages_never_show_a_secret() -> None:
+    """A library error text holding a password (here a broker error) reaches /healthz and
+    /readyz through the runtime's last error: masked."""
+    from valeur_monitor import masking
+    from valeur_monitor.errors import BrokerError
+
+    secret = "pa/ss#wo?rd@x"
+    masking.register(secret)
+    try:
+        store = FailingStore([StoreUnavailable("Redis unreachable", operation="commit")] * 5)
+        runtime = WorkerRuntime(pipeline(store, {0, 1, 2, 3}), RecordingPublisher(),
+                                retry_delay=0.001, unhealthy_after=0.0)
+        runtime._failed("publish", BrokerError(f"sasl://u:{secret}@broker refused"))
+        ok, why = runtime.healthy()
+        ready, detail = runtime.ready()
+        assert not ok and not ready
+        assert secret not in why + detail and "***" in why
+    finally:
+        masking.clear()
