@@ -156,3 +156,24 @@ def test_kafka_down_is_503_and_the_retry_lands_once(tmp_path: Path,
     reference.finish()
     assert runner.store.ledger("cust-zd-1") == reference.store.ledger("cust-zd-1")
     assert [e.rule for e in runner.store.ledger("cust-zd-1")] == ["reply-in-time"]
+
+
+def test_import_to_the_events_topic(kafka_bootstrap: str, kafka_topic: Any,
+                                    tmp_path: Path) -> None:
+    from valeur_monitor.streaming.outputs import H_REASON
+
+    from .streaming_support import run_cli
+
+    events, dead = kafka_topic(prefix="vm-import-events"), kafka_topic(prefix="vm-import-dead")
+    env = base_env(kafka_bootstrap, events=events, dead_letters=dead)
+    pages = (DATA / "zendesk-export.jsonl").read_bytes().splitlines()
+    second = tmp_path / "page2.json"
+    second.write_bytes(pages[1])
+    done = run_cli(["import", "zendesk", str(second), str(DATA / "zendesk-export.jsonl"),
+                    "--topic", "--no-progress"], env)
+    assert "3 payloads -> 9 events to the events topic, 1 dead letters" in done.stdout
+    records = read_topic(kafka_bootstrap, events, 1)
+    assert len(records) == 9 and {r.key for r in records} == {b"cust-zd-2"}
+    letters = read_topic(kafka_bootstrap, dead, 1)
+    assert [dict(r.headers)[H_REASON] for r in letters] == [b"unknown_customer"]
+    assert letters[0].value == pages[1]

@@ -32,7 +32,7 @@ def import_command(
     """Map exports (Zendesk incremental export pages, queue_log files) to canonical events."""
     from valeur_monitor.settings import load_settings
     from valeur_monitor.sinks.files import DeadLetterWriter
-    from valeur_monitor.sources.backfill import map_files
+    from valeur_monitor.sources.backfill import JsonlOutput, TopicOutput, map_files
     from valeur_monitor.sources.factory import load_configured_sources, open_mappers, open_resolver
 
     if (output is None) == (not topic):
@@ -45,7 +45,7 @@ def import_command(
             raise ValeurError(f"unknown source {source!r} (known: {', '.join(sorted(loaded))})")
         mapper = open_mappers(settings, {source: loaded[source]},
                               open_resolver(settings, identities))[source]
-        sink = _KafkaOut(settings) if topic else _FileOut(Path(output or "-"))
+        sink = TopicOutput(settings) if topic else JsonlOutput(Path(output or "-"))
     except SourceLoadError as exc:
         err.print(f"[red]source mappings refused ({len(exc.issues)} problem(s)):[/red]")
         for issue in exc.issues:
@@ -92,55 +92,3 @@ def import_command(
     print(f"{source}: {payloads:,} payloads -> {events:,} events to {where}, "
           f"{letters:,} dead letters{f' ({dead_path})' if letters and dead_path else ''}, "
           f"{ignored:,} ignored")
-
-
-class _FileOut:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
-
-    def write(self, events: list[tuple[bytes, bytes]]) -> None:
-        self.file.write(b"".join(value + b"\n" for _key, value in events))
-
-    def dead(self, letters: list[Any]) -> None:  # pragma: no cover - file mode has a dead file
-        raise AssertionError("file output writes dead letters to a file")
-
-    def close(self) -> None:
-        self.file.close()
-
-
-class _KafkaOut:
-    """kafka-python producer (acks=all, idempotent by default in kafka-python 3)."""
-
-    def __init__(self, settings: Any) -> None:
-        from valeur_monitor.kafka.admin import load_topology
-        from valeur_monitor.kafka.produce import open_producer
-
-        topology = load_topology(settings.topology_path(), settings.topics.overrides())
-        self.topic = topology.name("events")
-        self.dead_topic = topology.name("dead-letters")
-        self.producer = open_producer(settings.kafka.client_config())
-        self.failed: list[BaseException] = []
-
-    def write(self, events: list[tuple[bytes, bytes]]) -> None:
-        for key, value in events:
-            self.producer.send(self.topic, key=key, value=value).add_errback(self.failed.append)
-
-    def dead(self, letters: list[Any]) -> None:
-        from valeur_monitor.streaming.outputs import H_DETAIL, H_REASON, MAX_DETAIL
-
-        for letter in letters:
-            headers = [(H_REASON, letter.reason.encode()),
-                       (H_DETAIL, letter.detail.encode()[:MAX_DETAIL])]
-            self.producer.send(self.dead_topic, value=letter.raw,
-                               headers=headers).add_errback(self.failed.append)
-
-    def close(self) -> None:
-        from valeur_monitor.errors import BrokerError
-
-        try:
-            self.producer.flush(timeout=120)
-        finally:
-            self.producer.close(timeout=10)
-        if self.failed:
-            raise BrokerError(f"{len(self.failed)} record(s) not acknowledged: {self.failed[0]!r}")

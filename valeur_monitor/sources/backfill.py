@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import orjson
 
+from valeur_monitor.errors import BrokerError
 from valeur_monitor.runner.inputs import open_input
+from valeur_monitor.service import DeadLetter
+from valeur_monitor.settings import Settings
 from valeur_monitor.sources.mapper import Mapped, Mapper
 
 WHOLE_JSON_LIMIT = 256 * 1024 * 1024   # a single JSON document larger than this is refused
@@ -54,3 +58,55 @@ def map_files(mapper: Mapper, names: list[str],
                     yield mapper.map(chunk)
                 if progress is not None:
                     progress(name, consumed)
+
+
+class JsonlOutput:
+    """Canonical events appended to a JSONL file (dead letters go to their own file)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+
+    def write(self, events: list[tuple[bytes, bytes]]) -> None:
+        self.file.write(b"".join(value + b"\n" for _key, value in events))
+
+    def dead(self, letters: list[DeadLetter]) -> None:
+        raise BrokerError("file output writes dead letters to a file of their own")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class TopicOutput:
+    """kafka-python producer (acks=all, idempotent by default in kafka-python 3)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from valeur_monitor.kafka.admin import load_topology
+        from valeur_monitor.kafka.produce import open_producer
+
+        topology = load_topology(settings.topology_path(), settings.topics.overrides())
+        self.topic = topology.name("events")
+        self.dead_topic = topology.name("dead-letters")
+        self.producer = open_producer(settings.kafka.client_config())
+        self.failed: list[BaseException] = []
+
+    def write(self, events: list[tuple[bytes, bytes]]) -> None:
+        for key, value in events:
+            self.producer.send(self.topic, key=key, value=value).add_errback(self.failed.append)
+
+    def dead(self, letters: list[DeadLetter]) -> None:
+        from valeur_monitor.streaming.outputs import H_DETAIL, H_REASON, MAX_DETAIL
+
+        for letter in letters:
+            headers = [(H_REASON, letter.reason.encode()),
+                       (H_DETAIL, letter.detail.encode()[:MAX_DETAIL])]
+            self.producer.send(self.dead_topic, value=letter.raw,
+                               headers=headers).add_errback(self.failed.append)
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(timeout=120)
+        finally:
+            self.producer.close(timeout=10)
+        if self.failed:
+            raise BrokerError(f"{len(self.failed)} record(s) not acknowledged: {self.failed[0]!r}")
