@@ -118,18 +118,51 @@ if not cur or tonumber(ARGV[3]) > tonumber(cur) then redis.call('SET', KEYS[2], 
 return redis.call('HINCRBY', KEYS[1], 'commits', 1)
 """
 
+class _Entry(msgspec.Struct, array_like=True):
+    """A ledger entry without field names (the compact form kept in Redis)."""
+
+    time: int
+    seq: int
+    customer: str
+    rule: str
+    outcome: str
+    dimension: str
+    amount: float
+    value: float
+    events: tuple[str, ...]
+    explain: str
+    ref: str
+    team: str
+    channel: str
+    late: bool
+    rules_version: str
+
+
+ENTRY_MAGIC = b"\xc1\x01"   # 0xC1 is never a msgpack first byte: older entries are maps
 _entry_encoder = msgspec.msgpack.Encoder()
-_entry_decoder = msgspec.msgpack.Decoder(LedgerEntry)
+_entry_decoder = msgspec.msgpack.Decoder(_Entry)
+_plain_decoder = msgspec.msgpack.Decoder(LedgerEntry)
 _pack = msgspec.msgpack.Encoder().encode
 
 
 def encode_entry(entry: LedgerEntry) -> bytes:
-    """A ledger entry as stored in Redis (msgpack of the struct; epoch-ms time)."""
-    return _entry_encoder.encode(entry)
+    """A ledger entry as stored in Redis: 0xC1, version 1, then one positional msgpack array
+    (time first, epoch ms). About half the size of the msgpack map with field names."""
+    e = entry
+    return ENTRY_MAGIC + _entry_encoder.encode(_Entry(
+        e.time, e.seq, e.customer, e.rule, e.outcome, e.dimension, e.amount, e.value, e.events,
+        e.explain, e.ref, e.team, e.channel, e.late, e.rules_version))
 
 
 def decode_entry(data: bytes) -> LedgerEntry:
-    return _entry_decoder.decode(data)
+    """Inverse of `encode_entry`; entries stored as msgpack maps (before) are read too."""
+    if data[:1] != b"\xc1":
+        return _plain_decoder.decode(data)
+    e = _entry_decoder.decode(memoryview(data)[len(ENTRY_MAGIC):])
+    return LedgerEntry(customer=e.customer, seq=e.seq, rule=e.rule, outcome=e.outcome,
+                       dimension=e.dimension, amount=e.amount, value=e.value, time=e.time,
+                       events=e.events, explain=e.explain, ref=e.ref, team=e.team,
+                       channel=e.channel, late=e.late, rules_version=e.rules_version)
 
 
 def num(value: float) -> str:
