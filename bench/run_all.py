@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("bench.bench_run", "bench.bench_redis_store", "bench.bench_worker",
-              "bench.bench_backtest", "bench.bench_ingest")
+              "bench.bench_backtest", "bench.bench_ingest", "bench.bench_api")
 
 
 def main() -> int:

@@ -273,3 +273,41 @@ def test_score_changes_are_debounced_above_a_delta(redis_client: redis.Redis) ->
     sent = [orjson.loads(f[b"body"]) for _, f in redis_client.xrange(box.stream)]
     assert [(s["data"]["score"], s["data"]["previous_score"]) for s in sent] == [
         (-3.0, 0.0), (-5.5, -3.0)]
+
+
+def test_feed_from_kafka_fills_the_outbox_once(redis_client: redis.Redis, kafka_bootstrap: str,
+                                               kafka_topic: Any) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from valeur_monitor.webhooks.feed import feed_from_kafka
+
+    alerts, scores = kafka_topic(), kafka_topic()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    notice = {"kind": "alert", "id": "score-below-threshold", "customer": "c7",
+              "time": "2026-11-20T10:00:00Z", "message": "score fell", "score": -25.0}
+    for _ in range(2):          # a redelivered alert is enqueued once
+        producer.send(alerts, key=b"c7", value=orjson.dumps(notice))
+    producer.send(alerts, key=b"c8", value=b"not json")
+    producer.send(scores, key=b"c7", value=orjson.dumps(
+        {"customer": "c7", "score": -25.0, "at": "2026-11-20T10:00:00Z", "top_reasons": []}))
+    producer.flush()
+    producer.close()
+    box = Outbox(redis_client, prefix=f"kf{uuid.uuid4().hex[:6]}:")
+    changes = ScoreChanges(box, delta=5.0, debounce_s=0)
+    consumer = KafkaConsumer(alerts, scores, bootstrap_servers=kafka_bootstrap,
+                             group_id=f"g-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    stop = threading.Event()
+    thread = threading.Thread(target=feed_from_kafka, args=(consumer, box, changes),
+                              kwargs={"alerts_topic": alerts, "scores_topic": scores,
+                                      "stop": stop}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(redis_client.xrange(box.stream)) >= 2, 60)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(10)
+        consumer.close()
+    kinds = sorted(f[b"type"].decode() for _, f in redis_client.xrange(box.stream))
+    assert kinds == ["customer.alert", "customer.score_changed"]
