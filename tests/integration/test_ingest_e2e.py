@@ -171,7 +171,8 @@ def test_import_to_the_events_topic(kafka_bootstrap: str, kafka_topic: Any,
     second.write_bytes(pages[1])
     done = run_cli(["import", "zendesk", str(second), str(DATA / "zendesk-export.jsonl"),
                     "--topic", "--no-progress"], env)
-    assert "3 payloads -> 9 events to the events topic, 1 dead letters" in done.stdout
+    assert "3 payloads -> 9 events, 1 dead letters" in done.stdout
+    assert "events: the events topic" in done.stdout
     records = read_topic(kafka_bootstrap, events, 1)
     assert len(records) == 9 and {r.key for r in records} == {b"cust-zd-2"}
     letters = read_topic(kafka_bootstrap, dead, 1)

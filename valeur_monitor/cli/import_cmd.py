@@ -89,6 +89,8 @@ def import_command(
         if dead is not None:
             dead.close()
     where = "the events topic" if topic else output
-    print(f"{source}: {payloads:,} payloads -> {events:,} events to {where}, "
-          f"{letters:,} dead letters{f' ({dead_path})' if letters and dead_path else ''}, "
+    print(f"{source}: {payloads:,} payloads -> {events:,} events, {letters:,} dead letters, "
           f"{ignored:,} ignored")
+    print(f"  events: {where}")
+    if letters:
+        print(f"  dead letters: {dead_path or 'the dead-letter topic'}")
