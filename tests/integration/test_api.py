@@ -204,3 +204,21 @@ def test_run_serve_keeps_serving_the_embedded_state(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert out.strip()                               # the run summary was printed first
+
+
+def test_pages_need_a_token_and_escape_what_they_echo(client: TestClient) -> None:
+    page = client.get("/ui/at-risk", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/ui/login")
+    bad = client.post("/ui/login", content=b"token=wrong&next=/ui/at-risk",
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert bad.status_code == 401 and "Unknown token" in bad.text
+    good = client.post("/ui/login", content=f"token={READ_TOKEN}&next=//evil.example/".encode(),
+                       headers={"content-type": "application/x-www-form-urlencoded"},
+                       follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"] == "/ui/at-risk"
+    assert "httponly" in good.headers["set-cookie"].lower()
+    missing = client.get("/ui/customers/<script>x", headers=READ)
+    assert missing.status_code == 404 and "<script>x" not in missing.text
+    assert "&lt;script&gt;x" in missing.text
+    assert "default-src 'none'" in missing.headers["content-security-policy"]
+    assert client.get("/", follow_redirects=False).headers["location"] == "/ui/at-risk"

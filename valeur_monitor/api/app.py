@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from valeur_monitor import __version__
 from valeur_monitor.api import problems
 from valeur_monitor.api.auth import Auth
-from valeur_monitor.api.pages import pages
+from valeur_monitor.api.pages import pages, root
 from valeur_monitor.api.resources import Context
 from valeur_monitor.api.routes import api, probes
 
@@ -31,6 +31,7 @@ def build() -> FastAPI:
     app.include_router(api)
     app.include_router(probes)
     app.include_router(pages)
+    app.include_router(root)
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -58,6 +58,14 @@ def home() -> RedirectResponse:
     return RedirectResponse("/ui/at-risk", status_code=303)
 
 
+root = APIRouter(include_in_schema=False)
+
+
+@root.get("/", response_model=None)
+def index() -> RedirectResponse:
+    return RedirectResponse("/ui/at-risk", status_code=303)
+
+
 @pages.get("/search", response_model=None)
 def search(request: Request, q: Annotated[str, Query(max_length=256)] = "") -> Response:
     if (refused := _guard(request)) is not None:

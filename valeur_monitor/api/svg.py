@@ -111,9 +111,9 @@ def promise_chart(bars: Sequence[Bar], *, width: int = 1040, row: int = 18,
     for i, b in enumerate(shown):
         y = 12 + i * row
         x0, x1 = f.x(b.start), f.x(b.end)
-        label = escape(f"{b.rule} {b.ref}")
+        label = escape(f"{b.rule} {b.ref}"[:38])     # cut before escaping (no broken entity)
         parts.append(f'<text x="{f.left - 6}" y="{y + 12}" text-anchor="end" {FONT} '
-                     f'fill="#334155">{label[:38]}</text>')
+                     f'fill="#334155">{label}</text>')
         parts.append(f'<rect x="{x0:.1f}" y="{y + 3}" width="{max(3.0, x1 - x0):.1f}" '
                      f'height="{row - 6}" rx="3" fill="{COLORS[b.outcome]}" '
                      f'data-outcome="{b.outcome}"><title>{label}: {b.outcome}, '
