@@ -25,14 +25,20 @@ def test_no_server_errors(redis_db_url: str) -> None:
     loaded = load(redis_db_url, simulated(seed=9, customers=30, days=4))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(loaded.context()))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 7
+    assert len(operations) >= 8
+    calls: dict[str, int] = {}
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
                   database=None)
         def fuzz(case: Any) -> None:
-            case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                                   checks=CHECKS)
+            response = case.call_and_validate(
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, checks=CHECKS)
+            key = f"{case.operation.label} {response.status_code}"
+            calls[key] = calls.get(key, 0) + 1
 
         fuzz()
+    # every operation was exercised, and the fuzzer reached both answers and refusals
+    assert {k.rsplit(" ", 1)[0] for k in calls} == {op.label for op in operations}
+    assert any(k.endswith(" 200") for k in calls) and any(k.endswith(" 400") for k in calls)
