@@ -257,3 +257,11 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards_and_prometheus() 
     (source,) = yaml.safe_load(sources_file.read_text())["datasources"]
     host, port = source["url"].removeprefix("http://").split(":")
     assert host in services and f"127.0.0.1:{port}:{port}" in services[host]["ports"]
+
+
+def test_the_archive_is_written_to_a_volume() -> None:
+    (archiver,) = [s for s in ours().values() if parse_command(s["command"])[0] == "archive"]
+    _, params = parse_command(archiver["command"])
+    named = {str(v).split(":")[1]: str(v).split(":")[0] for v in archiver["volumes"]
+             if not str(v).startswith((".", "/"))}
+    assert named.get(str(params["folder"])) in compose()["volumes"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from deploy.k8s import generate
 from tests.unit.deploy_support import (
@@ -39,6 +41,7 @@ from tests.unit.kustomize_support import build, containers, name_hash, pod_specs
 from tests.unit.test_deploy_image import image_files
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.kafka.admin import load_topology
+from valeur_monitor.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -160,6 +163,8 @@ def test_commands_settings_ports_and_probes_are_real(name: str) -> None:
             if "/readyz" in served_paths(role):
                 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
     assert roles == {"worker", "api", "ingest"}
+    commands = {parse_command(c["args"])[0] for d in workloads(docs) for c in containers(d)}
+    assert commands >= {"worker", "serve", "ingest", "topics apply", "archive"}
 
 
 @pytest.mark.parametrize("name", sorted(BUILDS))
@@ -323,3 +328,41 @@ def test_only_prometheus_reaches_the_unauthenticated_worker_port(name: str) -> N
     named = {p["name"] for c in containers(worker) for p in c["ports"]}
     assert {p["port"] for p in rule["ports"]} <= named
     assert all("namespaceSelector" in peer or "podSelector" in peer for peer in rule["from"])
+
+
+def _secret_fields(model: type[BaseModel], prefix: str = "VALEUR_") -> set[str]:
+    """VALEUR_ names of every SecretStr setting (mappings of secrets: their prefix)."""
+    out: set[str] = set()
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        text = repr(field.annotation)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out |= _secret_fields(field.annotation, env + "__")
+        elif "SecretStr" in text:
+            out.add(env)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_no_credential_in_a_configmap(name: str) -> None:
+    secrets = _secret_fields(Settings)
+    assert {"VALEUR_REDIS_PASSWORD", "VALEUR_KAFKA__SASL_PASSWORD",
+            "VALEUR_INGEST__SECRETS"} <= secrets
+    for doc in built(name):
+        if doc["kind"] != "ConfigMap":
+            continue
+        for key, value in doc.get("data", {}).items():
+            assert not any(key == s or key.startswith(s + "__") for s in secrets), key
+            assert not re.search(r"://[^/@\s]*:[^/@\s]*@", value), f"{key}: credentials in a URL"
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_the_archive_is_written_to_a_persistent_volume(name: str) -> None:
+    archiver = one(built(name), "StatefulSet", "valeur-archiver")
+    (c,) = containers(archiver)
+    command, params = parse_command(c["args"])
+    assert command == "archive"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    claims = {t["metadata"]["name"] for t in archiver["spec"]["volumeClaimTemplates"]}
+    assert mounts[str(params["folder"])] in claims
+    assert archiver["spec"]["replicas"] == 1
