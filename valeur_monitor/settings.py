@@ -29,7 +29,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -239,6 +247,16 @@ class WebhookSettings(BaseModel):
     score_delta: float = Field(default=5.0, ge=0)      # smaller score changes are not sent
     debounce_s: float = Field(default=60.0, ge=0)      # changes within this long are sent as one
     outbox_maxlen: int = Field(default=1_000_000, ge=1000)
+    lease_s: float = Field(default=30.0, ge=0.2)       # one sender per endpoint holds a lease
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_delivery(self) -> WebhookSettings:
+        longest = max((e.timeout_s for e in self.endpoints), default=0.0)
+        if self.lease_s <= longest:
+            raise ValueError(f"lease_s ({self.lease_s:g}) must exceed the longest endpoint "
+                             f"timeout_s ({longest:g}), or a second sender could overtake one "
+                             "still waiting for an answer")
+        return self
     redis_prefix: str = "vm:"
 
 

@@ -131,10 +131,12 @@ max_backoff_s = 0.2
 max_attempts = 100
 debounce_s = 0
 score_delta = 2.0
+lease_s = 1.5
 [[webhooks.endpoints]]
 name = "crm"
 url = "http://127.0.0.1:{port}/hook"
 secret = "{SECRET}"
+timeout_s = 1
 ''')
     notices = tmp_path / "notices.jsonl"
     done = subprocess.run([*CLI, "run", str(events), "--outbox", redis_db_url, "--notices",
@@ -155,7 +157,8 @@ def settings_of(filled: dict[str, Any], **over: Any) -> tuple[WebhookEndpoint, W
     endpoint = WebhookEndpoint(name="crm", url=f"http://127.0.0.1:{filled['port']}/hook",
                                secret=SECRET, timeout_s=2)
     wh = WebhookSettings(redis_prefix=filled["prefix"], backoff_s=0.05, max_backoff_s=0.2,
-                         max_attempts=over.pop("max_attempts", 100), endpoints=[endpoint])
+                         max_attempts=over.pop("max_attempts", 100), endpoints=[endpoint],
+                         lease_s=3)
     return endpoint, wh
 
 
@@ -311,3 +314,20 @@ def test_feed_from_kafka_fills_the_outbox_once(redis_client: redis.Redis, kafka_
         consumer.close()
     kinds = sorted(f[b"type"].decode() for _, f in redis_client.xrange(box.stream))
     assert kinds == ["customer.alert", "customer.score_changed"]
+
+
+def test_a_second_sender_waits_for_the_lease(filled: dict[str, Any]) -> None:
+    endpoint, wh = settings_of(filled)
+    first = Sender(filled["box"], endpoint, wh, WebhookMetrics(CollectorRegistry()))
+    second = Sender(filled["box"], endpoint, wh, WebhookMetrics(CollectorRegistry()))
+    receiver = Receiver(filled["port"]).start()
+    try:
+        first.step(50)
+        assert second.step(50) == 0 and not second.queues       # first holds the lease
+        wanted = {r[0] for r in filled["rows"]}
+        wait_for(lambda: (first.step(50), receiver.unique() == wanted)[1])
+        time.sleep(wh.lease_s + 0.2)                               # first stops renewing
+        assert second.step(50) == 0 and second.recovered           # second took over
+    finally:
+        receiver.stop()
+    assert len(receiver.got) == len(wanted)

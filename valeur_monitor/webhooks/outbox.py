@@ -28,6 +28,16 @@ from valeur_monitor.engine.event import format_time
 from valeur_monitor.errors import WebhookError
 from valeur_monitor.store.connect import RedisOptions, parse_url
 
+# KEYS: lease. ARGV: holder token, ttl ms. Take the lease if free, or extend our own.
+LEASE_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
 ENQUEUE_LUA = """
 local added = 0
 for i = 3, #ARGV, 4 do
@@ -83,9 +93,11 @@ class Outbox:
         self.dead_stream = base + "dead"
         self.seen_prefix = base + "seen:"
         self.attempts_prefix = base + "attempts:"
+        self.lease_prefix = base + "lease:"
         self.maxlen = maxlen
         self.seen_ttl = seen_ttl
         self._enqueue = client.register_script(ENQUEUE_LUA)
+        self._lease = client.register_script(LEASE_LUA)
 
     @classmethod
     def from_url(cls, url: str, options: RedisOptions | None = None, **kwargs: Any) -> Outbox:
@@ -103,6 +115,10 @@ class Outbox:
             return int(self._enqueue(keys=[self.stream, self.seen_prefix], args=args))
         except RedisError as exc:
             raise WebhookError(f"cannot write the webhook outbox: {exc}") from None
+
+    def lease(self, endpoint: str, holder: str, ttl_ms: int) -> bool:
+        """Take or extend the endpoint's sender lease (one sender at a time keeps the order)."""
+        return bool(self._lease(keys=[self.lease_prefix + endpoint], args=[holder, ttl_ms]))
 
     def group(self, endpoint: str) -> None:
         """Create the endpoint's consumer group (reading the outbox from its start)."""

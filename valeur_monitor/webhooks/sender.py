@@ -3,16 +3,19 @@
 A customer whose head message fails waits (exponential backoff) while other customers' messages
 go on; its later messages stay queued behind the failed one, so each customer's notifications
 arrive in outbox order. After `max_attempts` failures the message is dead-lettered and the
-customer's next message goes. Run ONE sender per endpoint (its consumer name is fixed so a
-restart resumes its own pending list).
+customer's next message goes. One sender per endpoint works at a time: it holds a lease in
+Redis (renewed every round); a second sender waits, and takes over the same pending list (the
+consumer name is fixed) when the first one stops renewing, e.g. after kill -9.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -71,12 +74,23 @@ class Sender:
         self.queues: dict[str, deque[Message]] = {}
         self.retry_at: dict[str, float] = {}
         self.recovered = False
+        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         outbox.group(endpoint.name)
         metrics.start(endpoint.name)
 
     # -- one round -----------------------------------------------------------------------------
     def step(self, block_ms: int = 1000) -> int:
         """Read what is new (own pending list first), deliver what is ready; returns sent."""
+        ttl = int(self.settings.lease_s * 1000)
+        if not self.outbox.lease(self.endpoint.name, self.holder, ttl):
+            # Another sender delivers: forget what was read (it is in the shared pending
+            # list) and look again after a while.
+            self.queues.clear()
+            self.retry_at.clear()
+            self.recovered = False
+            time.sleep(min(block_ms / 1000, self.settings.lease_s / 4))
+            return 0
+        block_ms = min(block_ms, ttl // 3)
         if not self.recovered:
             self._take(self.outbox.read(self.endpoint.name, self.consumer, pending=True,
                                         count=10_000))
@@ -87,6 +101,8 @@ class Sender:
                                     count=500, block_ms=wait or None))
         sent = 0
         for customer in self._ready_heads():
+            if not self.outbox.lease(self.endpoint.name, self.holder, ttl):
+                break                   # lost the lease (paused too long): stop sending
             sent += self._drain(customer)
         return sent
 
