@@ -110,7 +110,7 @@ class Processor:
                              else input_limits().future_ms)
         self.clock = clock
 
-    def reload(self, paths: Sequence[str]) -> list[RuleIssue]:
+    def reload(self, paths: Sequence[str], label: str | None = None) -> list[RuleIssue]:
         """Swap in freshly loaded rules; on any problem keep the running ones and say why.
 
         State stays valid across a reload: promises of a removed rule are dropped at their next
@@ -118,7 +118,7 @@ class Processor:
         reorder buffer included); entries already written are never rewritten.
         """
         try:
-            rules = load_rules(paths)
+            rules = load_rules(paths, label)
         except RuleLoadError as exc:
             return exc.issues
         self.engine = Engine(rules)

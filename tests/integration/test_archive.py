@@ -37,7 +37,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def test_workers_archive_then_replay_gives_the_workers_ledger(
-        stream: Stream, workers: list[Worker], kafka_admin: Any) -> None:  # noqa: F811
+        stream: Stream, workers: list[Worker], kafka_admin: Any,  # noqa: F811
+        kafka_topic: Any) -> None:
+    stream.env["VALEUR_TOPICS__LEDGER"] = kafka_topic(prefix="vm-ledger", partitions=PARTITIONS)
     rules = load_rules([ROOT / "rules"])
     path, count = simulate_file(stream.tmp / "events.jsonl", customers=150, days=3)
     until = last_event_time(path) + DAY_MS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.cli.common import err
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.loader import rule_files
-from valeur_monitor.errors import CatalogueError, RuleLoadError
+from valeur_monitor.errors import CatalogueError, RuleLoadError, ValeurError
 from valeur_monitor.ruletest import run_test_file, test_files
 
 rules_app = typer.Typer(no_args_is_help=True, help="Check and test rule files.")
@@ -70,3 +71,25 @@ def test(
     out.print(f"{passed} passed, {failed} failed")
     if failed or not passed:
         raise typer.Exit(1)
+
+
+@rules_app.command("reload")
+def reload(
+    pid_file: Annotated[list[Path] | None, typer.Option(
+        "--pid-file", help="pid file of a running worker or `run --follow` (repeatable); "
+                           "default: the worker's, in its data directory")] = None,
+    config: Annotated[Path | None, typer.Option(help="settings file (TOML, YAML or .env)")] = None,
+) -> None:
+    """Ask running processes to reload their rules (SIGHUP). Each switches between two batches;
+    bad rules are refused there, the running ones kept (see their logs and
+    valeur_rules_reloads_total{result="failed"})."""
+    from valeur_monitor.reload import signal_reload
+    from valeur_monitor.settings import load_settings
+
+    try:
+        files = pid_file or [load_settings(config).worker.datadir / "worker.pid"]
+        pids = signal_reload(files)
+    except ValeurError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    out.print(f"reload requested from {len(pids)} process(es): {', '.join(map(str, pids))}")

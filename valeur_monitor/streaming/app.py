@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import ssl
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import BrokerError, ValeurError
 from valeur_monitor.kafka.admin import load_topology
 from valeur_monitor.masking import mask
+from valeur_monitor.reload import Reloader, write_pid_file
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
 from valeur_monitor.store.census import census_for
@@ -156,6 +158,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                               clock=StreamClock(worker.clock, rules.settings.lateness,
                                                 idle_after=int(worker.idle_after * 1000)))
     runtime = WorkerRuntime(pipeline, FaustPublisher(app), metrics)
+    # `rules reload` / SIGHUP: the runtime switches rules between batches (valeur_monitor/reload)
+    runtime.reloader = Reloader(settings.rule_paths(), settings.rules_label, metrics.registry)
+    runtime.reloader.started(rules.version)
+    write_pid_file(worker.datadir / "worker.pid")
     app.valeur_runtime = runtime  # type: ignore[attr-defined]  # for tests and the web pages
     metrics.registry.register(StoreCollector(
         census_for(store), rules.rule_ids(), metrics.band_edges,
@@ -178,6 +184,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # The hot loop: whole fetches go to the runtime (streaming/consumer.py), no faust agent.
     app.topics.add(source)
     install(app, events_topic, runtime)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def listen_for_reloads() -> None:
+        reloader = runtime.reloader
+        if reloader is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
 
     @app.timer(worker.tick_interval)  # type: ignore[untyped-decorator]
     async def advance_stream_time() -> None:

@@ -30,6 +30,7 @@ from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import BrokerError, EventError, StoreError, TransientError
 from valeur_monitor.masking import mask
 from valeur_monitor.metrics import BROKER_OPERATIONS, Metrics
+from valeur_monitor.reload import Reloader
 from valeur_monitor.runner.observe import record_batch
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
 from valeur_monitor.store.base import Store
@@ -237,6 +238,12 @@ class WorkerRuntime:
         self._assignment = asyncio.Event()
         self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
         self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
+        self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
+
+    def _reload_if_asked(self) -> None:
+        """Between batches, under the lock: switch rules if a reload was requested."""
+        if self.reloader is not None and self.reloader.requested:
+            self.reloader.apply(self.pipeline.processor, self.positions, self.pipeline.reached)
 
     # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
     async def assign(self, partitions: set[int], total: int) -> None:
@@ -272,6 +279,7 @@ class WorkerRuntime:
         if self.health.first_batch is None:
             self.health.first_batch = time.time()
         async with self.lock:
+            self._reload_if_asked()
             began = time.perf_counter()
             step = await self._retry(
                 "process", lambda: asyncio.to_thread(self.pipeline.process_batch, records),
@@ -290,6 +298,7 @@ class WorkerRuntime:
         if not self.pipeline.assigned:
             return
         async with self.lock:
+            self._reload_if_asked()
             step = await self._retry("advance", lambda: asyncio.to_thread(self.pipeline.advance),
                                      undo=self.pipeline.discard)
             if step is not None:
