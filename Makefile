@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack \
+.PHONY: fuzz demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack \
 	sources-full
 
 # setuptools announces every editable install with a warning (a wheel build has none): hidden.
@@ -46,6 +46,15 @@ test: $(STAMP)
 
 # Minutes of replays with workers killed (kill -9) and a broker restarted; outside the normal
 # suite. Figures: docs/reliability.md ("Chaos").
+# Coverage-guided fuzzing of the codec (atheris, >= 1 M inputs); figures in docs/reliability.md.
+FUZZ_RUNS ?= 1000000
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install -q 'atheris>=2.3'
+	mkdir -p out
+	$(BIN)/python -m tests.fuzz.atheris_codec -atheris_runs=$(FUZZ_RUNS) 2> out/fuzz.log \
+		|| (grep -v '^INFO: Instrumenting' out/fuzz.log | tail -40; exit 1)
+	grep -E '^Done|crash|Traceback' out/fuzz.log || true
+
 chaos: $(STAMP)
 	scripts/services start redis kafka
 	VALEUR_CHAOS=1 $(BIN)/python -m pytest tests/chaos -s -ra
