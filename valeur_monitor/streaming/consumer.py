@@ -60,7 +60,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     continue
                 batch = await self._batch(records, active)
                 if batch:
-                    await sink.consume(batch, self._acker(batch))
+                    try:
+                        await sink.consume(batch, self._acker(batch))
+                    except Exception as exc:    # permanent (auth, OOM, data lost) or a bug:
+                        from valeur_monitor.streaming.app import fatal  # fail-stop, unacked,
+
+                        fatal(exc)                  # one line for a ValeurError
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
