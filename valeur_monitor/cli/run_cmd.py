@@ -33,7 +33,8 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
               dead_letters: str = "dead-letters.jsonl", until: str | None = None,
               progress: bool = True, hooks: list[BatchHook] | None = None,
               workers: int = 1, then: After | None = None,
-              settings: Settings | None = None) -> RunReport:
+              settings: Settings | None = None, follow: bool = False,
+              pid_file: str | None = None) -> RunReport:
     """Run the embedded pipeline; returns the report (the CLI prints it).
 
     `then(store, rules, report)` runs after the input is drained, before the store closes
@@ -55,7 +56,10 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
         watch = getattr(hook, "watch", None)  # metrics read from the store at scrape time
         if watch is not None:
             watch(store)
-    _feed_files(files, runner, progress)
+    if follow:
+        _follow(files, runner, rules, pid_file)
+    else:
+        _feed_files(files, runner, progress)
     report = runner.finish(until=parse_time(until) if until else None)
     state_as_of(report, ruleset)
     _write_scores(scores, runner.score_views(), ruleset, report.as_of)
@@ -65,6 +69,37 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
     finally:
         store.close()
     return report
+
+
+def _follow(files: list[str], runner: EmbeddedRunner, rules: list[str] | None,
+            pid_file: str | None) -> None:
+    """Earlier files in full, then the last one followed until SIGINT/SIGTERM; SIGHUP reloads."""
+    import os
+    import signal
+    import threading
+    from pathlib import Path
+
+    from valeur_monitor.cli.common import default_rules
+    from valeur_monitor.reload import Reloader, write_pid_file
+    from valeur_monitor.runner.follow import follow_file
+
+    *first, last = files
+    if last == "-" or last.endswith(".gz"):
+        raise ValueError("--follow follows a plain growing file (not stdin or .gz)")
+    _feed_files(first, runner, False)
+    reloader = Reloader(rules or default_rules(), os.environ.get("VALEUR_RULES_LABEL"))
+    reloader.install_sighup()
+    if pid_file:
+        write_pid_file(Path(pid_file))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(f"following {last} (SIGHUP reloads the rules, Ctrl-C ends)")
+    follow_file(last, runner, reloader, stop, batch=BATCH)
+    for switch in reloader.switches:
+        err.print(f"rules reloaded {switch.old} -> {switch.new} after line {switch.positions[0]:,}")
+    if reloader.failures:
+        err.print(f"[red]{reloader.failures} reload(s) refused[/red]: {reloader.last_error}")
 
 
 def _run_sharded(files: list[str], ruleset: RuleSet, workers: int, *, ledger: str | None,
@@ -145,6 +180,11 @@ def run_command(
     ] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="print the summary as one JSON object instead of tables")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="keep reading lines appended to the last file until Ctrl-C; SIGHUP "
+                         "(or `rules reload --pid-file`) reloads the rules")] = False,
+    pid_file: Annotated[str | None, typer.Option(
+        help="with --follow: write this process's pid here (for `rules reload`)")] = None,
 ) -> None:
     """Apply the rules to events from files or stdin, no server needed; print a summary."""
     hooks: list[BatchHook] = []
@@ -173,7 +213,7 @@ def run_command(
                                ledger=ledger, scores=scores, dead_letters=dead_letters,
                                until=until, progress=not no_progress and not as_json,
                                hooks=hooks + doors.hooks, workers=workers, then=then,
-                               settings=settings)
+                               settings=settings, follow=follow, pid_file=pid_file)
         except ValueError as exc:       # e.g. --until not RFC 3339, --workers with Redis
             fail(exc)
         finally:
