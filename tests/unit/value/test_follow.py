@@ -112,7 +112,7 @@ def test_run_follow_command_reloads_on_rules_reload_and_ends_on_sigint(tmp_path:
         time.sleep(1.5)
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     text = err.decode()
     assert "reload(s) refused" in text and "rules reloaded" in text
