@@ -74,7 +74,7 @@ class Codec:
 
     def decode(self, raw: bytes | bytearray | memoryview | str) -> Event:
         """Decode one record; raises EventError(reason, detail) for anything else."""
-        data = _as_bytes(raw)
+        data = raw if type(raw) is bytes else _as_bytes(raw)
         if len(data) > self.max_bytes and len(data.rstrip(b"\r\n")) > self.max_bytes:
             raise EventError(R.TOO_LARGE, f"record of {len(data):,} bytes is over the "
                                           f"{self.max_bytes:,}-byte limit")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from valeur_monitor.catalogue import active
 from valeur_monitor.codec import Codec, decode, routing_key
+from valeur_monitor.engine.event import parse_time
 from valeur_monitor.errors import EventError
 from valeur_monitor.kafka.produce import customer_key
 
@@ -108,3 +112,18 @@ def test_one_routing_key_with_the_decoders_precedence() -> None:
     for bad in (b"{oops", b"[1]", b'{"customer": 3}', b'{"data":' + b"[" * 5000 + b"]" * 5000
                 + b"}", b'{"customer":"\xff"}'):
         assert routing_key(bad) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(8999, 12, 30)),
+       st.integers(-23 * 60 - 59, 23 * 60 + 59), st.sampled_from(["", ".5", ".123", ".1239"]),
+       st.booleans())
+def test_parse_time_is_exact(moment: datetime, offset: int, fraction: str, zulu: bool) -> None:
+    """The fast arithmetic of parse_time against datetime's, to the millisecond."""
+    zone = timezone(timedelta(minutes=0 if zulu else offset))
+    local = moment.replace(microsecond=0, tzinfo=zone)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + fraction + (
+        "Z" if zulu else local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:])
+    expected = (local - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    expected += int((fraction[1:] + "00")[:3]) if fraction else 0
+    assert parse_time(text) == expected, text

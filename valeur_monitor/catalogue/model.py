@@ -7,8 +7,6 @@ from typing import Any
 
 from valeur_monitor.engine.event import parse_time
 
-_MISSING: Any = object()
-
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -22,6 +20,14 @@ class FieldSpec:
     min_length: int | None = None
     format: str | None = None               # only "date-time"
     description: str = ""
+
+    # False when any string satisfies this property (the common case: nothing to check)
+    strict_string: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strict_string", not (
+            self.type == "string" and self.enum is None and self.min_length is None
+            and self.format is None))
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not satisfy this property (JSON Schema semantics), or None."""
@@ -86,18 +92,15 @@ class Catalogue:
     types: dict[str, EventType]
     common: tuple[FieldSpec, ...] = ()
     files: tuple[str, ...] = ()
-    _checks: dict[str, tuple[tuple[str, FieldSpec | None], ...]] = field(
+    _checks: dict[str, tuple[tuple[str, ...], dict[str, FieldSpec]]] = field(
         default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Required fields first (a missing one is the clearest message), then every declared one.
+        # Per type: its required fields and every declared property by name (a record's data
+        # has few keys: checking those is cheaper than walking the declarations).
         for name, etype in self.types.items():
-            declared = (*self.common, *etype.fields)
-            checks: list[tuple[str, FieldSpec | None]] = []
-            for req in etype.required:
-                checks.append((req, None))
-            checks.extend((f.name, f) for f in declared)
-            self._checks[name] = tuple(checks)
+            declared = {f.name: f for f in (*self.common, *etype.fields)}
+            self._checks[name] = (etype.required, declared)
 
     def __contains__(self, name: object) -> bool:
         return name in self.types
@@ -118,12 +121,13 @@ class Catalogue:
 
     def check_data(self, etype: str, data: dict[str, Any]) -> str | None:
         """The first problem of `data` for an event of type `etype`, or None when it is valid."""
-        for name, spec in self._checks[etype]:
-            value = data.get(name, _MISSING)
-            if spec is None:
-                if value is _MISSING:
-                    return f"{etype} needs data.{name}"
-            elif value is not _MISSING:
+        required, declared = self._checks[etype]
+        for name in required:
+            if name not in data:
+                return f"{etype} needs data.{name}"
+        for name, value in data.items():
+            spec = declared.get(name)
+            if spec is not None and (type(value) is not str or spec.strict_string):
                 problem = spec.problem(value)
                 if problem is not None:
                     return f"data.{name} {problem}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
@@ -41,25 +41,37 @@ TIMESTAMP_PATTERN = (
     r"(?!\n)$"
 )
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
+_EPOCH_DATE = date(1970, 1, 1)
+_HOURS: dict[str, int] = {}     # "YYYY-MM-DDThh" -> epoch ms (a stream has few distinct hours)
+_ZONES: dict[str, int] = {"Z": 0, "z": 0}   # "+01:00" -> ms to subtract
 
 
 def parse_time(value: object) -> int:
     """RFC 3339 timestamp with an explicit offset -> epoch milliseconds; ValueError otherwise."""
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
-    if _TIMESTAMP.match(value) is None:
+    match = _TIMESTAMP.match(value)
+    if match is None:
         raise ValueError(f"{value[:40]!r} is not an RFC 3339 timestamp with an offset "
                          "(e.g. 2026-11-02T09:15:00+01:00), year 1970..8999")
-    text = value.upper()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:        # e.g. 2026-02-30: the pattern cannot know month lengths
-        raise ValueError(f"{value[:40]!r}: {exc}") from None
-    return (parsed - _EPOCH) // _MS
+    hour = _HOURS.get(value[:13])
+    if hour is None:
+        try:   # the pattern cannot know month lengths: 2026-02-30 is refused here
+            day = (date.fromisoformat(value[:10]) - _EPOCH_DATE).days
+        except ValueError as exc:
+            raise ValueError(f"{value[:40]!r}: {exc}") from None
+        if len(_HOURS) > 100_000:
+            _HOURS.clear()
+        hour = _HOURS[value[:13]] = day * 86_400_000 + int(value[11:13]) * 3_600_000
+    ms = hour + int(value[14:16]) * 60_000 + int(value[17:19]) * 1000
+    fraction, zone = match.group(5), match.group(6)
+    if fraction:
+        ms += int((fraction[1:] + "00")[:3])
+    offset = _ZONES.get(zone)
+    if offset is None:
+        minutes = int(zone[1:3]) * 60 + int(zone[4:6])
+        offset = _ZONES[zone] = minutes * 60_000 if zone[0] == "+" else -minutes * 60_000
+    return ms - offset
 
 
 def format_time(ms: int) -> str:
