@@ -75,6 +75,6 @@ stack: $(STAMP)
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
 
-# import vs ingest at full size: a 100k-event queue_log + Zendesk export (about 2 minutes)
+# import vs ingest at full size: a 100k-event queue_log + Zendesk export (8 min on a loaded 2-core box)
 sources-full: $(STAMP)
 	VALEUR_SOURCES_EVENTS=100000 $(BIN)/python -m pytest -q tests/integration/test_import_vs_ingest.py
