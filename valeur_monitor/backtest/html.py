@@ -146,11 +146,12 @@ if e.rule == d.rule and e.dimension == d.dimension %}{% if loop.first %}: {{ e.e
 {% endfor %}</table>
 <h2>Alerts</h2>
 <p>{{ r.alerts_appeared|length }} appear, {{ r.alerts_vanished|length }} vanish.</p>
+{% if r.alerts_appeared or r.alerts_vanished %}
 <table><tr><th></th><th>alert</th><th>customer</th><th>time</th></tr>
 {% for n in r.alerts_appeared[:50] %}<tr><td class="loss">appears</td><td>{{ n.id }}</td>
 <td>{{ n.customer }}</td><td>{{ t(n.time) }}</td></tr>{% endfor %}
 {% for n in r.alerts_vanished[:50] %}<tr><td class="gain">vanishes</td><td>{{ n.id }}</td>
-<td>{{ n.customer }}</td><td>{{ t(n.time) }}</td></tr>{% endfor %}</table>
+<td>{{ n.customer }}</td><td>{{ t(n.time) }}</td></tr>{% endfor %}</table>{% endif %}
 </body></html>
 """
 
