@@ -3,8 +3,8 @@
 Supported, and nothing else (an unknown kustomization key is an error, never ignored):
 resources (files and directories), namespace, images, replicas, configMapGenerator and
 secretGenerator (envs, files, literals; behavior create/merge/replace; content-hash name
-suffix with references rewritten, as kustomize does), patches (strategic merge by kind and
-name, lists of named items merged by name, ``$patch: delete``).
+suffix with references rewritten, as kustomize does, unless disableNameSuffixHash), patches
+(strategic merge by kind and name, lists of named items merged by name, ``$patch: delete``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 def _generate(root: Path, spec: dict[str, Any]) -> dict[str, str]:
-    unknown = set(spec) - {"name", "behavior", "envs", "files", "literals", "type"}
+    unknown = set(spec) - {"name", "behavior", "envs", "files", "literals", "type", "options"}
+    if set(spec.get("options", {})) - {"disableNameSuffixHash"}:
+        raise KustomizeError(f"{root}: generator options not supported: {spec['options']}")
     if unknown:
         raise KustomizeError(f"{root}: generator keys not supported here: {sorted(unknown)}")
     data: dict[str, str] = {}
@@ -130,9 +132,11 @@ def _build(root: Path) -> list[dict[str, Any]]:
             if behavior == "create":
                 if existing is not None:
                     raise KustomizeError(f"{file}: {kind} {spec['name']} generated twice")
+                hashed = not spec.get("options", {}).get("disableNameSuffixHash", False)
+                marker = "hash" if hashed else "no-hash"
                 doc: dict[str, Any] = {"apiVersion": "v1", "kind": kind,
                                        "metadata": {"name": spec["name"],
-                                                    "annotations": {GENERATED: "true"}},
+                                                    "annotations": {GENERATED: marker}},
                                        "data": data}
                 if kind == "Secret":
                     doc["type"] = spec.get("type", "Opaque")
@@ -215,9 +219,10 @@ def build(root: Path) -> list[dict[str, Any]]:
     docs = _build(root)
     for doc in docs:
         annotations = doc["metadata"].get("annotations", {})
-        if annotations.pop(GENERATED, None):
-            if not annotations:
-                del doc["metadata"]["annotations"]
+        marker = annotations.pop(GENERATED, None)
+        if marker is not None and not annotations:
+            del doc["metadata"]["annotations"]
+        if marker == "hash":
             old = doc["metadata"]["name"]
             new = f"{old}-{name_hash(doc)}"
             doc["metadata"]["name"] = new

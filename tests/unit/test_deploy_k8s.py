@@ -16,6 +16,7 @@ import base64
 import copy
 import functools
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from tests.unit.deploy_support import (
     setting_field,
 )
 from tests.unit.kustomize_support import build, containers, name_hash, pod_specs
-from tests.unit.test_deploy_image import image_files
+from tests.unit.test_deploy_image import final_envs, image_files
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.kafka.admin import load_topology
 from valeur_monitor.settings import Settings
@@ -85,8 +86,9 @@ def base_secret() -> dict[str, str]:
 
 
 def container_env(docs: list[dict[str, Any]], c: dict[str, Any]) -> dict[str, str]:
-    """The environment a container gets: envFrom ConfigMaps, then env (secrets: base values)."""
-    env: dict[str, str] = {}
+    """The environment a container gets: the image's ENV, envFrom ConfigMaps, then env
+    (secrets: the base placeholder values)."""
+    env = {k: v for k, v in final_envs().items() if k.startswith("VALEUR_")}
     for source in c.get("envFrom", []):
         assert "configMapRef" in source, "secrets are read key by key, never whole (envFrom)"
         env.update(config_map(docs, source["configMapRef"]["name"]))
@@ -99,6 +101,25 @@ def container_env(docs: list[dict[str, Any]], c: dict[str, Any]) -> dict[str, st
         assert ref["key"] in base_secret(), f"{ref['key']}: not a key of {SECRET}"
         env[item["name"]] = base_secret()[ref["key"]]
     return env
+
+
+SHELL = ["/bin/sh", "-c"]
+
+
+def commands_of(c: dict[str, Any]) -> list[list[str]]:
+    """The valeur-monitor command lines a container runs: its args (the image's entrypoint), or
+    each `valeur-monitor ...` line of a shell script (up to `&&`, `;` or `|`)."""
+    if "command" not in c:
+        return [c["args"]]
+    assert c["command"] == SHELL, f"{c['name']}: only the image entrypoint or {SHELL}"
+    lines = [line.strip() for line in c["args"][0].splitlines()]
+    out = []
+    for line in lines:
+        if "valeur-monitor " in line:
+            tail = line.split("valeur-monitor ", 1)[1]
+            out.append(shlex.split(re.split(r"&&|;|\|", tail)[0]))
+    assert out, f"{c['name']}: the script runs no valeur-monitor command"
+    return out
 
 
 def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,8 +160,10 @@ def test_commands_settings_ports_and_probes_are_real(name: str) -> None:
     for doc in workloads(docs):
         for c in containers(doc):
             where = f"{name}: {doc['kind']} {doc['metadata']['name']}/{c['name']}"
-            assert "command" not in c, f"{where}: the image's entrypoint runs valeur-monitor"
-            parse_command(c["args"])
+            for argv in commands_of(c):
+                parse_command(argv)
+            if "command" in c:
+                continue
             env = container_env(docs, c)
             for key in env:
                 setting_field(key)
@@ -163,8 +186,9 @@ def test_commands_settings_ports_and_probes_are_real(name: str) -> None:
             if "/readyz" in served_paths(role):
                 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
     assert roles == {"worker", "api", "ingest"}
-    commands = {parse_command(c["args"])[0] for d in workloads(docs) for c in containers(d)}
-    assert commands >= {"worker", "serve", "ingest", "topics apply", "archive"}
+    commands = {parse_command(argv)[0] for d in workloads(docs) for c in containers(d)
+                for argv in commands_of(c)}
+    assert commands >= {"worker", "serve", "ingest", "topics apply", "archive", "rules reload"}
 
 
 @pytest.mark.parametrize("name", sorted(BUILDS))
@@ -203,7 +227,7 @@ def test_rules_dirs_are_the_image_s_and_the_mounted_configmap_and_load(
     checked = 0
     for doc in workloads(docs):
         for c in containers(doc):
-            if c["args"][0] not in ("worker", "serve"):
+            if "command" in c or c["args"][0] not in ("worker", "serve"):
                 continue
             mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
             paths: list[str] = []
@@ -225,19 +249,41 @@ def test_rules_dirs_are_the_image_s_and_the_mounted_configmap_and_load(
     assert checked >= 2
 
 
-def test_a_rule_change_rolls_the_workers_out() -> None:
-    """The rules ConfigMap is named by a hash of its content, and the pods reference it."""
-    docs = built("base")
-    rules = next(d for d in docs if d["kind"] == "ConfigMap"
-                 and d["metadata"]["name"].startswith("valeur-rules-"))
-    volumes = [v["configMap"]["name"] for d in workloads(docs) for pod in pod_specs(d)
-               for v in pod.get("volumes", []) if "configMap" in v]
-    assert volumes and set(volumes) == {rules["metadata"]["name"]}
-    changed = {**rules, "metadata": {"name": "valeur-rules"},
-               "data": {**rules["data"], "extra.yml": "version: 1\n"}}
-    same = {**rules, "metadata": {"name": "valeur-rules"}}
-    assert name_hash(changed) != name_hash(same)
-    assert rules["metadata"]["name"] == f"valeur-rules-{name_hash(same)}"
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_rule_changes_are_reloaded_in_place_and_settings_roll_out(name: str) -> None:
+    """Rules: a stable ConfigMap, updated in the pods, and a sidecar that SIGHUPs the worker
+    through `rules reload --pid-file` at the pid file the worker writes. Settings: a ConfigMap
+    named by a hash of its content, so a change rolls the pods."""
+    docs = built(name)
+    worker = one(docs, "Deployment", "valeur-worker")
+    pod = worker["spec"]["template"]["spec"]
+    assert pod["shareProcessNamespace"] is True
+    main = next(c for c in pod["containers"] if "command" not in c)
+    (reloader,) = [c for c in pod["containers"] if "command" in c]
+    settings = check_settings(container_env(docs, main))
+    (argv,) = commands_of(reloader)
+    command, params = parse_command(argv)
+    assert command == "rules reload"
+    (pid_file,) = params["pid_file"]
+    assert pid_file == settings.worker.datadir / "worker.pid"
+    main_mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+    side_mounts = {m["name"]: m["mountPath"] for m in reloader["volumeMounts"]}
+    assert any(Path(main_mounts[v]) in pid_file.parents and side_mounts.get(v) ==
+               main_mounts[v] for v in main_mounts), "the pid file is on a shared volume"
+    rules_volume = next(v for v in pod["volumes"] if "configMap" in v
+                        and v["configMap"]["name"].startswith("valeur-rules"))
+    watched = side_mounts[rules_volume["name"]]
+    assert watched == main_mounts[rules_volume["name"]]
+    assert watched in settings.rules and f"{watched}/..data" in reloader["args"][0]
+    assert rules_volume["configMap"]["name"] == "valeur-rules", "stable name: no rollout"
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    hashed = [n for n in names if n.startswith("valeur-settings-")]
+    assert len(hashed) == 1
+    settings_map = one(docs, "ConfigMap", hashed[0])
+    same = {**settings_map, "metadata": {"name": "valeur-settings"}}
+    changed = {**same, "data": {**settings_map["data"], "VALEUR_WORKER__BATCH_SIZE": "500"}}
+    assert hashed[0] == f"valeur-settings-{name_hash(same)}" != \
+        f"valeur-settings-{name_hash(changed)}"
 
 
 def test_credentials_come_from_one_secret_and_production_ships_none() -> None:
@@ -325,7 +371,7 @@ def test_only_prometheus_reaches_the_unauthenticated_worker_port(name: str) -> N
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
-    named = {p["name"] for c in containers(worker) for p in c["ports"]}
+    named = {p["name"] for c in containers(worker) for p in c.get("ports", [])}
     assert {p["port"] for p in rule["ports"]} <= named
     assert all("namespaceSelector" in peer or "podSelector" in peer for peer in rule["from"])
 
