@@ -65,7 +65,8 @@ def test_signed_webhooks_reach_the_score_in_redis(
     topics = {"events": events, "dead_letters": kafka_topic(prefix="vm-ingest-dead"),
               "score_updates": kafka_topic(prefix="vm-ingest-scores",
                                            configs={"cleanup.policy": "compact"}),
-              "customer_alerts": kafka_topic(prefix="vm-ingest-alerts")}
+              "customer_alerts": kafka_topic(prefix="vm-ingest-alerts"),
+              "ledger": kafka_topic(prefix="vm-ingest-ledger")}
     env = base_env(kafka_bootstrap, **topics)
     ingest = Ingest(env, tmp_path / "ingest.log").start()
     ingests.append(ingest)
