@@ -73,9 +73,12 @@ def test_import_and_ingest_give_the_same_ledger(tmp_path: Path) -> None:
     types = {orjson.loads(x)["type"] for x in want}
     assert {"call.abandoned", "call.answered", "call.transferred", "request.reopened"} <= types
 
-    ledgers = []
+    ledgers, dead = [], []
     for name, source in (("imported", imported), ("received", received)):
-        ledger = tmp_path / f"{name}-ledger.jsonl"
-        run_cli(["run", str(source), "--ledger", str(ledger), "--no-progress"], env, timeout=900)
+        ledger, letters = tmp_path / f"{name}-ledger.jsonl", tmp_path / f"{name}-dead.jsonl"
+        run_cli(["run", str(source), "--ledger", str(ledger), "--dead-letters", str(letters),
+                 "--no-progress"], env, timeout=900)
         ledgers.append(ledger.read_bytes())
+        dead.append(letters.read_bytes() if letters.exists() else b"")
     assert ledgers[0] == ledgers[1] and ledgers[0].count(b"\n") > 100
+    assert dead[0] == dead[1]
