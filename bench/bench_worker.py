@@ -410,14 +410,16 @@ def main() -> None:
         f"| bare aiokafka `getmany()` loop (no decoding, no commit) | {b:,.0f} | 1.00 |",
         f"| faust agent, same consumption (`noack_take` + ack), no processing | {n:,.0f} "
         f"| {n / b:.3f} |",
-        f"| `valeur-monitor worker`: Kafka -> rules -> Redis, outputs published | {w:,.0f} "
-        f"| {w / b:.3f} |",
+        f"| `valeur-monitor worker` (batch consumer): Kafka -> rules -> Redis, outputs "
+        f"published | {w:,.0f} | {w / b:.3f} |",
         "",
         f"Runs: bare {', '.join(f'{x:,.0f}' for x in bare)}; faust no-op "
         f"{', '.join(f'{x:,.0f}' for x in noop)}; worker "
-        f"{', '.join(f'{x:,.0f}' for x in worker)} events/s. Worker time in the Processor "
-        f"(decode, Redis load, engine): {split:.0%} of its busy time; the rest is publishing "
-        "and the Redis commit.",
+        f"{', '.join(f'{x:,.0f}' for x in worker)} events/s; worker / faust no-op: "
+        f"{', '.join(f'{w_ / n_:.2f}' for w_, n_ in zip(worker, noop, strict=True))} "
+        f"(median {statistics.median(w_ / n_ for w_, n_ in zip(worker, noop, strict=True)):.2f})."
+        f" Worker time in the Processor (decode, engine; states kept in memory): {split:.0%} "
+        "of its busy time; the rest is publishing and the Redis commit.",
         "",
         "| produce -> score visible in Redis | probes | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|---|",

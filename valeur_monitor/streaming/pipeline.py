@@ -121,8 +121,9 @@ class StreamPipeline:
         began = time.perf_counter()
         part = self._partition_of()
         clock = self.clock
-        result = BatchResult(received=len(records))
+        result = BatchResult(received=len(records), rules_version=self.processor.rules.version)
         events: list[Event] = []
+        raws: list[bytes] = []      # each event's record, for its dead letter if it has one
         reroute: list[Message] = []
         for record in records:      # each record is decoded once, here
             try:
@@ -139,6 +140,7 @@ class StreamPipeline:
                 result.received -= 1
             else:
                 events.append(event)
+                raws.append(record.value)
 
         def allow(customer: str, until: int) -> bool:
             # Only this partition's customers: the batches of one take touch disjoint
@@ -147,7 +149,7 @@ class StreamPipeline:
 
         clock.touch(partition)
         self.scope.scoped(clock.floor(partition), allow)
-        result = self.processor.process_events(events, result)
+        result = self.processor.process_events(events, result, raws)
         clock.observe(partition, result.watermark)
         self.reached[partition] = max(self.reached.get(partition, 0), result.watermark)
         messages = build_messages(result, self.outputs, source_topic=self.events_topic,

@@ -197,3 +197,23 @@ def test_worker_web_is_loopback_by_default_without_faust_internal_pages(tmp_path
                    for p in paths), paths
     text = generate_latest(app.valeur_runtime.metrics.registry).decode()  # type: ignore[attr-defined]
     assert "valeur_customers" in text and "valeur_consumer_lag_records" in text
+
+
+def test_too_late_dead_letters_carry_the_original_record() -> None:
+    p = pipeline(SharedStore(), {0, 1, 2, 3})
+    home = key_partition(b"c9", PARTITIONS)
+
+    def survey(i: int, when: str) -> bytes:   # spaced JSON: not what a re-encoding would give
+        return (b'{ "id": "s%d", "type": "survey.answered", "time": "%s", "customer": "c9", '
+                b'"data": { "score": 4 } }' % (i, when.encode()))
+
+    p.process(home, [Record(home, 0, b"c9", survey(1, "2026-11-01T10:00:00Z")),
+                     Record(home, 1, b"c9", survey(2, "2026-11-20T10:00:00Z"))])
+    p.commit()
+    old = survey(3, "2026-11-02T10:00:00Z")    # 18 days behind the customer's clock
+    step = p.process(home, [Record(home, 2, b"c9", old, (("trace-id", b"t-3"),))])
+    [dead] = [m for m in step.messages if m.topic == "dead"]
+    headers = dict(dead.headers)
+    assert headers[H_REASON] == b"too_late"
+    assert dead.value == old and dead.key == b"c9" and headers["trace-id"] == b"t-3"
+    assert headers[H_SOURCE] == f"events/{home}/2".encode()
