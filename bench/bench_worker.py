@@ -79,7 +79,8 @@ def flush(url: str) -> None:
 def topics(admin: Any) -> Iterator[dict[str, str]]:
     tag = uuid.uuid4().hex[:8]
     names = {"events": f"bench-events-{tag}", "score_updates": f"bench-scores-{tag}",
-             "customer_alerts": f"bench-alerts-{tag}", "dead_letters": f"bench-dead-{tag}"}
+             "customer_alerts": f"bench-alerts-{tag}", "dead_letters": f"bench-dead-{tag}",
+             "ledger": f"bench-ledger-{tag}"}
     admin.create_topics({n: {"num_partitions": PARTITIONS, "replication_factor": 1}
                          for n in names.values()}, wait_for_metadata=True)
     try:

@@ -132,20 +132,22 @@ class Group:
 def make_group(bootstrap: str, admin: Any, redis_url: str, tmp: Path, clock: str) -> Group:
     suffix = f"{os.getpid()}-{int(time.time() * 1000)}"
     topics = {"events": f"chaos-events-{suffix}", "scores": f"chaos-scores-{suffix}",
-              "alerts": f"chaos-alerts-{suffix}", "dead": f"chaos-dead-{suffix}"}
+              "alerts": f"chaos-alerts-{suffix}", "dead": f"chaos-dead-{suffix}",
+              "ledger": f"chaos-ledger-{suffix}"}
     from kafka.admin import NewTopic
 
     admin.create_topics([
         NewTopic(topics["events"], PARTITIONS, 1),
         NewTopic(topics["scores"], PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"}),
-        NewTopic(topics["alerts"], 1, 1), NewTopic(topics["dead"], 1, 1)])
+        NewTopic(topics["alerts"], 1, 1), NewTopic(topics["dead"], 1, 1),
+        NewTopic(topics["ledger"], PARTITIONS, 1)])
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALEUR_")}
     env.update({
         "VALEUR_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "VALEUR_REDIS_URL": redis_url,
         "VALEUR_RULES": str(ROOT / "rules"), "VALEUR_TOPICS__EVENTS": topics["events"],
         "VALEUR_TOPICS__SCORE_UPDATES": topics["scores"],
         "VALEUR_TOPICS__CUSTOMER_ALERTS": topics["alerts"],
-        "VALEUR_TOPICS__DEAD_LETTERS": topics["dead"],
+        "VALEUR_TOPICS__DEAD_LETTERS": topics["dead"], "VALEUR_TOPICS__LEDGER": topics["ledger"],
         "VALEUR_WORKER__APP_ID": f"chaos-{suffix}", "VALEUR_WORKER__CLOCK": clock,
         "VALEUR_WORKER__TICK_INTERVAL": "0.5", "VALEUR_WORKER__SESSION_TIMEOUT": "6",
         "VALEUR_WORKER__LOGLEVEL": "warning", "PYTHONUNBUFFERED": "1"})
@@ -215,7 +217,7 @@ def test_kill_9_at_ten_points_of_a_300k_replay(clock: str, kafka_bootstrap: str,
         start = (datetime.now(UTC) - timedelta(days=21)).replace(hour=0, minute=0, second=0,
                                                                   microsecond=0)
     path = tmp_path / "events.jsonl"
-    count = simulate_file(path, customers=4600, days=7, start=start)
+    count = simulate_file(path, customers=5200, days=7, start=start)
     assert count >= 300_000
     group = make_group(kafka_bootstrap, admin_for(kafka_bootstrap), redis_db_url, tmp_path,
                        clock)

@@ -653,7 +653,9 @@ def worker_pair(kafka_bootstrap: str, kafka_topic: Any, redis_db_url: str,
                  prefix="e2e-scores", partitions=WORKER_PARTITIONS,
                  configs={"cleanup.policy": "compact"}),
              "VALEUR_TOPICS__CUSTOMER_ALERTS": kafka_topic(prefix="e2e-alerts", partitions=1),
-             "VALEUR_TOPICS__DEAD_LETTERS": kafka_topic(prefix="e2e-dead", partitions=1)}
+             "VALEUR_TOPICS__DEAD_LETTERS": kafka_topic(prefix="e2e-dead", partitions=1),
+             "VALEUR_TOPICS__LEDGER": kafka_topic(prefix="e2e-ledger",
+                                                  partitions=WORKER_PARTITIONS)}
     group = f"e2e-{events.rsplit('-', 1)[1]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALEUR_")}
     env.update(names)

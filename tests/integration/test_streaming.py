@@ -82,6 +82,7 @@ def stream(kafka_bootstrap: str, kafka_topic: Any, redis_db_url: str,
                          configs={"cleanup.policy": "compact"})
     alerts = kafka_topic(prefix="vm-alerts", partitions=1)
     dead = kafka_topic(prefix="vm-dead", partitions=1)
+    ledger = kafka_topic(prefix="vm-ledger", partitions=PARTITIONS)
     group = f"vm-test-{events.rsplit('-', 1)[1]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALEUR_")}
     env.update({
@@ -92,6 +93,7 @@ def stream(kafka_bootstrap: str, kafka_topic: Any, redis_db_url: str,
         "VALEUR_TOPICS__SCORE_UPDATES": scores,
         "VALEUR_TOPICS__CUSTOMER_ALERTS": alerts,
         "VALEUR_TOPICS__DEAD_LETTERS": dead,
+        "VALEUR_TOPICS__LEDGER": ledger,
         "VALEUR_WORKER__APP_ID": group,
         "VALEUR_WORKER__CLOCK": "event",
         "VALEUR_WORKER__TICK_INTERVAL": "0.5",
@@ -161,7 +163,7 @@ def check_equivalent(stream: Stream, rules: RuleSet, expected: MemoryStore) -> R
 def test_two_workers_match_the_embedded_run(stream: Stream, workers: list[Worker],
                                             kafka_admin: Any) -> None:
     rules = load_rules([ROOT / "rules"])
-    path, count = simulate_file(stream.tmp / "events.jsonl", customers=1500, days=7)
+    path, count = simulate_file(stream.tmp / "events.jsonl", customers=1650, days=7)
     assert count >= 100_000
     until = last_event_time(path) + DAY_MS
     began = time.monotonic()
