@@ -76,8 +76,8 @@ class Codec:
         """Decode one record; raises EventError(reason, detail) for anything else."""
         data = raw if type(raw) is bytes else _as_bytes(raw)
         if len(data) > self.max_bytes and len(data.rstrip(b"\r\n")) > self.max_bytes:
-            raise EventError(R.TOO_LARGE, f"record of {len(data):,} bytes is over the "
-                                          f"{self.max_bytes:,}-byte limit")
+            raise EventError(R.TOO_LARGE, f"record longer than the {self.max_bytes:,}-byte "
+                                          "limit (input.max_record_bytes)")
         try:
             record = _fast_decoder.decode(data)
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):

@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.archive.files import expand_inputs
 from valeur_monitor.cli.common import cli_errors, err, fail, rules_or_exit, stdout_console
 from valeur_monitor.cli.report import print_report, report_dict
@@ -205,6 +206,8 @@ def run_command(
 
     with cli_errors():
         settings = load_settings(config)
+        event_catalogue.configure(settings.catalogue)   # shipped + the deployment's own types
+        settings.input.apply()                          # record size/depth, future bound
         doors = open_doors(settings, notices=notices, outbox=outbox,
                            store=settings.store_url(store), serve=serve)
         then = serve_after(settings, port, show, doors.book) if serve else None
