@@ -1,7 +1,7 @@
 """Redis memory per customer after a simulated week and after 60 days, with the full ledger in
 the sink (a ledger file, as `run --ledger` writes it) and a window of it in Redis.
 
-`python -m bench.bench_memory --url redis://localhost:6379/9` (a test database: keys go under
+`python -m bench.bench_memory --url redis://127.0.0.1:16379/9` (a test database: keys go under
 a fresh prefix and are deleted at the end). For each scenario: MEMORY USAGE (SAMPLES 0) summed
 over each customer's four keys, idle (one event), median, p90; the encoded state alone; and a
 check that the ledger file holds every entry ever booked (sum of the customers' `seq`).
@@ -61,11 +61,11 @@ def scenario(url: str, customers: int, days: int, cap: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default=os.environ.get("VALEUR_BENCH_REDIS_URL",
-                                                        "redis://localhost:6379/9"))
+                                                        "redis://127.0.0.1:16379/9"))
     parser.add_argument("--week-customers", type=int, default=1500)
     parser.add_argument("--long-customers", type=int, default=200)
     parser.add_argument("--caps", default="500,50,20")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # `make bench` passes every benchmark the same options
     rules = load_rules(["rules"])
     idle, idle_state = idle_customer_bytes(args.url, rules, f"bench-mem-idle-{time.time_ns()}:")
     rows = [f"| idle (one survey answer, no promise) | – | – | {idle:,} | – | "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections import Counter
@@ -82,7 +83,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--file", default="bench/results/run-events.jsonl")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--redis", help="also run with this Redis store URL (a test database)")
+    parser.add_argument("--redis", default=os.environ.get("VALEUR_BENCH_REDIS_URL"),
+                        help="also run with this Redis store URL (a test database)")
     parser.add_argument("--redis-lines", type=int, default=200_000,
                         help="events of the file used for the Redis comparison")
     args = parser.parse_args()

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("bench.bench_run", "bench.bench_redis_store", "bench.bench_worker",
-              "bench.bench_backtest", "bench.bench_ingest", "bench.bench_api")
+BENCHMARKS = ("bench.bench_run", "bench.bench_rules", "bench.bench_redis_store",
+              "bench.bench_memory", "bench.bench_worker", "bench.bench_backtest",
+              "bench.bench_ingest", "bench.bench_api")
 
 
 def main() -> int:
