@@ -39,13 +39,13 @@ def generated(count: int, other: float) -> str:
 
 
 def ruleset(total: int, other: float) -> tuple[RuleSet, float]:
-    """The shipped rules plus generated ones up to `total`, and the seconds to compile all."""
+    """The shipped rules plus generated ones up to `total`, and the CPU seconds to compile."""
     shipped = [(str(p), p.read_text()) for p in sorted(Path("rules").glob("*.yml"))]
     base = len(load_rules(["rules"]).rule_ids())
     extra = [("generated.yml", generated(max(0, total - base), other))] if total > base else []
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: the machine is shared, wall time is noise
     rules = load_rules_text(shipped + extra)
-    return rules, time.perf_counter() - began
+    return rules, time.process_time() - began
 
 
 def per_event(rules: RuleSet, lines: list[bytes]) -> float:
@@ -77,7 +77,7 @@ def main() -> None:
             compiles[n].append(ruleset(n, args.other)[1])
             costs[n].append(per_event(sets[n][0], lines))
     first = statistics.median(costs[sizes[0]])
-    table = (f"| rules | compile (s) | µs/event (CPU, median of {args.runs}) | vs "
+    table = (f"| rules | compile (CPU s) | µs/event (CPU, median of {args.runs}) | vs "
              f"{len(sets[sizes[0]][0].rule_ids())} rules |\n|---:|---:|---:|---:|\n")
     for n in sizes:
         cost = statistics.median(costs[n])

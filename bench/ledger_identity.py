@@ -33,20 +33,30 @@ def digest(path: str, rules: str = "rules", workers: int = 1) -> tuple[str, str,
         files = hashlib.sha256()
         canonical = hashlib.sha256()
         for name, where in out.items():
-            data = Path(where).read_bytes()
+            data = Path(where).read_bytes() if Path(where).exists() else b""  # none written
             files.update(name.encode() + b"\0" + data)
             lines = data.splitlines()
             if name == "ledger.jsonl":
-                rows = [orjson.loads(line) for line in lines]
+                rows = [_unversioned(orjson.loads(line)) for line in lines]
                 count = len(rows)
                 rows.sort(key=lambda e: (e["customer"], e["seq"]))
                 lines = [orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in rows]
+            elif name == "scores.jsonl":
+                lines = sorted(orjson.dumps(_unversioned(orjson.loads(line)),
+                                            option=orjson.OPT_SORT_KEYS) for line in lines)
             else:
                 lines.sort()
             for line in lines:
                 canonical.update(line + b"\n")
             canonical.update(b"\0")
     return canonical.hexdigest(), files.hexdigest(), count
+
+
+def _unversioned(row: dict[str, object]) -> dict[str, object]:
+    """A row without `rules_version` (a hash of the rule files, stamped since issue 11), so
+    revisions before and after it compare on what the rules did."""
+    row.pop("rules_version", None)
+    return row
 
 
 def main() -> None:
