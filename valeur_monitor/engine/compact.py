@@ -16,8 +16,6 @@ still read (`decode`), and `decode(encode(s)) == s` for every state the engine m
 
 from __future__ import annotations
 
-import os
-
 import msgspec
 
 from valeur_monitor.engine.event import Event
@@ -86,6 +84,17 @@ def _abs(value: Instant, base: int) -> int:
     return -1 if value is None else value + base
 
 
+def _common_prefix(ids: list[str]) -> str:
+    """The longest prefix all ids share (that of the smallest and the largest)."""
+    first, last = min(ids), max(ids)
+    end = 0
+    for a, b in zip(first, last, strict=False):
+        if a != b:
+            break
+        end += 1
+    return first[:end]
+
+
 def encode(state: CustomerState) -> bytes:
     """Compact, deterministic bytes of a state."""
     rules: dict[str, int] = {}
@@ -104,7 +113,7 @@ def encode(state: CustomerState) -> bytes:
         repeats.append(_Repeat(rules.setdefault(rule, len(rules)), key,
                                [clock - at for at, _ in window], [ref for _, ref in window]))
     ids = list(state.seen)
-    prefix = os.path.commonprefix(ids) if len(ids) > 1 else ""  # noqa: RUF071 - by character
+    prefix = _common_prefix(ids) if len(ids) > 1 else ""
     cut = len(prefix)
     return MAGIC + _encoder.encode(_State(
         state.customer, clock, _rel(state.pruned, clock), state.seq, list(rules), prefix,
