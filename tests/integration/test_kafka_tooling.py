@@ -14,9 +14,12 @@ import orjson
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from valeur_monitor.settings import TOPIC_ROLES
 from valeur_monitor.streaming.clock import key_partition
 
 from .streaming_support import ROOT, read_topic, run_cli
+
+N = len(TOPIC_ROLES)   # every role of streams/topics.yaml gets a test-unique name
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +35,7 @@ def cli_env(bootstrap: str, **names: str) -> dict[str, str]:
 def topic_names(kafka_admin: Any) -> Iterator[dict[str, str]]:
     suffix = uuid.uuid4().hex[:10]
     names = {role: f"test-apply-{role.replace('_', '-')}-{suffix}"
-             for role in ("events", "score_updates", "customer_alerts", "dead_letters")}
+             for role in (r.replace("-", "_") for r in TOPIC_ROLES)}
     yield names
     kafka_admin.delete_topics(list(names.values()), raise_errors=False)
 
@@ -42,7 +45,7 @@ def test_topics_apply_creates_then_is_idempotent_then_grows(
         tmp_path: Path) -> None:
     env = cli_env("127.0.0.1:1", **topic_names)     # --bootstrap wins over the settings
     out = run_cli(["topics", "apply", "--bootstrap", kafka_bootstrap], env).stdout
-    assert "4 topic(s): 4 changed" in out and out.count("create") == 4
+    assert f"{N} topic(s): {N} changed" in out and out.count("create") == N
     described = {t["name"]: t for t in kafka_admin.describe_topics(list(topic_names.values()))}
     assert len(described[topic_names["events"]]["partitions"]) == 12
     configs = kafka_admin.describe_configs([ConfigResource(
@@ -51,7 +54,7 @@ def test_topics_apply_creates_then_is_idempotent_then_grows(
     assert configs["topic"][topic_names["score_updates"]]["cleanup.policy"]["value"] == "compact"
 
     out = run_cli(["topics", "apply", "--bootstrap", kafka_bootstrap], env).stdout
-    assert "4 topic(s): 0 changed" in out and out.count("unchanged") == 4
+    assert f"{N} topic(s): 0 changed" in out and out.count("unchanged") == N
 
     grown = (ROOT / "streams" / "topics.yaml").read_text().replace(
         "partitions: 12\n    configs:\n      cleanup.policy: delete",
@@ -64,7 +67,7 @@ def test_topics_apply_creates_then_is_idempotent_then_grows(
     assert "2 would change" in dry
     out = run_cli(["topics", "apply", "--bootstrap", kafka_bootstrap, "-f", str(path)],
                   env).stdout
-    assert "4 topic(s): 2 changed" in out and "12 -> 16" in out
+    assert f"{N} topic(s): 2 changed" in out and "12 -> 16" in out
     described = {t["name"]: t for t in kafka_admin.describe_topics([topic_names["events"]])}
     assert len(described[topic_names["events"]]["partitions"]) == 16
 

@@ -205,7 +205,8 @@ def test_topics_produce_and_worker_over_sasl_ssl_print_no_secret(
     topics = {"VALEUR_TOPICS__EVENTS": f"sec-events-{suffix}",
               "VALEUR_TOPICS__SCORE_UPDATES": f"sec-scores-{suffix}",
               "VALEUR_TOPICS__CUSTOMER_ALERTS": f"sec-alerts-{suffix}",
-              "VALEUR_TOPICS__DEAD_LETTERS": f"sec-dead-{suffix}"}
+              "VALEUR_TOPICS__DEAD_LETTERS": f"sec-dead-{suffix}",
+              "VALEUR_TOPICS__LEDGER": f"sec-ledger-{suffix}"}
     worker_env = {"VALEUR_WORKER__APP_ID": f"sec-{suffix}", "VALEUR_WORKER__CLOCK": "event",
                   "VALEUR_WORKER__TICK_INTERVAL": "0.5", "VALEUR_WORKER__LOGLEVEL": "info",
                   "VALEUR_WORKER__DATADIR": str(tmp_path / "data"),
