@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from valeur_monitor.catalogue.model import Catalogue, EventType, FieldSpec
 from valeur_monitor.engine.rules.issues import Issues, validate
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
-from valeur_monitor.engine.rules.yamlsource import parse_yaml
+from valeur_monitor.engine.rules.yamlsource import parse_yaml, yaml_files
 from valeur_monitor.errors import CatalogueError, RuleIssue
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -51,16 +51,7 @@ class FileSpec(_Strict):
     types: dict[str, TypeSpec] = Field(default_factory=dict)
 
 
-def catalogue_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named by `paths`: files as given, directories' *.yml/*.yaml (sorted)."""
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml")))
-        else:
-            out.append(path)
-    return out
+catalogue_files = yaml_files   # one rule for directories and files
 
 
 def load_catalogue(paths: Sequence[str | Path]) -> Catalogue:

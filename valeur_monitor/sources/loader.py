@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from valeur_monitor.engine.durations import parse_duration
 from valeur_monitor.engine.expressions import Expression
 from valeur_monitor.engine.rules.issues import Issues, validate
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
-from valeur_monitor.engine.rules.yamlsource import parse_yaml
+from valeur_monitor.engine.rules.yamlsource import parse_yaml, yaml_files
 from valeur_monitor.errors import RuleIssue, SourceLoadError
 from valeur_monitor.identity.resolve import KINDS
 from valeur_monitor.sources.model import (
@@ -34,16 +34,7 @@ def known_types() -> frozenset[str]:
     return frozenset(event_catalogue.active().types)
 
 
-def source_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named by `paths`: files as given, directories' *.yml/*.yaml (not recursive)."""
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml")))
-        else:
-            out.append(path)
-    return out
+source_files = yaml_files   # one rule for directories and files
 
 
 def default_source_paths() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -34,20 +34,10 @@ from valeur_monitor.engine.rules.spec import (
     SettingsSpec,
 )
 from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
-from valeur_monitor.engine.rules.yamlsource import parse_yaml
+from valeur_monitor.engine.rules.yamlsource import parse_yaml, yaml_files
 from valeur_monitor.errors import RuleIssue, RuleLoadError
 
-
-def rule_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Rule files named by `paths`: files as given, directories' *.yml/*.yaml (not recursive)."""
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml")))
-        else:
-            out.append(path)
-    return out
+rule_files = yaml_files   # one rule for directories and files
 
 
 def load_rules(paths: Sequence[str | Path], label: str | None = None) -> RuleSet:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -84,3 +86,17 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path,
         return [_convert(loader, item, (*path, i), lines, duplicates)
                 for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
+
+
+def yaml_files(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
+    """Files named by `paths`: files as given, directories' *.yml/*.yaml (sorted, not recursive).
+
+    The one rule for rule, catalogue and source-mapping paths alike."""
+    out: list[pathlib.Path] = []
+    for raw in paths:
+        path = pathlib.Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml")))
+        else:
+            out.append(path)
+    return out
