@@ -26,8 +26,9 @@ def archive_command(
     until_idle: Annotated[float | None, typer.Option(
         help="exit after this many seconds with nothing new, sealing every day")] = None,
 ) -> None:
-    """Consume the events topic into daily gzip JSONL files (by event date) with a sidecar of
-    the Kafka offsets each covers; restart-safe (resumes after what is archived)."""
+    """Archive the events topic into daily gzip JSONL files, by event date.
+
+    A sidecar of the Kafka offsets each file covers makes it restart-safe."""
     from kafka.errors import KafkaError
 
     from valeur_monitor.archive.consumer import Archiver, open_consumer

@@ -49,8 +49,9 @@ def backtest_command(
         help="advance stream time to this RFC 3339 instant (default: last event)")] = None,
     movers: Annotated[int, typer.Option(help="top movers to report")] = 10,
 ) -> None:
-    """Run a baseline and a candidate rule set over the same events in one pass; report what
-    the candidate changes (value by rule and dimension, bands, movers, alerts)."""
+    """Compare a baseline and a candidate rule set over the same events, in one pass.
+
+    Reports what the candidate changes: value by rule and dimension, bands, movers, alerts."""
     try:
         conditions = R.parse_fail_if(fail_if or [])
         report = backtest_files(baseline, candidate, files, until=until, movers=movers)
