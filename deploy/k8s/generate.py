@@ -10,14 +10,14 @@ Writes (or, with --check, diffs) in deploy/k8s/base/:
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from deploy import generated
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -81,32 +81,8 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.k8s.generate",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate in memory; exit 1 with a diff if committed files differ")
-    args = parser.parse_args(argv)
-    stale = 0
-    for path, text in render().items():
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current == text:
-            continue
-        shown = path.relative_to(ROOT)
-        if args.check:
-            stale += 1
-            sys.stdout.writelines(difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True),
-                f"{shown} (committed)", f"{shown} (generated)"))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {shown}")
-    if stale:
-        print(f"{stale} generated file(s) out of date: run `python -m deploy.k8s.generate`",
-              file=sys.stderr)
-        return 1
-    return 0
-
+    return generated.main(argv, module="deploy.k8s.generate", doc=__doc__,
+                          what="generated file(s)", render=render)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,8 +8,6 @@ expressions; tests substitute them before validating the PromQL with promtool.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import sys
 from collections.abc import Sequence
@@ -23,6 +21,8 @@ from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+
+from deploy import generated
 
 HERE = Path(__file__).resolve().parent
 DASHBOARDS = HERE / "dashboards"
@@ -316,39 +316,10 @@ def render() -> dict[str, str]:
     return out
 
 
-def shown(path: Path) -> str:
-    """A path relative to the repository when it is inside it."""
-    root = HERE.parent.parent
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.monitoring.generate",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate in memory; exit 1 with a diff if committed files differ")
-    args = parser.parse_args(argv)
-    stale = 0
-    for name, text in render().items():
-        path = DASHBOARDS / name
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current == text:
-            continue
-        if args.check:
-            stale += 1
-            sys.stdout.writelines(difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True),
-                f"{shown(path)} (committed)", f"{shown(path)} (generated)"))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {shown(path)}")
-    if stale:
-        print(f"{stale} dashboard(s) out of date: run `python -m deploy.monitoring.generate`",
-              file=sys.stderr)
-        return 1
-    return 0
-
+    return generated.main(argv, module="deploy.monitoring.generate", doc=__doc__,
+                          what="dashboard(s)",
+                          render=lambda: {DASHBOARDS / n: t for n, t in render().items()})
 
 if __name__ == "__main__":
     sys.exit(main())
