@@ -6,6 +6,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
+from valeur_monitor.engine import obligations as O
 from valeur_monitor.engine import promises as P
 from valeur_monitor.engine import valuation as V
 from valeur_monitor.engine.durations import format_duration
@@ -13,11 +14,12 @@ from valeur_monitor.engine.event import Event, format_time
 from valeur_monitor.engine.explain import template
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.ruleindex import OnIndex
-from valeur_monitor.engine.rules.model import Effect, ExpectRule, Roles, RuleSet
+from valeur_monitor.engine.rules.model import Deadline, Effect, ExpectRule, RuleSet
 from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
 from valeur_monitor.engine.state import CustomerState, Promise
 
 _NOTHING: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
+_NO_MEMO: list[bool | None] = []
 PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
 
 
@@ -68,6 +70,9 @@ class Engine:
         self._count_alerts = tuple(a for a in rules.alerts if a.outcome is not None)
         self._on_index = {t: OnIndex(on) for t, (on, _, _) in rules.by_type.items() if on}
         self._repeat_within = {r.id: r.within for r in rules.repeat_rules}
+        deadlines: list[Deadline] = []
+        self._expect_plan = {t: O.plan(expect, deadlines)
+                             for t, (_, _, expect) in rules.by_type.items() if expect}
 
     # -- entry points -------------------------------------------------------------------------
     def ingest(self, state: CustomerState, event: Event, out: Output) -> None:
@@ -137,7 +142,7 @@ class Engine:
 
     # -- events -------------------------------------------------------------------------------
     def _process(self, state: CustomerState, event: Event, out: Output, *, late: bool) -> None:
-        _, repeat_rules, expect_rules = self.rules.by_type.get(event.type, _NOTHING)
+        repeat_rules = self.rules.by_type.get(event.type, _NOTHING)[1]
         index = self._on_index.get(event.type)
         for rule in index.matching(event) if index is not None else ():
             self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
@@ -162,44 +167,63 @@ class Engine:
                 extra = {"count": len(times), "key": key, "within": format_duration(rrule.within)}
                 self._emit(state, Case.of_event(rrule.id, rrule.title, event, late), "repeat",
                            rrule.effect, event.time, out, extra)
-        for erule, roles in expect_rules:
-            self._expect(state, erule, roles, event, out, late)
+        plan = self._expect_plan.get(event.type)
+        if plan is not None:
+            self._expect(state, plan, event, out, late)
         out.processed.append(event)
 
-    def _expect(self, state: CustomerState, rule: ExpectRule, roles: Roles, event: Event,
-                out: Output, late: bool) -> None:
-        slot = f"{rule.id}\x1f{event.ref}"
-        self._expect_slot(state, rule, roles, event, out, late, slot)
-        _touch(state, slot)
-
-    def _expect_slot(self, state: CustomerState, rule: ExpectRule, roles: Roles, event: Event,
-                     out: Output, late: bool, slot: str) -> None:
-        promise = state.promises.get(slot)
-        if promise is not None:
-            if roles.keep and P.hit(roles.keep, event):
-                outcome = "late" if promise.broken_at >= 0 else "kept"
-                self._close(state, rule, promise, outcome, event, out, late)
-                del state.promises[slot]
-                promise = None
-            elif roles.cancel and P.hit(roles.cancel, event):
-                if rule.broken is not None:  # reported once, by the rule that owns the failure
-                    out.outcomes.append(Outcome(rule.id, "cancelled", promise.team,
-                                                promise.channel))
-                del state.promises[slot]
-                promise = None
-            elif roles.pause and P.hit(roles.pause, event):
-                P.pause(rule, promise, event.time)
-            elif roles.resume and P.hit(roles.resume, event):
-                P.resume(rule, promise, event.time)
-        if not roles.open or not P.hit(roles.open, event):
-            return
-        if promise is not None and promise.broken_at < 0 and rule.reopen == "ignore":
-            return  # the running clock goes on (documented: first trigger wins)
-        fresh = P.open_promise(rule, event)
-        if fresh is not None:
-            state.promises[slot] = fresh
-        elif promise is not None:
-            del state.promises[slot]
+    def _expect(self, state: CustomerState, plan: O.TypePlan, event: Event, out: Output,
+                late: bool) -> None:
+        """Each expect rule's promise for the event's ref: kept, cancelled, paused, resumed,
+        (re)opened, in rule order; condition groups and deadlines computed once per event."""
+        promises = state.promises
+        groups = plan.groups
+        memo: list[bool | None] = [None] * len(groups) if groups else _NO_MEMO
+        opened: dict[int, O.Opened] = {}
+        tier: str | None = None
+        ref = event.ref
+        for step in plan.steps:
+            rule = step.rule
+            slot = step.prefix + ref
+            promise = promises.get(slot)
+            changed = False
+            if promise is not None:
+                if step.keep and O.test(step.keep, groups, memo, event):
+                    outcome = "late" if promise.broken_at >= 0 else "kept"
+                    self._close(state, rule, promise, outcome, event, out, late)
+                    del promises[slot]
+                    promise = None
+                    changed = True
+                elif step.cancel and O.test(step.cancel, groups, memo, event):
+                    if rule.broken is not None:  # reported once, by the rule owning the failure
+                        out.outcomes.append(Outcome(rule.id, "cancelled", promise.team,
+                                                    promise.channel))
+                    del promises[slot]
+                    promise = None
+                    changed = True
+                elif step.pause and O.test(step.pause, groups, memo, event):
+                    P.pause(rule, promise, event.time)
+                    changed = True
+                elif step.resume and O.test(step.resume, groups, memo, event):
+                    P.resume(rule, promise, event.time)
+                    changed = True
+            if step.open and O.test(step.open, groups, memo, event) and not (
+                    promise is not None and promise.broken_at < 0 and rule.reopen == "ignore"):
+                # (a running clock goes on under "ignore": documented, first trigger wins)
+                if tier is None:
+                    tier = str(event.data.get("tier", ""))
+                if step.deadline in opened:
+                    fresh = opened[step.deadline]
+                else:
+                    fresh = opened[step.deadline] = O.opening(rule, event, tier)
+                if fresh is not None:
+                    promises[slot] = O.promise_of(rule, event, tier, fresh[0], fresh[1])
+                    changed = True
+                elif promise is not None:
+                    del promises[slot]
+                    changed = True
+            if changed:
+                _touch(state, slot)
 
     def _close(self, state: CustomerState, rule: ExpectRule, promise: Promise, outcome: str,
                event: Event, out: Output, late: bool) -> None:

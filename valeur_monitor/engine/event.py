@@ -44,12 +44,21 @@ _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _EPOCH_DATE = date(1970, 1, 1)
 _HOURS: dict[str, int] = {}     # "YYYY-MM-DDThh" -> epoch ms (a stream has few distinct hours)
 _ZONES: dict[str, int] = {"Z": 0, "z": 0}   # "+01:00" -> ms to subtract
+# ":mm:ss[.fff]<zone>" -> ms to add to its hour, for tails already seen in a valid timestamp.
+# The pattern has no dependency between the "YYYY-MM-DDThh" head and this tail, so a known
+# head and a known tail make a valid timestamp: the common case is two dict look-ups.
+_TAILS: dict[str, int] = {}
 
 
 def parse_time(value: object) -> int:
     """RFC 3339 timestamp with an explicit offset -> epoch milliseconds; ValueError otherwise."""
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
+    hour = _HOURS.get(value[:13])
+    if hour is not None:
+        tail = _TAILS.get(value[13:])
+        if tail is not None:
+            return hour + tail
     match = _TIMESTAMP.match(value)
     if match is None:
         raise ValueError(f"{value[:40]!r} is not an RFC 3339 timestamp with an offset "
@@ -63,7 +72,7 @@ def parse_time(value: object) -> int:
         if len(_HOURS) > 100_000:
             _HOURS.clear()
         hour = _HOURS[value[:13]] = day * 86_400_000 + int(value[11:13]) * 3_600_000
-    ms = hour + int(value[14:16]) * 60_000 + int(value[17:19]) * 1000
+    ms = int(value[14:16]) * 60_000 + int(value[17:19]) * 1000
     fraction, zone = match.group(5), match.group(6)
     if fraction:
         ms += int((fraction[1:] + "00")[:3])
@@ -71,7 +80,10 @@ def parse_time(value: object) -> int:
     if offset is None:
         minutes = int(zone[1:3]) * 60 + int(zone[4:6])
         offset = _ZONES[zone] = minutes * 60_000 if zone[0] == "+" else -minutes * 60_000
-    return ms - offset
+    if len(_TAILS) > 100_000:
+        _TAILS.clear()
+    _TAILS[value[13:]] = ms - offset
+    return hour + ms - offset
 
 
 def format_time(ms: int) -> str:

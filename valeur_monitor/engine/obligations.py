@@ -1,0 +1,114 @@
+"""Expect rules per event type, prepared once: rules that declare the same obligation share its
+condition tests and its deadline arithmetic for each event; each rule still keeps and books its
+own promise exactly as before (same slots, same order, same outcomes)."""
+
+from __future__ import annotations
+
+from valeur_monitor.engine import promises as P
+from valeur_monitor.engine.event import Event, parse_time
+from valeur_monitor.engine.rules.model import Deadline, ExpectRule, Matcher, Roles
+from valeur_monitor.engine.state import Promise
+
+NONE = 0      # a role value: the rule does not react to this event type in this role
+ALWAYS = 1    # ... reacts to every event of the type (a matcher without a condition)
+# values >= 2: the role's matchers are the type's condition group `value - 2`, tested once per
+# event whichever rule asks (rules declaring the same obligation have equal groups)
+
+Opened = tuple[int, int] | None   # (budget, deadline) of a promise opened now; None: not opened
+
+
+class Step:
+    """One expect rule's part in an event of one type."""
+
+    __slots__ = ("cancel", "deadline", "keep", "open", "pause", "prefix", "resume", "rule")
+
+    def __init__(self, rule: ExpectRule, roles: tuple[int, int, int, int, int],
+                 deadline: int) -> None:
+        self.rule = rule
+        self.prefix = f"{rule.id}\x1f"
+        self.keep, self.cancel, self.pause, self.resume, self.open = roles
+        self.deadline = deadline   # index of the rule's deadline among the equal ones
+
+
+class TypePlan:
+    """The expect steps of one event type, in rule order, and its distinct condition groups."""
+
+    __slots__ = ("groups", "steps")
+
+    def __init__(self, steps: tuple[Step, ...], groups: tuple[tuple[Matcher, ...], ...]) -> None:
+        self.steps = steps
+        self.groups = groups
+
+
+def plan(expect: tuple[tuple[ExpectRule, Roles], ...], deadlines: list[Deadline]
+         ) -> TypePlan:
+    """The plan of one event type; `deadlines` collects the distinct deadlines of all types."""
+    groups: list[tuple[Matcher, ...]] = []
+    keys: list[tuple[tuple[frozenset[str], str], ...]] = []
+
+    def role(group: tuple[Matcher, ...]) -> int:
+        if not group:
+            return NONE
+        if any(m.condition is None for m in group):
+            return ALWAYS
+        key = tuple((m.types, m.condition.source if m.condition else "") for m in group)
+        if key not in keys:
+            keys.append(key)
+            groups.append(group)
+        return keys.index(key) + 2
+
+    steps = []
+    for rule, roles in expect:
+        if rule.deadline not in deadlines:
+            deadlines.append(rule.deadline)
+        steps.append(Step(rule, (role(roles.keep), role(roles.cancel), role(roles.pause),
+                                 role(roles.resume), role(roles.open)),
+                          deadlines.index(rule.deadline)))
+    return TypePlan(tuple(steps), tuple(groups))
+
+
+def test(value: int, groups: tuple[tuple[Matcher, ...], ...], memo: list[bool | None],
+         event: Event) -> bool:
+    """Whether a role with this value accepts `event`; each condition group tested once."""
+    if value < 2:
+        return value == ALWAYS
+    found = memo[value - 2]
+    if found is None:
+        found = memo[value - 2] = P.hit(groups[value - 2], event)
+    return found
+
+
+def opening(rule: ExpectRule, event: Event, tier: str) -> Opened:
+    """Budget and deadline of a promise `rule` would open on `event` (the same for every rule
+    with an equal deadline); None when no deadline can be computed or it already passed."""
+    deadline = rule.deadline
+    if deadline.at_field is not None:
+        try:
+            target = parse_time(event.data.get(deadline.at_field)) + deadline.offset
+        except ValueError:
+            return None
+        budget = target - event.time
+    else:
+        within = deadline.budget_for(tier)
+        if within is None:
+            return None
+        budget = within
+    if budget <= 0:
+        return None  # documented: a promise whose deadline is already past is not opened
+    return budget, P.sla_add(rule, event.time, budget)
+
+
+def promise_of(rule: ExpectRule, event: Event, tier: str, budget: int, deadline: int
+               ) -> Promise:
+    """The promise `P.open_promise` makes, from a shared opening (its own warning)."""
+    at = event.time
+    promise = Promise(rule=rule.id, ref=event.ref, opened_at=at, open_event=event.id,
+                      budget=budget, running_since=at, deadline=deadline, tier=tier,
+                      team=event.team, channel=event.channel)
+    if rule.warn is not None:
+        lead = budget - rule.warn
+        promise.warn_at = P.sla_add(rule, at, lead) if lead > 0 else at
+        promise.due = promise.warn_at
+    else:
+        promise.due = deadline
+    return promise
