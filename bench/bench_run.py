@@ -45,14 +45,7 @@ def sharded_run(path: Path, workers: int) -> float:
     """`run --workers N`: the same pipeline with customers shared out across N processes."""
     rules = load_rules(["rules"])
     began = time.perf_counter()
-    runner = ShardedRunner(rules, workers)
-    try:
-        with path.open("rb") as fh:
-            for batch in read_batches(fh, 2000):
-                runner.feed(batch)
-        runner.finish()
-    finally:
-        runner.close()
+    ShardedRunner(rules, workers).run([str(path)])
     return time.perf_counter() - began
 
 

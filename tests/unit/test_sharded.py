@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +14,23 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from valeur_monitor.cli.run_cmd import run_files
+from valeur_monitor.cli.main import app
+from valeur_monitor.cli.report import report_dict
+from valeur_monitor.cli.run_cmd import run_files, state_as_of
 from valeur_monitor.codec import decode
+from valeur_monitor.engine.event import format_time, parse_time
+from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import EventError
-from valeur_monitor.runner.sharded import _exact_key, customer_key, shard_of
+from valeur_monitor.runner.embedded import EmbeddedRunner, RunReport
+from valeur_monitor.runner.inputs import open_input, read_batches
+from valeur_monitor.runner.route import customer_key, route
+from valeur_monitor.runner.sharded import ShardedRunner, ShardError
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
+from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
+from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.memory import MemoryStore
 
 names = st.text(alphabet=st.sampled_from('ab"\\é/ \u2028c'), min_size=0, max_size=6)
 plain = st.text(alphabet="abc-0123", min_size=1, max_size=8)
@@ -40,21 +56,19 @@ def records(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(records())
-def test_the_byte_scan_finds_the_decoders_customer(line: bytes) -> None:
-    exact = _exact_key(line)
-    if exact is not None:  # without one the record is refused, whichever shard gets it
-        assert customer_key(line) == exact
+def test_the_router_finds_the_decoders_customer(line: bytes) -> None:
     try:
         event = decode(line)
     except EventError:
-        return  # refused records may go to any shard
+        return  # refused records may go to any shard: the same dead letter everywhere
     assert customer_key(line) == event.customer.encode()
 
 
 def test_records_without_a_customer_go_to_shard_zero() -> None:
-    assert shard_of(b"not json", 4) == 0
-    assert shard_of(b'{"id": "x"}', 4) == 0
-    assert 0 <= shard_of(b'{"customer":"c-1"}', 4) < 4
+    assert route(b"not json", 4) == 0
+    assert route(b'{"id": "x"}', 4) == 0
+    assert route(b'{"customer": "\\ud800"}', 4) in range(4)  # a lone surrogate: no crash
+    assert 0 <= route(b'{"customer":"c-1"}', 4) < 4
 
 
 def _outputs(tmp: Path, events: Path, workers: int) -> dict[str, bytes]:
@@ -87,3 +101,189 @@ def test_workers_need_the_memory_store(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--workers"):
         run_files([str(events)], rules=["rules"], store_url="redis://localhost:1/0",
                   progress=False, workers=2)
+
+
+# -- the same outputs as one process on hostile input, batch by batch -------------------------
+DAY = 86_400_000
+NOW = parse_time("2026-11-29T10:00:00Z")   # the wall clock of both runs (it shows in details)
+
+
+def _line(**fields: Any) -> bytes:
+    return orjson.dumps(fields) + b"\n"
+
+
+def _hostile(path: Path, start: datetime) -> None:
+    """Simulated events with, every few hundred lines: exact duplicates, events far too late,
+    events beyond the future bound (and within it, pulling the bound along), bad lines whose
+    time is the latest of their batch, records without a customer, CloudEvents by subject."""
+    sim = path.with_suffix(".sim")
+    write_jsonl(sim, SimulationConfig(seed=5, customers=40, days=6, start=start, bad_rate=0.02,
+                                      disorder=0.05))
+    lines = sim.read_bytes().splitlines(keepends=True)
+    out: list[bytes] = []
+    first = parse_time(orjson.loads(lines[0])["time"])
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i % 97 == 0:
+            out.append(line)                                   # duplicate (same id)
+        if i % 131 == 5:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            now = parse_time(record["time"]) if isinstance(record, dict) else first
+            cust = f"cust-{i % 40:05d}"
+            out += [
+                _line(id=f"late-{i}", type="contact.inbound", time=format_time(now - 30 * DAY),
+                      customer=cust, channel="phone", data={"topic": "outage"}),
+                _line(id=f"far-{i}", type="contact.inbound", time=format_time(now + 60 * DAY),
+                      customer=cust, channel="phone", data={"topic": "outage"}),
+                _line(id=f"near-{i}", type="contact.inbound", time=format_time(now + 5 * DAY),
+                      customer=cust, channel="phone", data={"topic": "outage"}),
+                _line(id=f"bad-{i}", type="no.such.type", time=format_time(now + 6 * DAY),
+                      customer=cust),
+                _line(id=f"anon-{i}", type="contact.inbound", time=format_time(now)),
+                _line(specversion="1.0", id=f"ce-{i}", source="tests", type="contact.inbound",
+                      time=format_time(now), subject=cust, data={"topic": "outage"}),
+                b"{not json\n",
+            ]
+    path.write_bytes(b"".join(out))
+
+
+def _summary(report: RunReport) -> bytes:
+    figures = report_dict(report, "dead.jsonl")
+    figures.pop("seconds")
+    return orjson.dumps(figures)
+
+
+def _files(folder: Path, report: RunReport, views: list[ScoreView]) -> dict[str, bytes]:
+    rules = load_rules(["rules"])
+    state_as_of(report, rules)
+    writer = ScoresWriter(folder / "scores.jsonl", rules.version, as_of=report.as_of,
+                          half_life=rules.settings.half_life)
+    writer.write(views)
+    writer.close()
+    return {"summary": _summary(report),
+            **{p.name: p.read_bytes() for p in sorted(folder.iterdir())}}
+
+
+def _one_process(events: Path, folder: Path, batch: int, until: int | None,
+                 ledger_name: str) -> dict[str, bytes]:
+    folder.mkdir()
+    rules = load_rules(["rules"])
+    runner = EmbeddedRunner(rules, MemoryStore(ledger_cap=rules.settings.ledger_cap),
+                            ledger=LedgerWriter(folder / ledger_name),
+                            dead_letters=DeadLetterWriter(folder / "dead.jsonl"))
+    runner.processor.clock = lambda: NOW
+    with open_input(str(events)) as stream:
+        for lines in read_batches(stream, batch):
+            runner.feed(lines)
+    report = runner.finish(until=until)
+    return _files(folder, report, runner.score_views())
+
+
+def _sharded(inputs: list[str], folder: Path, workers: int, batch: int, until: int | None,
+             ledger_name: str, start_method: str | None = None) -> dict[str, bytes]:
+    folder.mkdir()
+    runner = ShardedRunner(load_rules(["rules"]), workers,
+                           ledger=LedgerWriter(folder / ledger_name),
+                           dead_letters=DeadLetterWriter(folder / "dead.jsonl"), batch=batch,
+                           start_method=start_method, clock=lambda: NOW)
+    report = runner.run(inputs, until=until)
+    return _files(folder, report, runner.score_views())
+
+
+@pytest.mark.parametrize("start", ["past", "future"])
+def test_shards_decide_what_one_process_decides_batch_by_batch(tmp_path: Path,
+                                                               start: str) -> None:
+    """Dead letters (bad, too late, beyond the future bound), duplicates, stream time and the
+    timers that fire at the end: the same files and figures for 2 and 3 shards. "future" data
+    lies beyond the wall clock, so the future bound is anchored on the data itself."""
+    when = datetime(2026, 11, 2, tzinfo=UTC) + timedelta(days=0 if start == "past" else 400)
+    events = tmp_path / "events.jsonl"
+    _hostile(events, when)
+    until = parse_time(format_time(int(when.timestamp() * 1000) + 40 * DAY))
+    one = _one_process(events, tmp_path / "one", 300, until, "ledger.csv")
+    report = orjson.loads(one["summary"])
+    refused = report["dead_letters"]
+    assert refused["future_time"] > 0 and refused["too_late"] > 0 and refused["unknown_type"]
+    assert report["duplicates"] > 0 and b",broken," in one["ledger.csv"]  # timers fired
+    for workers in (2, 3):
+        assert _sharded([str(events)], tmp_path / f"w{workers}", workers, 300, until,
+                        "ledger.csv") == one
+
+
+def test_several_files_and_gzip_keep_their_batches(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    write_jsonl(first, SimulationConfig(seed=3, customers=30, days=3, bad_rate=0.01))
+    write_jsonl(second, SimulationConfig(seed=4, customers=30, days=3,
+                                         start=datetime(2026, 11, 5, tzinfo=UTC)))
+    one = tmp_path / "one"
+    one.mkdir()
+    rules = load_rules(["rules"])
+    runner = EmbeddedRunner(rules, MemoryStore(ledger_cap=rules.settings.ledger_cap),
+                            ledger=LedgerWriter(one / "ledger.jsonl"),
+                            dead_letters=DeadLetterWriter(one / "dead.jsonl"))
+    for name in (first, second):
+        with open_input(str(name)) as stream:
+            for lines in read_batches(stream, 500):
+                runner.feed(lines)
+    report = runner.finish()
+    expected = _files(one, report, runner.score_views())
+    assert _sharded([str(first), str(second)], tmp_path / "two", 2, 500, None,
+                    "ledger.jsonl") == expected
+
+
+def test_a_spawned_shard_rebuilds_rules_and_catalogue(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=8, customers=20, days=2, bad_rate=0.02))
+    one = _one_process(events, tmp_path / "one", 400, None, "ledger.jsonl")
+    assert _sharded([str(events)], tmp_path / "spawn", 2, 400, None, "ledger.jsonl",
+                    start_method="spawn") == one
+
+
+def test_an_empty_input_gives_an_empty_run(tmp_path: Path) -> None:
+    events = tmp_path / "empty.jsonl"
+    events.write_bytes(b"")
+    one = _one_process(events, tmp_path / "one", 100, None, "ledger.jsonl")
+    assert _sharded([str(events)], tmp_path / "two", 2, 100, None, "ledger.jsonl") == one
+
+
+def test_a_killed_shard_stops_the_run_with_an_error(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=9, customers=300, days=7))
+    runner = ShardedRunner(load_rules(["rules"]), 2)
+
+    def kill_first_shard() -> None:
+        while not runner._procs:
+            time.sleep(0.01)
+        os.kill(runner._procs[0].pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_first_shard)
+    killer.start()
+    with pytest.raises(ShardError, match="shard 0 stopped without a result"):
+        runner.run([str(events)])
+    killer.join()
+    assert not runner._procs and runner._folder is None   # shards stopped, temp files gone
+
+
+def test_run_workers_reads_stdin_like_a_file(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=12, customers=40, days=3, bad_rate=0.02))
+    outputs = []
+    for name, workers, stdin in (("file", 1, None), ("stdin", 2, events.read_bytes())):
+        folder = tmp_path / name
+        folder.mkdir()
+        args = ["run", "-" if stdin else str(events), "--workers", str(workers), "--json",
+                "--rules", "rules", "--ledger", str(folder / "ledger.jsonl"),
+                "--scores", str(folder / "scores.csv"),
+                "--dead-letters", str(folder / "dead.jsonl")]
+        done = CliRunner().invoke(app, args, input=stdin)
+        assert done.exit_code == 0, done.output
+        figures = orjson.loads(done.output)
+        figures.pop("seconds")
+        figures.pop("dead_letters_file")
+        outputs.append((figures, *(p.read_bytes() for p in sorted(folder.iterdir()))))
+    assert outputs[0] == outputs[1]
+    assert CliRunner().invoke(app, ["run", str(events), "--workers", "2", "--follow"]
+                              ).exit_code != 0

@@ -43,9 +43,9 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
     """
     ruleset = rules_or_exit(rules)
     if workers > 1:
-        if store_url != "memory" or hooks or then:
+        if store_url != "memory" or hooks or then or follow:
             raise ValueError("--workers runs on the memory store, without --metrics-port, "
-                             "--notices, --outbox or --serve")
+                             "--notices, --outbox, --serve or --follow")
         return _run_sharded(files, ruleset, workers, ledger=ledger, scores=scores,
                             dead_letters=dead_letters, until=until, progress=progress)
     store = open_store(store_url, ledger_cap=ruleset.settings.ledger_cap,
@@ -106,20 +106,23 @@ def _follow(files: list[str], runner: EmbeddedRunner, rules: list[str] | None,
 def _run_sharded(files: list[str], ruleset: RuleSet, workers: int, *, ledger: str | None,
                  scores: str | None, dead_letters: str, until: str | None,
                  progress: bool) -> RunReport:
+    stop = parse_time(until) if until else None
+    names = list(expand_inputs(files))   # an archive directory: its day files in order
     runner = ShardedRunner(ruleset, workers, ledger=LedgerWriter(ledger) if ledger else None,
                            dead_letters=DeadLetterWriter(dead_letters))
-    try:
-        _feed_files(files, runner, progress)
-        report = runner.finish(until=parse_time(until) if until else None)
-    finally:
-        runner.close()
+    sizes = [input_size(name) for name in names]
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                   TimeRemainingColumn(), console=err, disable=not progress, transient=True)
+    with bar:   # shard 0 reads every line: its bytes read are the run's progress
+        task = bar.add_task(f"{len(names)} file(s), {workers} workers",
+                            total=None if None in sizes else sum(s or 0 for s in sizes))
+        report = runner.run(names, until=stop, progress=lambda n: bar.advance(task, n))
     state_as_of(report, ruleset)
     _write_scores(scores, runner.score_views(), ruleset, report.as_of)
     return report
 
 
-def _feed_files(files: list[str], runner: EmbeddedRunner | ShardedRunner,
-                progress: bool) -> None:
+def _feed_files(files: list[str], runner: EmbeddedRunner, progress: bool) -> None:
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TimeRemainingColumn(), console=err, disable=not progress, transient=True)
     with bar:

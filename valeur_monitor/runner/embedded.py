@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,6 +38,9 @@ class RunReport:
     worst: list[ScoreView] = field(default_factory=list)
     as_of: int = 0            # the instant every score shown is decayed to (the stream time)
     customers: int = 0
+    # every entry's value by (rule, dimension, created?), summed once by `sum_values`: an exact
+    # sum (math.fsum) is the same whatever order entries were counted in (one process, shards)
+    values: dict[tuple[str, str, bool], array[float]] = field(default_factory=dict)
 
     def add(self, result: BatchResult, processed: int | None = None) -> None:
         """Count a batch; `processed` overrides len(result.events) (shards send counts)."""
@@ -44,15 +49,29 @@ class RunReport:
         self.duplicates += result.duplicates
         self.late += result.late
         self.dead_letters.update(d.reason for d in result.dead_letters)
+        values = self.values
         for entry in result.entries:
-            if entry.value >= 0:
-                self.created[(entry.rule, entry.dimension)] += entry.value
-            else:
-                self.destroyed[(entry.rule, entry.dimension)] -= entry.value
+            value = entry.value
+            key = (entry.rule, entry.dimension, value >= 0)
+            bucket = values.get(key)
+            if bucket is None:
+                bucket = values[key] = array("d")
+            bucket.append(value)
         self.entries += len(result.entries)
         self.outcomes.update((o.rule, o.outcome) for o in result.outcomes)
         self.notices.update((n.kind, n.id) for n in result.notices)
         self.watermark = max(self.watermark, result.watermark)
+
+    def sum_values(self) -> None:
+        """Fill `created` and `destroyed` (by rule and dimension, in key order) from `values`."""
+        self.created.clear()
+        self.destroyed.clear()
+        for rule, dimension, made in sorted(self.values):
+            total = math.fsum(self.values[(rule, dimension, made)])
+            if made:
+                self.created[(rule, dimension)] = total
+            else:
+                self.destroyed[(rule, dimension)] = -total
 
 
 class EmbeddedRunner:
@@ -81,6 +100,7 @@ class EmbeddedRunner:
         target = until if until is not None else self.processor.max_event_time
         result = self.processor.advance_to(target)
         self._sink(result, time.perf_counter() - began)
+        self.report.sum_values()
         self.report.seconds = time.perf_counter() - self._started
         reader = reader_of(self.store)
         lowest = reader.scores([c for c, total in reader.ranked(0, worst) if total < 0])

@@ -1,261 +1,243 @@
 """`run --workers N`: customers split across processes by a hash of their id, same results.
 
 Customers are independent, so each shard process runs its own Processor and memory store over
-the lines of its customers. Two things keep the output identical to one process: every batch
-has the same lines as in one process, and all shards settle it at the same stream time (the
-watermark of the whole batch, which the parent computes from each shard's latest event time).
-A batch is therefore two steps (ingest, then settle) folded into one round trip per batch: the
-message that settles batch k also carries the lines of batch k+1.
+the lines of its customers (`runner/shard.py`). The parent does nothing per event: it starts
+the shards (forked, so they inherit the loaded rules and catalogue), waits, and at the end
+merges their rendered ledger entries and dead letters — batch by batch, in the order one
+process writes them — and adds up their totals. Stdin, which shards cannot each read, is
+spooled to a temporary file first.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import multiprocessing
+import shutil
+import sys
+import tempfile
+import threading
 import time
-import zlib
-from collections.abc import Sequence
-from multiprocessing.connection import Connection
+from array import array
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
-from valeur_monitor.engine.rules import load_rules
+from valeur_monitor import catalogue as event_catalogue
+from valeur_monitor.codec import input_limits
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.runner.embedded import RunReport, close_sinks, sink_batch
-from valeur_monitor.service import BatchResult, DeadLetter, Ingested, Processor
+from valeur_monitor.errors import ValeurError
+from valeur_monitor.runner.embedded import RunReport, close_sinks
+from valeur_monitor.runner.inputs import CHUNK
+from valeur_monitor.runner.route import customer_key, route
+from valeur_monitor.runner.shard import Plan, Summary, serve, widen
+from valeur_monitor.service import wall_clock_ms
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter
 from valeur_monitor.store.base import ScoreView
-from valeur_monitor.store.memory import MemoryStore
 
-_KEY = b'"customer":"'
+__all__ = ["ShardError", "ShardedRunner", "customer_key", "route"]
 
-
-class _Route(msgspec.Struct):
-    customer: Any = None
-    subject: Any = None
-    specversion: Any = None
+BATCH = 2000
 
 
-_route_decoder = msgspec.json.Decoder(_Route)
-
-
-def customer_key(line: bytes) -> bytes | None:
-    """The customer id of a record as the decoder would read it, None if it has none.
-
-    A byte scan when the line leaves no doubt (one `"customer":"` key, no escapes, no
-    CloudEvents `subject`), else a decode of the three fields that decide it.
-    """
-    at = line.find(_KEY)
-    if at >= 0 and b"\\" not in line and b'"subject"' not in line and line.count(
-            b'"customer"') == 1:
-        end = line.find(b'"', at + len(_KEY))
-        if end > at + len(_KEY):
-            return line[at + len(_KEY):end]
-    return _exact_key(line)
-
-
-def _exact_key(line: bytes) -> bytes | None:
-    try:
-        route = _route_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    customer = route.customer
-    if route.specversion is not None and not customer:
-        customer = route.subject
-    return customer.encode() if isinstance(customer, str) and customer else None
-
-
-def shard_of(line: bytes, shards: int) -> int:
-    """Which of `shards` processes owns the record's customer (records without one: 0)."""
-    key = customer_key(line)
-    return zlib.crc32(key) % shards if key is not None else 0
-
-
-# -- messages between the parent and its shards (msgpack) ---------------------------------------
-class Step(msgspec.Struct, tag=True, array_like=True):
-    watermark: int | None           # settle the batch ingested last at this stream time first
-    lines: list[bytes]              # then ingest these
-
-
-class Finish(msgspec.Struct, tag=True, array_like=True):
-    watermark: int | None
-    until: int
-
-
-class Settled(msgspec.Struct, array_like=True):
-    received: int
-    processed: int
-    entries: list[LedgerEntry]
-    notices: list[Notice]
-    outcomes: list[Outcome]
-    dead: list[tuple[bytes, str, str, int]]
-    duplicates: int
-    late: int
-    watermark: int
-
-    @classmethod
-    def of(cls, result: BatchResult) -> Settled:
-        return cls(result.received, len(result.events), result.entries, result.notices,
-                   result.outcomes, [(d.raw, d.reason, d.detail, d.index)
-                                     for d in result.dead_letters],
-                   result.duplicates, result.late, result.watermark)
-
-
-class StepReply(msgspec.Struct, array_like=True):
-    settled: Settled | None
-    latest: int | None
-
-
-class FinishReply(msgspec.Struct, array_like=True):
-    settled: Settled | None
-    final: Settled
-    scores: list[ScoreView]
-
-
-_encoder = msgspec.msgpack.Encoder()
-
-
-def _serve(conn: Connection, rule_files: list[str]) -> None:
-    """A shard process: its own rules, memory store and Processor, driven by the parent."""
-    rules = load_rules(rule_files)
-    store = MemoryStore(ledger_cap=0)  # the parent writes the ledger; the shard keeps none
-    processor = Processor(rules, store)
-    decoder = msgspec.msgpack.Decoder(Step | Finish)
-    pending: Ingested | None = None
-    while True:
-        message = decoder.decode(conn.recv_bytes())
-        settled = None
-        if pending is not None and message.watermark is not None:
-            settled = Settled.of(processor.settle(pending, message.watermark))
-            pending = None
-        if isinstance(message, Step):
-            pending = processor.ingest(message.lines)
-            conn.send_bytes(_encoder.encode(StepReply(settled, pending.latest)))
-            continue
-        final = Settled.of(processor.advance_to(message.until))
-        scores = [v for c in store.customers() if (v := store.score(c)) is not None]
-        conn.send_bytes(_encoder.encode(FinishReply(settled, final, scores)))
-        conn.close()
-        return
+class ShardError(ValeurError):
+    """A shard process failed or stopped; the run has no result."""
 
 
 class ShardedRunner:
-    """The parent: splits each batch by customer, agrees stream time, merges and writes."""
+    """The parent: starts N shards over the inputs, merges what they wrote, sums the totals."""
 
     def __init__(self, rules: RuleSet, workers: int, *, ledger: LedgerWriter | None = None,
-                 dead_letters: DeadLetterWriter | None = None) -> None:
+                 dead_letters: DeadLetterWriter | None = None, batch: int = BATCH,
+                 start_method: str | None = None,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
         if workers < 2:
             raise ValueError("a sharded run needs at least 2 workers")
         self.rules = rules
         self.workers = workers
         self.ledger, self.dead = ledger, dead_letters
+        self.batch = batch
         self.report = RunReport()
-        self._started = time.perf_counter()
-        context = multiprocessing.get_context("spawn")  # no inherited threads or open files
-        self._conns: list[Connection] = []
-        self._procs = []
-        for _ in range(workers):
-            parent, child = context.Pipe()
-            proc = context.Process(target=_serve, args=(child, list(rules.sources)),
-                                   daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
-        self._step = msgspec.msgpack.Decoder(StepReply)
-        self._watermark = 0
-        self._max_time = 0
-        # Batches in flight: positions of the lines each shard got, oldest first. The shards
-        # work on step k while the parent splits batch k+1 and writes out batch k-1.
-        self._positions: list[list[list[int]]] = []
-        self._awaiting = False
+        self._method = start_method or _start_method()
+        # read once: every shard must bound future events alike (one process reads it per batch)
+        self._clock = clock
+        self._procs: list[Any] = []
+        self._folder: str | None = None
         self._scores: list[ScoreView] = []
 
-    def feed(self, lines: Sequence[bytes]) -> None:
-        """Send a batch to the shards; settle and write out earlier ones as replies come."""
-        parts: list[list[bytes]] = [[] for _ in range(self.workers)]
-        where: list[list[int]] = [[] for _ in range(self.workers)]
-        workers = self.workers
-        for i, line in enumerate(lines):
-            shard = shard_of(line, workers)
-            parts[shard].append(line)
-            where[shard].append(i)
-        settled = self._collect()
-        settle = self._watermark if self._positions else None
-        for conn, part in zip(self._conns, parts, strict=True):
-            conn.send_bytes(_encoder.encode(Step(settle, part)))
-        self._awaiting = True
-        self._positions.append(where)
-        if settled is not None:
-            self._merge(settled, self._positions.pop(0))
-
-    def _collect(self) -> list[Settled | None] | None:
-        """Replies to the last step: stream time for its batch, results of the one before."""
-        if not self._awaiting:
-            return None
-        replies = [self._step.decode(conn.recv_bytes()) for conn in self._conns]
-        self._awaiting = False
-        latest = [r.latest for r in replies if r.latest is not None]
-        if latest:
-            self._max_time = max(self._max_time, *latest)
-            self._watermark = max(self._watermark, max(latest) - self.rules.settings.lateness)
-        settled = [r.settled for r in replies]
-        return settled if any(part is not None for part in settled) else None
-
-    def finish(self, until: int | None = None, worst: int = 10) -> RunReport:
-        """Settle the last batch, drain every shard to `until` (default: latest event time)."""
-        settled = self._collect()
-        target = until if until is not None else self._max_time
-        settle = self._watermark if self._positions else None
-        for conn in self._conns:
-            conn.send_bytes(_encoder.encode(Finish(settle, target)))
-        if settled is not None:
-            self._merge(settled, self._positions.pop(0))
-        decoder = msgspec.msgpack.Decoder(FinishReply)
-        replies = [decoder.decode(conn.recv_bytes()) for conn in self._conns]
-        for proc in self._procs:
-            proc.join()
-        if self._positions:
-            self._merge([r.settled for r in replies], self._positions.pop(0))
-        self._merge([r.final for r in replies], None)
-        self._scores = sorted((v for r in replies for v in r.scores), key=lambda v: v.customer)
-        self.report.seconds = time.perf_counter() - self._started
-        ranked = sorted(self._scores, key=lambda v: (v.total, v.customer))[:worst]
-        self.report.worst = [v for v in ranked if v.total < 0]
-        self.report.customers = len(self._scores)
+    def run(self, inputs: list[str], until: int | None = None, worst: int = 10,
+            progress: Callable[[int], None] | None = None) -> RunReport:
+        """Process the input files ('-': stdin) and drain to `until` (default: latest event)."""
+        started = time.perf_counter()
+        self._folder = tempfile.mkdtemp(prefix="valeur-shards-")
+        try:
+            named = [(self._spool() if n == "-" else n, n == "-") for n in inputs]
+            summaries = self._collect(self._start(named, until), progress)
+            self._merge_files()
+            self._total(summaries, worst)
+        finally:
+            self.close()
+        self.report.seconds = time.perf_counter() - started
         close_sinks(self.ledger, self.dead)
         return self.report
 
     def score_views(self) -> list[ScoreView]:
-        """Every customer's final score, by customer id (after `finish`)."""
+        """Every customer's final score, by customer id (after `run`)."""
         return self._scores
 
     def close(self) -> None:
-        """Stop shards still running (after an error in the parent)."""
+        """Stop shards still running and remove the temporary files."""
         for proc in self._procs:
             if proc.is_alive():
                 proc.terminate()
-                proc.join()
+            proc.join()
+        self._procs = []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
-    def _merge(self, parts: Sequence[Settled | None], where: list[list[int]] | None) -> None:
-        result = BatchResult(watermark=0)
-        processed = 0
-        for shard, part in enumerate(parts):
-            if part is None:
-                continue
-            positions = where[shard] if where is not None else None
-            result.received += part.received
-            processed += part.processed
-            result.entries.extend(part.entries)
-            result.notices.extend(part.notices)
-            result.outcomes.extend(part.outcomes)
-            result.dead_letters.extend(
-                DeadLetter(raw, reason, detail,
-                           positions[index] if positions is not None and index >= 0 else index)
-                for raw, reason, detail, index in part.dead)
-            result.duplicates += part.duplicates
-            result.late += part.late
-            result.watermark = max(result.watermark, part.watermark)
-        result.dead_letters.sort(key=lambda d: d.index)
-        sink_batch(result, self.report, self.ledger, self.dead, processed)
+    def _spool(self) -> str:
+        assert self._folder is not None
+        path = Path(self._folder) / "stdin"
+        with path.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, CHUNK)
+        return str(path)
+
+    def _start(self, inputs: list[tuple[str, bool]], until: int | None,
+               ) -> tuple[list[Connection], Any]:
+        assert self._folder is not None
+        context: Any = multiprocessing.get_context(self._method)
+        forked = self._method == "fork"
+        n = self.workers
+        # pipes[i][j]: shard i -> shard j, the valid event times of each batch
+        pipes = [[context.Pipe(duplex=False) if i != j else None for j in range(n)]
+                 for i in range(n)]
+        progress = context.Value("q", 0, lock=False)
+        ledger_csv = (self.ledger.fields is not None) if self.ledger is not None else None
+        everyone = [c for row in pipes for pair in row if pair is not None for c in pair]
+        results: list[Connection] = []
+        clock = self._clock()
+        for i in range(n):
+            plan = Plan(index=i, shards=n, inputs=inputs, batch=self.batch, folder=self._folder,
+                        ledger_csv=ledger_csv, until=until, clock=clock,
+                        rule_sources=self.rules.sources,
+                        catalogue=None if forked else event_catalogue.active(),
+                        limits=None if forked else input_limits())
+            outgoing = [pair[1] for pair in pipes[i] if pair is not None]
+            incoming = [pair[0] for row in pipes if (pair := row[i]) is not None]
+            for conn in outgoing:
+                widen(conn)
+            own = {id(c) for c in (*outgoing, *incoming)}
+            foreign = [c for c in everyone if id(c) not in own] if forked else []
+            mine, theirs = context.Pipe(duplex=False)
+            proc = context.Process(
+                target=serve, name=f"valeur-shard-{i}", daemon=True,
+                args=(plan, self.rules if forked else None, outgoing, incoming, theirs,
+                      progress if i == 0 else None, foreign))
+            proc.start()
+            theirs.close()   # the shard holds it now (and the next shards must not inherit it)
+            self._procs.append(proc)
+            results.append(mine)
+        for conn in everyone:
+            conn.close()
+        return results, progress
+
+    def _collect(self, started: tuple[list[Connection], Any],
+                 progress: Callable[[int], None] | None) -> list[Summary]:
+        """Wait for every shard's summary, reporting progress (shard 0's bytes read)."""
+        results, counter = started
+        decoder = msgspec.msgpack.Decoder(Summary)
+        summaries: dict[int, Summary] = {}
+        shown = 0
+        while len(summaries) < len(results):
+            waiting = [i for i in range(len(results)) if i not in summaries]
+            # a shard's pipe, or its process ending (a killed shard sends nothing)
+            ready = wait([results[i] for i in waiting] + [self._procs[i].sentinel
+                                                          for i in waiting], timeout=0.2)
+            if progress is not None and counter.value > shown:
+                progress(counter.value - shown)
+                shown = counter.value
+            for i in waiting:
+                if results[i] not in ready and self._procs[i].sentinel not in ready:
+                    continue
+                try:
+                    if not results[i].poll():
+                        raise EOFError
+                    summary = decoder.decode(results[i].recv_bytes())
+                except EOFError:
+                    self._procs[i].join(1)
+                    raise ShardError(f"shard {i} stopped without a result (exit code "
+                                     f"{self._procs[i].exitcode})") from None
+                if summary.error:
+                    raise ShardError(f"shard {i} failed:\n{summary.error}")
+                summaries[i] = summary
+        for conn in results:
+            conn.close()
+        return [summaries[i] for i in range(len(results))]
+
+    def _merge_files(self) -> None:
+        """Ledger entries and dead letters of every shard, in one process's order."""
+        assert self._folder is not None
+        folder = Path(self._folder)
+        n = range(self.workers)
+        if self.ledger is not None:
+            entries = msgspec.msgpack.Decoder(tuple[int, list[tuple[str, int, str]]])
+            for lines in _merged([folder / f"ledger-{i}" for i in n], entries, itemgetter(0, 1)):
+                self.ledger.write_text("".join(line for _, _, line in lines))
+        letters = msgspec.msgpack.Decoder(tuple[int, list[tuple[int, str]]])
+        for rows in _merged([folder / f"dead-{i}" for i in n], letters, itemgetter(0)):
+            if self.dead is not None:
+                self.dead.write_lines([line for _, line in rows])
+
+    def _total(self, summaries: list[Summary], worst: int) -> None:
+        report = self.report
+        for s in summaries:
+            report.received += s.received
+            report.processed += s.processed
+            report.duplicates += s.duplicates
+            report.late += s.late
+            report.entries += s.entries
+            report.watermark = max(report.watermark, s.watermark)
+            report.dead_letters.update(s.dead_letters)
+            report.outcomes.update({(a, b): k for a, b, k in s.outcomes})
+            report.notices.update({(a, b): k for a, b, k in s.notices})
+            for rule, dim, made, values in s.values:
+                bucket = report.values.setdefault((rule, dim, made), array("d"))
+                bucket.frombytes(values)
+        report.sum_values()
+        self._scores = sorted((v for s in summaries for v in s.scores), key=lambda v: v.customer)
+        ranked = sorted(self._scores, key=lambda v: (v.total, v.customer))[:worst]
+        report.worst = [v for v in ranked if v.total < 0]
+        report.customers = len(self._scores)
+
+
+def _frames(path: Path, decoder: msgspec.msgpack.Decoder[Any]) -> Iterator[tuple[int, list[Any]]]:
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        while head := fh.read(4):
+            yield decoder.decode(fh.read(int.from_bytes(head, "little")))
+
+
+def _merged(paths: list[Path], decoder: msgspec.msgpack.Decoder[Any],
+            order: Callable[[Any], Any]) -> Iterator[list[Any]]:
+    """Per batch, in batch order: the items every shard wrote for it, sorted by `order`."""
+    streams = [_frames(p, decoder) for p in paths]
+    for _, group in itertools.groupby(heapq.merge(*streams, key=itemgetter(0)),
+                                      key=itemgetter(0)):
+        parts = [items for _, items in group]
+        if len(parts) == 1:
+            yield parts[0]
+        else:
+            yield sorted(itertools.chain.from_iterable(parts), key=order)
+
+
+def _start_method() -> str:
+    """fork where it is safe (POSIX, no thread running): no start-up imports, rules inherited."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"

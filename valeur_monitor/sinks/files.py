@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +19,43 @@ from valeur_monitor.store.base import ScoreView
 
 LEDGER_FIELDS = ("customer", "seq", "time", "rule", "outcome", "dimension", "amount", "value",
                  "ref", "team", "channel", "late", "events", "explain", "rules_version")
+DEAD_LETTER_FIELDS = ("reason", "detail", "record")
+
+
+def render_lines(rows: Iterable[dict[str, Any]], fields: tuple[str, ...] | None) -> list[str]:
+    """Each row as the text line a writer puts in its file: JSON, or CSV with `fields`.
+
+    `run --workers N` renders lines in the shard processes and the parent only merges them."""
+    if fields is None:
+        return [orjson.dumps(r).decode() + "\n" for r in rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    lines = []
+    for row in rows:
+        writer.writerow(row)
+        lines.append(buffer.getvalue())
+        buffer.seek(0)
+        buffer.truncate()
+    return lines
+
+
+def csv_fields(path: str | Path, fields: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The CSV columns of a file written at `path`, None when it is written as JSONL."""
+    return fields if Path(path).suffix == ".csv" else None
+
+
+def ledger_rows(entries: Iterable[LedgerEntry], as_csv: bool) -> Iterator[dict[str, Any]]:
+    """Ledger entries as rows (in CSV the events ids are one space-separated cell)."""
+    rows = (e.to_json() for e in entries)
+    if as_csv:
+        return ({**r, "events": " ".join(r["events"])} for r in rows)
+    return rows
+
+
+def dead_letter_rows(letters: Iterable[DeadLetter]) -> list[dict[str, Any]]:
+    """Refused records as rows: reason, detail and the original line, untouched."""
+    return [{"reason": d.reason, "detail": d.detail,
+             "record": d.raw.decode("utf-8", "replace").rstrip("\n")} for d in letters]
 
 
 class _Writer:
@@ -25,17 +63,21 @@ class _Writer:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[Any] = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.fields = csv_fields(self.path, fields)
         self._csv = None
-        if self.path.suffix == ".csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+        if self.fields is not None:
+            self._csv = csv.DictWriter(self._file, fieldnames=self.fields, extrasaction="ignore")
             self._csv.writeheader()
 
     def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
         if self._csv is not None:
-            for row in rows:
-                self._csv.writerow(row)
+            self._csv.writerows(rows)
         else:
-            self._file.write("".join(orjson.dumps(r).decode() + "\n" for r in rows))
+            self._file.write("".join(render_lines(rows, None)))
+
+    def write_text(self, text: str) -> None:
+        """Lines already rendered by `render_lines` for this file's format."""
+        self._file.write(text)
 
     def close(self) -> None:
         self._file.close()
@@ -46,10 +88,7 @@ class LedgerWriter(_Writer):
         super().__init__(path, LEDGER_FIELDS)
 
     def write(self, entries: Iterable[LedgerEntry]) -> None:
-        rows = (e.to_json() for e in entries)
-        if self._csv is not None:
-            rows = ({**r, "events": " ".join(r["events"])} for r in rows)
-        self.write_rows(rows)
+        self.write_rows(ledger_rows(entries, self.fields is not None))
 
 
 def at_as_of(view: ScoreView, as_of: int, half_life: int | None) -> ScoreView:
@@ -90,7 +129,7 @@ class ScoresWriter(_Writer):
         as_of = self.as_of
         rows = (score_row(v if as_of is None else at_as_of(v, as_of, self.half_life),
                           rules_version=self.rules_version, as_of=as_of) for v in views)
-        if self._csv is not None:
+        if self.fields is not None:
             rows = ({**r, "top_reasons": " ".join(f"{x['rule']}={x['value']:g}"
                                                    for x in r["top_reasons"])} for r in rows)
         self.write_rows(rows)
@@ -108,14 +147,17 @@ class DeadLetterWriter:
         self._writer: _Writer | None = None
 
     def write(self, letters: Iterable[DeadLetter]) -> None:
-        rows = [{"reason": d.reason, "detail": d.detail,
-                 "record": d.raw.decode("utf-8", "replace").rstrip("\n")} for d in letters]
-        if not rows:
+        self.write_lines(render_lines(dead_letter_rows(letters),
+                                      csv_fields(self.path, DEAD_LETTER_FIELDS)))
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Dead letters already rendered (`render_lines` of `dead_letter_rows`)."""
+        if not lines:
             return
         if self._writer is None:
-            self._writer = _Writer(self.path, ("reason", "detail", "record"))
-        self.count += len(rows)
-        self._writer.write_rows(rows)
+            self._writer = _Writer(self.path, DEAD_LETTER_FIELDS)
+        self.count += len(lines)
+        self._writer.write_text("".join(lines))
 
     def close(self) -> None:
         if self._writer is not None:

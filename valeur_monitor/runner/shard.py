@@ -1,0 +1,279 @@
+"""One process of `run --workers N`: reads the whole input, applies its own customers' events.
+
+Every shard reads every input file itself and cuts it into the batches one process would cut.
+A line belongs to shard `crc32(customer) % N` (`route`); only those lines are decoded here.
+Two decisions of one process depend on the whole batch, not on one customer: the future bound
+(events too far ahead are refused) and the stream time the batch settles at. Both are functions
+of the valid event times of the batch and of what came before, so each shard sends the others
+the sorted valid times of its own lines, `AHEAD` batches before it applies that batch, and
+computes both exactly as one process does (`Processor._future_cut`, `next_watermark`). No
+process sits between the shards and they never wait for each other while they stay within
+`AHEAD` batches. Entries and dead letters go, rendered, to per-shard frame files keyed by batch
+and (customer, seq) or position; the parent merges them once at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import traceback
+from array import array
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from operator import attrgetter
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from valeur_monitor import catalogue as event_catalogue
+from valeur_monitor.catalogue.model import Catalogue
+from valeur_monitor.codec import InputLimits, configure_limits, default_codec
+from valeur_monitor.engine.event import Event
+from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.engine.rules.model import RuleSet
+from valeur_monitor.errors import EventError
+from valeur_monitor.runner.embedded import RunReport
+from valeur_monitor.runner.inputs import open_input, read_batches
+from valeur_monitor.runner.route import route
+from valeur_monitor.service import BatchResult, DeadLetter, Processor
+from valeur_monitor.sinks.files import (
+    LEDGER_FIELDS,
+    dead_letter_rows,
+    ledger_rows,
+    render_lines,
+)
+from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.memory import MemoryStore
+
+AHEAD = 4             # batches a shard decodes (and announces) before it applies the oldest
+PIPE_BYTES = 1 << 20  # room for AHEAD batches of times even when one shard has every line
+_F_SETPIPE_SZ = 1031  # Linux fcntl; elsewhere pipes keep their default size
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a shard needs to know; the same for every shard but `index`."""
+
+    index: int
+    shards: int
+    inputs: list[tuple[str, bool]]   # (path, plain): plain = no gzip sniffing (spooled stdin)
+    batch: int
+    folder: str
+    ledger_csv: bool | None          # None: no ledger file
+    until: int | None
+    clock: int                       # wall clock of the run (the same for every shard)
+    rule_sources: tuple[str, ...] = ()
+    catalogue: Catalogue | None = None   # for a spawned (not forked) shard
+    limits: InputLimits | None = None
+
+
+class Summary(msgspec.Struct, array_like=True):
+    """A shard's totals, sent to the parent at the end (or `error`, a traceback)."""
+
+    error: str = ""
+    received: int = 0
+    processed: int = 0
+    duplicates: int = 0
+    late: int = 0
+    entries: int = 0
+    watermark: int = 0
+    dead_letters: dict[str, int] = {}
+    outcomes: list[tuple[str, str, int]] = []
+    notices: list[tuple[str, str, int]] = []
+    values: list[tuple[str, str, bool, bytes]] = []
+    scores: list[ScoreView] = []
+
+
+class _Processor(Processor):
+    """A Processor whose future bound is the whole batch's, computed before each ingest."""
+
+    cut = 0
+
+    def _future_cut(self, times: list[int]) -> int:
+        return self.cut
+
+
+@dataclass
+class _Decoded:
+    number: int
+    received: int
+    events: list[Event]
+    positions: list[int]
+    raws: list[bytes]
+    dead: list[DeadLetter]
+    times: list[int]
+
+
+class FrameWriter:
+    """Length-prefixed msgpack frames `(batch, items)` in a file."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: IO[bytes] = path.open("wb")
+        self._encode = msgspec.msgpack.Encoder().encode
+
+    def write(self, number: int, items: Sequence[tuple[Any, ...]]) -> None:
+        payload = self._encode((number, items))
+        self._file.write(len(payload).to_bytes(4, "little") + payload)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def widen(conn: Connection) -> None:
+    """Let a pipe hold `AHEAD` batches of event times (Linux); a no-op elsewhere."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(conn.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+
+
+class Shard:
+    """The loop of one shard: announce times ahead, apply batches in order, write frames."""
+
+    def __init__(self, plan: Plan, rules: RuleSet, outgoing: list[Connection],
+                 incoming: list[Connection], progress: Any) -> None:
+        self.plan = plan
+        self.store = MemoryStore(ledger_cap=0)  # the ledger goes to the frame files
+        clock = plan.clock
+        self.processor = _Processor(rules, self.store, clock=lambda: clock)
+        self.codec = default_codec()
+        self.outgoing, self.incoming = outgoing, incoming
+        self.progress = progress
+        self.report = RunReport()
+        folder = Path(plan.folder)
+        self.ledger = (FrameWriter(folder / f"ledger-{plan.index}") if plan.ledger_csv is not None
+                       else None)
+        self.dead = FrameWriter(folder / f"dead-{plan.index}")
+
+    def run(self) -> Summary:
+        pending: deque[_Decoded] = deque()
+        number = 0
+        for number, lines in enumerate(self._batches()):
+            pending.append(self._decode(number, lines))
+            if len(pending) > AHEAD:
+                self._apply(pending.popleft())
+        while pending:
+            self._apply(pending.popleft())
+        processor = self.processor
+        until = self.plan.until
+        final = processor.advance_to(until if until is not None else processor.max_event_time)
+        self._write(number + 1, final)
+        for sink in (self.ledger, self.dead):
+            if sink is not None:
+                sink.close()
+        return self._summary()
+
+    def _batches(self) -> Iterator[list[bytes]]:
+        bump = None
+        if self.progress is not None:
+            counter = self.progress
+
+            def bump(n: int) -> None:
+                counter.value += n
+        for path, plain in self.plan.inputs:
+            with open(path, "rb") if plain else open_input(path) as stream:
+                yield from read_batches(stream, self.plan.batch, bump)
+
+    def _decode(self, number: int, lines: list[bytes]) -> _Decoded:
+        """Decode this shard's lines of a batch and send the others their valid times."""
+        shards, me = self.plan.shards, self.plan.index
+        decode = self.codec.decode
+        events: list[Event] = []
+        positions: list[int] = []
+        raws: list[bytes] = []
+        dead: list[DeadLetter] = []
+        received = 0
+        for i, line in enumerate(lines):
+            if route(line, shards) != me:
+                continue
+            received += 1
+            try:
+                events.append(decode(line))
+            except EventError as exc:
+                dead.append(DeadLetter(line, exc.reason, exc.detail, i))
+                continue
+            positions.append(i)
+            raws.append(line)
+        times = sorted(e.time for e in events)
+        message = array("q", times).tobytes()
+        for conn in self.outgoing:
+            conn.send_bytes(message)
+        return _Decoded(number, received, events, positions, raws, dead, times)
+
+    def _apply(self, batch: _Decoded) -> None:
+        """Ingest and settle a batch exactly as one process would (same bound, same time)."""
+        processor = self.processor
+        times = batch.times
+        for conn in self.incoming:
+            theirs = array("q")
+            theirs.frombytes(conn.recv_bytes())
+            times.extend(theirs)
+        times.sort()
+        latest = None
+        if times and processor.future_limit > 0:
+            processor.cut = Processor._future_cut(processor, times)
+            kept = bisect_right(times, processor.cut)
+            latest = times[kept - 1] if kept else None
+        elif times:
+            latest = times[-1]
+        result = BatchResult(received=batch.received, rules_version=processor.rules.version)
+        result.dead_letters.extend(batch.dead)
+        ingested = processor._ingest_events(batch.events, batch.positions, result, batch.raws)
+        if latest is not None:
+            processor.max_event_time = max(processor.max_event_time, latest)
+        settled = processor.settle(ingested, processor.next_watermark(latest))
+        self._write(batch.number, settled)
+
+    def _write(self, number: int, result: BatchResult) -> None:
+        result.entries.sort(key=_entry_order)
+        self.report.add(result)
+        if self.ledger is not None and result.entries:
+            lines = render_lines(ledger_rows(result.entries, bool(self.plan.ledger_csv)),
+                                 LEDGER_FIELDS if self.plan.ledger_csv else None)
+            self.ledger.write(number, [(e.customer, e.seq, line)
+                                       for e, line in zip(result.entries, lines, strict=True)])
+        if result.dead_letters:
+            lines = render_lines(dead_letter_rows(result.dead_letters), None)
+            self.dead.write(number, [(d.index, line)
+                                     for d, line in zip(result.dead_letters, lines, strict=True)])
+
+    def _summary(self) -> Summary:
+        r, store = self.report, self.store
+        return Summary(
+            received=r.received, processed=r.processed, duplicates=r.duplicates, late=r.late,
+            entries=r.entries, watermark=r.watermark, dead_letters=dict(r.dead_letters),
+            outcomes=[(a, b, n) for (a, b), n in r.outcomes.items()],
+            notices=[(a, b, n) for (a, b), n in r.notices.items()],
+            values=[(rule, dim, made, v.tobytes()) for (rule, dim, made), v in r.values.items()],
+            scores=[v for c in store.customers() if (v := store.score(c)) is not None])
+
+
+_entry_order = attrgetter("customer", "seq")
+
+
+def serve(plan: Plan, rules: RuleSet | None, outgoing: list[Connection],
+          incoming: list[Connection], result: Connection, progress: Any,
+          foreign: list[Connection]) -> None:
+    """A shard process: run, then send the summary (or the error) to the parent.
+
+    `foreign`: pipe ends a forked shard inherited but does not use (closed, so that a shard
+    that stops shows as end-of-file to the others)."""
+    for conn in foreign:
+        conn.close()
+    encode = msgspec.msgpack.Encoder().encode
+    try:
+        if rules is None:   # spawned: rebuild what a forked shard inherits
+            if plan.catalogue is not None:
+                event_catalogue.use(plan.catalogue)
+            if plan.limits is not None:
+                configure_limits(plan.limits)
+            rules = load_rules(list(plan.rule_sources))
+        for conn in outgoing:
+            widen(conn)
+        summary = Shard(plan, rules, outgoing, incoming, progress).run()
+    except BaseException:  # the parent reports it and stops the others
+        summary = Summary(error=traceback.format_exc())
+    result.send_bytes(encode(summary))
+    result.close()
