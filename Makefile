@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: fuzz demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack \
-	sources-full
+	sources-full compiled
 
 # setuptools announces every editable install with a warning (a wheel build has none): hidden.
 $(STAMP): pyproject.toml
@@ -27,7 +27,7 @@ services-stop:
 	scripts/services stop all
 
 lint: $(STAMP)
-	$(BIN)/ruff check valeur_monitor tests bench deploy
+	$(BIN)/ruff check valeur_monitor tests bench deploy setup.py build_support
 	$(BIN)/mypy
 
 rules: $(STAMP)
@@ -37,7 +37,7 @@ rules: $(STAMP)
 test: $(STAMP)
 	scripts/services start all
 	scripts/services install chromium
-	$(BIN)/ruff check valeur_monitor tests bench deploy
+	$(BIN)/ruff check valeur_monitor tests bench deploy setup.py build_support
 	$(BIN)/mypy
 	$(BIN)/valeur-monitor rules check rules/
 	$(BIN)/valeur-monitor rules test rules/tests
@@ -62,6 +62,19 @@ chaos: $(STAMP)
 dashboards: $(STAMP)
 	$(BIN)/python -m deploy.monitoring.generate
 	$(BIN)/python -m deploy.k8s.generate
+
+# The engine compiled by mypyc (docs/architecture.md "Compiled engine"): a wheel built with
+# VALEUR_MYPYC=1 in its own venv, where the engine tests and the compiled-vs-pure output
+# identity (tests/compiled) run. The editable install and the main suite stay pure Python.
+# pytest imports the compiled package, not the sources here: no cwd on sys.path, and the
+# repository appended after the installed package (for tests/ and bench/ only).
+VENV_COMPILED ?= .venv-compiled
+COMPILED_TESTS ?= tests/unit/engine tests/unit/test_codec.py tests/unit/test_catalogue.py \
+	tests/unit/test_build_modes.py tests/compiled
+compiled:
+	PY=$(PY) scripts/build-compiled $(VENV_COMPILED)
+	VALEUR_COMPILED=1 PYTHONSAFEPATH=1 $(VENV_COMPILED)/bin/python -m pytest -q \
+		-p no:cacheprovider -o pythonpath= --import-mode=append $(COMPILED_TESTS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
