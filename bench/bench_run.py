@@ -99,6 +99,7 @@ def main() -> None:
         f"| {b / r:.3f} |\n"
         f"| `run --workers {args.workers}` (memory store) | {w:.2f} | {events / w:,.0f} "
         f"| {b / w:.3f} |\n"
+        f"\n`--workers {args.workers}` / one process: {r / w:.2f}× (same runs)\n"
     )
     if args.redis:
         part = path.with_name(f"{path.stem}-{args.redis_lines}.jsonl")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +27,7 @@ from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import EventError
 from valeur_monitor.runner.embedded import EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import open_input, read_batches
-from valeur_monitor.runner.route import customer_key, route
+from valeur_monitor.runner.route import customer_key, owners, route
 from valeur_monitor.runner.sharded import ShardedRunner, ShardError
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
 from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter, ScoresWriter
@@ -287,3 +289,31 @@ def test_run_workers_reads_stdin_like_a_file(tmp_path: Path) -> None:
     assert outputs[0] == outputs[1]
     assert CliRunner().invoke(app, ["run", str(events), "--workers", "2", "--follow"]
                               ).exit_code != 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(records(), max_size=8), st.integers(1, 5))
+def test_owners_is_route_of_every_line(lines: list[bytes], shards: int) -> None:
+    assert owners(lines, shards) == [route(line, shards) for line in lines]
+
+
+def test_sigterm_stops_the_shards_and_removes_their_files(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=9, customers=600, days=7))
+    cli = Path(sys.executable).parent / "valeur-monitor"
+    run = subprocess.Popen([str(cli), "run", str(events), "--workers", "2", "--no-progress",
+                            "--rules", "rules", "--ledger", str(tmp_path / "out" / "l.jsonl")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(children) < 2 and time.monotonic() < deadline:
+        listed = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+        children = [int(p) for p in listed.read_text().split()] if listed.exists() else []
+        time.sleep(0.05)
+    assert len(children) == 2 and list((tmp_path / "out").glob(".valeur-shards-*"))
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(60) == 128 + signal.SIGTERM
+    assert not list((tmp_path / "out").glob(".valeur-shards-*"))
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(
+        ).split()[2]

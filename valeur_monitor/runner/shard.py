@@ -15,7 +15,8 @@ and (customer, seq) or position; the parent merges them once at the end.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import os
+import signal
 import traceback
 from array import array
 from bisect import bisect_right
@@ -38,7 +39,7 @@ from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import EventError
 from valeur_monitor.runner.embedded import RunReport
 from valeur_monitor.runner.inputs import open_input, read_batches
-from valeur_monitor.runner.route import route
+from valeur_monitor.runner.route import owners
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
 from valeur_monitor.sinks.files import (
     LEDGER_FIELDS,
@@ -125,7 +126,9 @@ class FrameWriter:
 
 def widen(conn: Connection) -> None:
     """Let a pipe hold `AHEAD` batches of event times (Linux); a no-op elsewhere."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(ImportError, OSError):
+        import fcntl
+
         fcntl.fcntl(conn.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
 
 
@@ -150,7 +153,10 @@ class Shard:
     def run(self) -> Summary:
         pending: deque[_Decoded] = deque()
         number = 0
+        parent = os.getppid()
         for number, lines in enumerate(self._batches()):
+            if os.getppid() != parent:   # the parent was killed: nobody will read the result
+                raise SystemExit(1)
             pending.append(self._decode(number, lines))
             if len(pending) > AHEAD:
                 self._apply(pending.popleft())
@@ -185,8 +191,8 @@ class Shard:
         raws: list[bytes] = []
         dead: list[DeadLetter] = []
         received = 0
-        for i, line in enumerate(lines):
-            if route(line, shards) != me:
+        for i, (line, owner) in enumerate(zip(lines, owners(lines, shards), strict=True)):
+            if owner != me:
                 continue
             received += 1
             try:
@@ -262,6 +268,7 @@ def serve(plan: Plan, rules: RuleSet | None, outgoing: list[Connection],
     that stops shows as end-of-file to the others)."""
     for conn in foreign:
         conn.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the parent stops every shard
     encode = msgspec.msgpack.Encoder().encode
     try:
         if rules is None:   # spawned: rebuild what a forked shard inherits

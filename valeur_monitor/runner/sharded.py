@@ -14,6 +14,7 @@ import heapq
 import itertools
 import multiprocessing
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -73,7 +74,12 @@ class ShardedRunner:
             progress: Callable[[int], None] | None = None) -> RunReport:
         """Process the input files ('-': stdin) and drain to `until` (default: latest event)."""
         started = time.perf_counter()
-        self._folder = tempfile.mkdtemp(prefix="valeur-shards-")
+        # SIGTERM ends the run like Ctrl-C: shards stopped, temporary files removed
+        terminate = (signal.signal(signal.SIGTERM, _exit_on_signal)
+                     if threading.current_thread() is threading.main_thread() else None)
+        # next to the ledger: the shards' frame files hold as many bytes as the ledger itself
+        near = self.ledger.path.parent if self.ledger is not None else None
+        self._folder = tempfile.mkdtemp(prefix=".valeur-shards-", dir=near)
         try:
             named = [(self._spool() if n == "-" else n, n == "-") for n in inputs]
             summaries = self._collect(self._start(named, until), progress)
@@ -81,6 +87,8 @@ class ShardedRunner:
             self._total(summaries, worst)
         finally:
             self.close()
+            if terminate is not None:
+                signal.signal(signal.SIGTERM, terminate)
         self.report.seconds = time.perf_counter() - started
         close_sinks(self.ledger, self.dead)
         return self.report
@@ -234,6 +242,10 @@ def _merged(paths: list[Path], decoder: msgspec.msgpack.Decoder[Any],
             yield parts[0]
         else:
             yield sorted(itertools.chain.from_iterable(parts), key=order)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _start_method() -> str:
