@@ -15,6 +15,7 @@ and (customer, seq) or position; the parent merges them once at the end.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import traceback
@@ -271,7 +272,9 @@ def serve(plan: Plan, rules: RuleSet | None, outgoing: list[Connection],
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the parent stops every shard
     encode = msgspec.msgpack.Encoder().encode
     try:
-        if rules is None:   # spawned: rebuild what a forked shard inherits
+        if rules is not None:
+            gc.freeze()     # forked: what the parent loaded is never collected; leave it be
+        else:               # spawned: rebuild what a forked shard inherits
             if plan.catalogue is not None:
                 event_catalogue.use(plan.catalogue)
             if plan.limits is not None:
