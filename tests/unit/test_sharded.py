@@ -171,11 +171,12 @@ def _files(folder: Path, report: RunReport, views: list[ScoreView]) -> dict[str,
 
 def _one_process(events: Path, folder: Path, batch: int, until: int | None,
                  ledger_name: str) -> dict[str, bytes]:
+    dead_name = "dead.csv" if ledger_name.endswith(".csv") else "dead.jsonl"
     folder.mkdir()
     rules = load_rules(["rules"])
     runner = EmbeddedRunner(rules, MemoryStore(ledger_cap=rules.settings.ledger_cap),
                             ledger=LedgerWriter(folder / ledger_name),
-                            dead_letters=DeadLetterWriter(folder / "dead.jsonl"))
+                            dead_letters=DeadLetterWriter(folder / dead_name))
     runner.processor.clock = lambda: NOW
     with open_input(str(events)) as stream:
         for lines in read_batches(stream, batch):
@@ -186,10 +187,11 @@ def _one_process(events: Path, folder: Path, batch: int, until: int | None,
 
 def _sharded(inputs: list[str], folder: Path, workers: int, batch: int, until: int | None,
              ledger_name: str, start_method: str | None = None) -> dict[str, bytes]:
+    dead_name = "dead.csv" if ledger_name.endswith(".csv") else "dead.jsonl"
     folder.mkdir()
     runner = ShardedRunner(load_rules(["rules"]), workers,
                            ledger=LedgerWriter(folder / ledger_name),
-                           dead_letters=DeadLetterWriter(folder / "dead.jsonl"), batch=batch,
+                           dead_letters=DeadLetterWriter(folder / dead_name), batch=batch,
                            start_method=start_method, clock=lambda: NOW)
     report = runner.run(inputs, until=until)
     return _files(folder, report, runner.score_views())

@@ -43,6 +43,7 @@ from valeur_monitor.runner.inputs import open_input, read_batches
 from valeur_monitor.runner.route import owners
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
 from valeur_monitor.sinks.files import (
+    DEAD_LETTER_FIELDS,
     LEDGER_FIELDS,
     dead_letter_rows,
     ledger_rows,
@@ -66,6 +67,7 @@ class Plan:
     batch: int
     folder: str
     ledger_csv: bool | None          # None: no ledger file
+    dead_csv: bool                   # dead letters written as CSV (else JSONL)
     until: int | None
     clock: int                       # wall clock of the run (the same for every shard)
     rule_sources: tuple[str, ...] = ()
@@ -242,7 +244,8 @@ class Shard:
             self.ledger.write(number, [(e.customer, e.seq, line)
                                        for e, line in zip(result.entries, lines, strict=True)])
         if result.dead_letters:
-            lines = render_lines(dead_letter_rows(result.dead_letters), None)
+            lines = render_lines(dead_letter_rows(result.dead_letters),
+                                 DEAD_LETTER_FIELDS if self.plan.dead_csv else None)
             self.dead.write(number, [(d.index, line)
                                      for d, line in zip(result.dead_letters, lines, strict=True)])
 

@@ -132,6 +132,7 @@ class ShardedRunner:
         for i in range(n):
             plan = Plan(index=i, shards=n, inputs=inputs, batch=self.batch, folder=self._folder,
                         ledger_csv=ledger_csv, until=until, clock=clock,
+                        dead_csv=self.dead is not None and self.dead.path.suffix == ".csv",
                         rule_sources=self.rules.sources,
                         catalogue=None if forked else event_catalogue.active(),
                         limits=None if forked else input_limits())
