@@ -156,7 +156,7 @@ class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     app_id: str = "valeur-monitor"                  # faust app id = Kafka consumer group
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_size: int = Field(default=5000, ge=1, le=100_000)  # a cap: small when not behind
     flush_interval: float = Field(default=0.05, gt=0)   # s: a partial batch waits at most this
     clock: ClockMode = "wall"                       # wall: idle stream time follows the clock
     tick_interval: float = Field(default=1.0, gt=0)     # s between stream-time timer ticks

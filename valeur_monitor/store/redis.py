@@ -162,14 +162,25 @@ class RedisStore:
 
     def commit(self, commit: Commit) -> None:
         """Apply the batch with one script call: all of it or, on any error, none of it."""
+        prepared = self.prepare(commit)
+        if prepared is not None:
+            self.apply(prepared)
+
+    def prepare(self, commit: Commit) -> tuple[list[str], list[Any]] | None:
+        """Encode a commit for `apply` (None: nothing to write). The commit's states may change
+        in place afterwards: a worker processes its next batch while this one is applied."""
         if not commit.states and not commit.due and commit.watermark <= 0:
-            return
+            return None
         try:
-            keys, args = commit_call(self.keys, commit, self.ledger_cap)
+            return commit_call(self.keys, commit, self.ledger_cap)
         except (OverflowError, TypeError, msgspec.EncodeError) as exc:
             # e.g. an integer beyond 64 bits kept in a state: refused before anything is sent.
             raise StorePermanentError(f"cannot encode the batch for Redis ({exc}); nothing "
                                       "was written", operation="commit") from None
+
+    def apply(self, prepared: tuple[list[str], list[Any]]) -> None:
+        """Send a prepared commit: one script call (prepared commits go in order)."""
+        keys, args = prepared
         self._run("commit", self._ensure_epoch)
         epoch = self._epoch
         assert epoch is not None

@@ -32,7 +32,7 @@ from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
 from valeur_monitor.store.census import census_for
 from valeur_monitor.store.factory import open_store
-from valeur_monitor.streaming.clock import StreamClock, key_partition
+from valeur_monitor.streaming.clock import StreamClock, key_hash
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
 from valeur_monitor.streaming.consumer import install
 from valeur_monitor.streaming.outputs import Message, OutputTopics
@@ -63,8 +63,11 @@ class FaustPublisher:
     """Publishes through the app's aiokafka producer: one record batch per topic partition
     (no await per message), then waits for every acknowledgement (acks=all)."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, cache_size: int = 1_000_000) -> None:
         self.app = app
+        # key -> murmur2 hash: computing it in Python costs more than the rest of a send
+        self._hashes: dict[bytes, int] = {}
+        self._cache_size = cache_size
 
     async def publish(self, messages: Sequence[Message]) -> None:
         try:
@@ -78,6 +81,7 @@ class FaustPublisher:
         counts: dict[str, int] = {}
         batches: dict[tuple[str, int], Any] = {}
         sent: list[Any] = []
+        hashes = self._hashes
         for m in messages:
             partition = m.partition
             if partition is None:
@@ -85,8 +89,15 @@ class FaustPublisher:
                 if count is None:
                     count = counts[m.topic] = len(await producer.partitions_for(m.topic))
                 # keyed: the default partitioner's choice (murmur2), so a key keeps its partition
-                partition = (key_partition(m.key, count) if m.key is not None
-                             else random.randrange(count))
+                if m.key is None:
+                    partition = random.randrange(count)
+                else:
+                    hashed = hashes.get(m.key)
+                    if hashed is None:
+                        hashed = key_hash(m.key)
+                        if len(hashes) < self._cache_size:
+                            hashes[m.key] = hashed
+                    partition = hashed % count
             where = (m.topic, partition)
             batch = batches.get(where)
             if batch is None:

@@ -37,9 +37,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def key_hash(key: bytes) -> int:
+    """The non-negative murmur2 hash of `key` Kafka's default partitioner takes modulo the
+    partition count (Java-compatible)."""
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, Java-compatible) gives to `key`."""
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+    return key_hash(key) % partitions
 
 
 class Partitioner:

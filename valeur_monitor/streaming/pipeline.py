@@ -5,7 +5,10 @@ the Redis store, one call per partition (each with its partition's stream time),
 messages to publish. `WorkerRuntime` (asyncio)
 orders the steps of every batch so that the Redis commit is the commit point:
 
-    process (commit staged) -> publish outputs, wait for acks -> apply the commit -> ack offsets
+    process (commit staged, then encoded) -> publish outputs, wait for acks -> apply the
+    commit -> ack offsets
+
+and pipelines batches: N+1 is processed while N is published and applied (in that order).
 
 * crash before the Redis commit: Kafka redelivers the batch; it is processed again from the
   same stored states and its outputs are published again (at-least-once outputs);
@@ -20,31 +23,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from valeur_monitor.codec import decode
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.errors import BrokerError, EventError, StoreError, TransientError
-from valeur_monitor.masking import mask
-from valeur_monitor.metrics import BROKER_OPERATIONS, Metrics
+from valeur_monitor.errors import EventError
+from valeur_monitor.metrics import Metrics
 from valeur_monitor.reload import Reloader
 from valeur_monitor.runner.observe import record_batch
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
 from valeur_monitor.store.base import Store
 from valeur_monitor.streaming.clock import Partitioner, StreamClock
 from valeur_monitor.streaming.faults import fault_from_env
+from valeur_monitor.streaming.health import Supervised
 from valeur_monitor.streaming.outputs import Message, OutputTopics, Record, build_messages
-from valeur_monitor.streaming.scope import WorkerScope
+from valeur_monitor.streaming.scope import Pending, WorkerScope
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# Failures worth retrying in place: the batch stays unacknowledged meanwhile. Permanent store
-# errors (authentication, ACL, OOM, script, data lost) are not: the worker stops on them.
-TRANSIENT: tuple[type[BaseException], ...] = (TransientError, BrokerError, OSError)
 
 
 @dataclass
@@ -56,6 +54,7 @@ class Step:
     rerouted: int = 0
     seconds: float = 0.0
     offsets: dict[int, int] = field(default_factory=dict)   # partition -> next offset to read
+    pending: Pending | None = None  # the prepared commit (None: nothing to write)
 
 
 class StreamPipeline:
@@ -183,9 +182,18 @@ class StreamPipeline:
         return Step(result, build_messages(result, self.outputs), 0,
                     time.perf_counter() - began)
 
-    def commit(self) -> int:
-        """Apply the staged commit(s) to the store: the commit point of the batch."""
-        return self.scope.flush()
+    def commit(self, pending: Pending | None = None) -> int:
+        """Apply a prepared batch, else the staged commit(s), to the store: the commit point
+        of the batch. Returns how many Processor commits that was."""
+        if pending is None:
+            return self.scope.flush()
+        self.scope.apply(pending)
+        return pending.count
+
+    def prepare(self) -> Pending | None:
+        """Encode the staged commit(s): the next batch may then be processed (and change the
+        same states in place) while this one is published and applied."""
+        return self.scope.prepare()
 
     def discard(self) -> None:
         self.scope.discard()
@@ -207,108 +215,143 @@ class Publisher(Protocol):
         ...
 
 
-@dataclass
-class Health:
-    """What /healthz and /readyz report."""
+class WorkerRuntime(Supervised):
+    """Asyncio side: orders process/publish/commit/ack of batches and ticks, retries.
 
-    started: float = field(default_factory=time.monotonic)
-    failing_since: float | None = None
-    last_error: str = ""
-    batches: int = 0
-    events: int = 0
-    rerouted: int = 0
-    first_batch: float | None = None    # wall clock (s) when the first batch started
-    last_batch: float | None = None     # wall clock (s) when the last batch was committed
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("process", "publish", "commit"), 0.0))      # time spent per step, for tuning
-
-
-class WorkerRuntime:
-    """Asyncio side: serialises batches and ticks, orders process/publish/commit, retries."""
+    Batches are pipelined: batch N+1 is processed while batch N (already encoded by
+    `StreamPipeline.prepare`) is published and applied. The order of effects stays the
+    serial one: N's outputs are acknowledged before N's commit, N's commit before N+1's, and
+    N's offsets are acked only after N's commit. At most one batch is in flight while the next
+    is processed; a tick, a rebalance, a reload and a retried failure first let it finish.
+    """
 
     def __init__(self, pipeline: StreamPipeline, publisher: Publisher,
                  metrics: Metrics | None = None, *, retry_delay: float = 0.2,
                  max_retry_delay: float = 5.0, unhealthy_after: float = 60.0) -> None:
+        super().__init__(metrics, retry_delay=retry_delay, max_retry_delay=max_retry_delay,
+                         unhealthy_after=unhealthy_after)
         self.pipeline = pipeline
         self.publisher = publisher
-        self.metrics = metrics
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
-        self.unhealthy_after = unhealthy_after
-        self.health = Health()
         self.lock = asyncio.Lock()
         self._assignment = asyncio.Event()
         self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
         self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
         self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
+        self._inflight: asyncio.Task[None] | None = None   # the batch being published/applied
+        self._retrying = False
 
-    def _reload_if_asked(self) -> None:
+    async def _reload_if_asked(self) -> None:
         """Between batches, under the lock: switch rules if a reload was requested."""
         if self.reloader is not None and self.reloader.requested:
+            await self._settle()
             self.reloader.apply(self.pipeline.processor, self.positions, self.pipeline.reached)
+
+    async def _settle(self) -> None:
+        """Wait until the batch in flight is published, applied and acked (re-raises its
+        permanent failure: the caller fails-stop)."""
+        task = self._inflight
+        if task is not None:
+            try:
+                await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._inflight = None
 
     # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
     async def assign(self, partitions: set[int], total: int) -> None:
         """Rebalance done: the full new assignment of the events topic."""
         async with self.lock:
+            await self._settle()
             self.pipeline.assign(partitions, total)
         self._assignment.set()
         log.info("assigned partitions %s of %d", sorted(partitions), total)
 
     async def revoke(self, partitions: set[int]) -> None:
-        """Rebalance starts: stop advancing customers of these partitions (waits for a batch
-        in progress, so the new owner never works on a customer at the same time)."""
+        """Rebalance starts: stop advancing customers of these partitions (waits for the batch
+        in progress to be committed, so the new owner never works on a customer at the same
+        time)."""
         async with self.lock:
+            await self._settle()
             self.pipeline.revoke(partitions)
             for partition in partitions:
                 self.positions.pop(partition, None)
 
-    async def consume(self, records: Sequence[Record], ack: Callable[[], None]) -> None:
-        """The batch consumer's entry point (streaming/consumer.py)."""
-        await self.handle(records, ack)
 
     async def idle(self) -> None:
-        """Return once no batch or tick is in progress (a rebalance waits for this)."""
+        """Return once no batch or tick is in progress or in flight (a rebalance waits)."""
         async with self.lock:
-            return
+            await self._settle()
 
     async def handle(self, records: Sequence[Record],
                      ack: Callable[[], None] | None = None) -> None:
-        """Process a batch (any mix of partitions); returns once all of it is committed.
-        `ack` runs right after the commit, under the lock (before any revocation)."""
+        """Process a batch (any mix of partitions); returns once all of it is committed and
+        `ack` has run (one batch at a time: no pipelining)."""
+        await self.consume(records, ack)
+        await self.flushed()
+
+    async def consume(self, records: Sequence[Record],
+                      ack: Callable[[], None] | None = None) -> None:
+        """The batch consumer's entry point (streaming/consumer.py): process a batch (any mix
+        of partitions) and set it in flight: it is published, committed, then acked (`ack`,
+        before any revocation completes) while the next batch is processed. Returns once the
+        previous batch is settled."""
         if not self.pipeline.assigned:   # events before the assignment signal: wait for it
             await self._assignment.wait()
         if self.health.first_batch is None:
             self.health.first_batch = time.time()
         async with self.lock:
-            self._reload_if_asked()
+            await self._reload_if_asked()
             began = time.perf_counter()
-            step = await self._retry(
-                "process", lambda: asyncio.to_thread(self.pipeline.process_batch, records),
-                undo=self.pipeline.discard)
+            step = await self._retry("process", lambda: self._process(records),
+                                     undo=self._undo)
             self.health.seconds["process"] += time.perf_counter() - began
             if self.fault is not None:
                 self.fault.reached("after-process")
-            await self._finish(step, batch=True)
-            if self.fault is not None:
-                self.fault.reached("after-commit")   # committed to Redis, offsets not acked
-            if ack is not None:
-                ack()
+            await self._settle()            # N-1 done: offsets and commits stay in order
+            self._inflight = asyncio.create_task(self._finish(step, ack, batch=True))
+
+    async def flushed(self) -> None:
+        """Wait until every batch handed over so far is committed and acked."""
+        async with self.lock:
+            await self._settle()
 
     async def tick(self) -> None:
         """Timer: advance stream time while idle (wall mode), or drain what became due."""
         if not self.pipeline.assigned:
             return
         async with self.lock:
-            self._reload_if_asked()
-            step = await self._retry("advance", lambda: asyncio.to_thread(self.pipeline.advance),
-                                     undo=self.pipeline.discard)
+            await self._settle()
+            await self._reload_if_asked()
+            step = await self._retry("advance", lambda: asyncio.to_thread(self._advance),
+                                     undo=self._undo)
             if step is not None:
-                await self._finish(step, batch=False)
+                await self._finish(step, None, batch=False)
 
     # -- internals -------------------------------------------------------------------------------
-    async def _finish(self, step: Step, *, batch: bool) -> None:
-        """Publish, then commit (the commit point), then count."""
+    def _undo(self) -> None:
+        """A failed attempt: its in-place changes must not survive (states reloaded)."""
+        self.pipeline.discard()
+        self._retrying = True
+
+    async def _process(self, records: Sequence[Record]) -> Step:
+        if self._retrying:      # states were dropped: reload them once Redis has the batch
+            await self._settle()  # in flight (its states are no longer in memory)
+            self._retrying = False
+        return await asyncio.to_thread(self._process_sync, records)
+
+    def _process_sync(self, records: Sequence[Record]) -> Step:
+        step = self.pipeline.process_batch(records)
+        step.pending = self.pipeline.prepare()
+        return step
+
+    def _advance(self) -> Step | None:
+        step = self.pipeline.advance()
+        if step is not None:
+            step.pending = self.pipeline.prepare()
+        return step
+
+    async def _finish(self, step: Step, ack: Callable[[], None] | None, *, batch: bool) -> None:
+        """Publish, then commit (the commit point), then ack and count."""
         h = self.health
         began = time.perf_counter()
         if step.messages:
@@ -316,9 +359,16 @@ class WorkerRuntime:
         if batch and self.fault is not None:
             self.fault.reached("after-publish")
         published = time.perf_counter()
-        await self._retry("commit", lambda: asyncio.to_thread(self.pipeline.commit))
+        pending = step.pending
+        if pending is not None:
+            await self._retry("commit",
+                              lambda: asyncio.to_thread(self.pipeline.commit, pending))
         committed = time.perf_counter()
+        if batch and self.fault is not None:
+            self.fault.reached("after-commit")   # committed to Redis, offsets not acked
         self.positions.update(step.offsets)
+        if ack is not None:
+            ack()
         h.seconds["publish"] += published - began
         h.seconds["commit"] += committed - published
         seconds = step.seconds + (committed - began)
@@ -335,49 +385,7 @@ class WorkerRuntime:
         elif result.watermark:       # a tick that only moved stream time: not a batch
             self.metrics.set_watermark(result.watermark, int(time.time() * 1000))
 
-    async def _retry(self, operation: str, call: Callable[[], Awaitable[T]],
-                     undo: Callable[[], None] | None = None) -> T:
-        """Run `call` until it succeeds, backing off on transient failures."""
-        delay = self.retry_delay
-        while True:
-            try:
-                value = await call()
-            except TRANSIENT as exc:
-                if undo is not None:
-                    undo()
-                self._failed(operation, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_delay)
-                continue
-            if self.health.failing_since is not None:
-                log.info("%s recovered", operation)
-            self.health.failing_since = None
-            return value
-
-    def _failed(self, operation: str, exc: BaseException) -> None:
-        h = self.health
-        if h.failing_since is None:
-            h.failing_since = time.monotonic()
-        h.last_error = mask(f"{operation}: {exc}")   # shown on /healthz and /readyz
-        log.warning("%s failed (will retry): %s", operation, exc)
-        if self.metrics is not None:
-            if operation in BROKER_OPERATIONS:
-                self.metrics.broker_error(operation)
-            else:   # the store call that failed (load, commit, due...), not the step
-                self.metrics.store_error(exc.operation if isinstance(exc, StoreError)
-                                         else operation)
-
-    # -- probes ----------------------------------------------------------------------------------
-    def healthy(self) -> tuple[bool, str]:
-        h = self.health
-        failing = 0.0 if h.failing_since is None else time.monotonic() - h.failing_since
-        if failing > self.unhealthy_after:
-            return False, f"failing for {failing:.0f}s: {h.last_error}"
-        return True, "ok"
-
     def ready(self) -> tuple[bool, str]:
         if not self.pipeline.assigned:
             return False, "waiting for a partition assignment"
-        if self.health.failing_since is not None:
-            return False, self.health.last_error
-        return True, "ok"
+        return super().ready()

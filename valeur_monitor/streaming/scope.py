@@ -20,16 +20,38 @@ States are kept in memory (`cache`) once loaded: the worker owns its customers' 
 nobody else writes them; every commit still writes them through to Redis (the commit point).
 The pipeline drops the states of revoked partitions, and `discard` (a failed attempt, whose
 in-place changes must not survive) drops them all: they are reloaded from Redis.
+
+Pipelining (`prepare` / `apply`): a batch's staged commits are encoded as soon as it is
+processed (`prepare`, in the processing thread), so the next batch may change the same states
+in place while that commit is still on its way to Redis (`apply`, later, in order). Until a
+prepared commit is applied, Redis's due index lags the states: `due` answers from the
+prepared commits' due times for their customers (the overlay), from Redis for the others, so
+it gives exactly the customers a serial worker would advance.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
 
-from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
 from valeur_monitor.store.base import Commit, Store
 
 Allow = Callable[[str, int], bool]
+
+
+@dataclass
+class Pending:
+    """A batch's commit(s), encoded (or copied) and waiting to be applied, in order."""
+
+    seq: int
+    parts: list[Any]                 # what the inner store's `apply` takes (else Commits)
+    due: dict[str, int]              # customer -> next due of these commits (-1: none)
+    count: int                       # Processor commits merged into it
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 def merge_commits(commits: list[Commit]) -> Commit | None:
@@ -61,6 +83,17 @@ class WorkerScope:
         self._call_start = 0
         self.cache: dict[str, CustomerState] = {}
         self.loaded = 0                  # states read from the inner store (cache misses)
+        # A store that can encode a commit apart from sending it (RedisStore) lets the next
+        # batch change states in place meanwhile; any other store gets copies of the states.
+        self._prepare: Callable[[Commit], Any] | None = getattr(inner, "prepare", None)
+        self._apply: Callable[[Any], None] | None = getattr(inner, "apply", None)
+        self._seq = 0
+        self.applied = 0                  # seq of the last applied Pending (set by `apply`)
+        self.overlays: list[Pending] = []  # prepared, maybe not applied yet (oldest first)
+        # `apply` runs in another thread than processing: a store that is not safe for that
+        # (the memory store of tests and embedded use) is called under a lock; Redis is.
+        self._guard: AbstractContextManager[Any] = (
+            nullcontext() if self._apply is not None else threading.Lock())
 
     def scoped(self, floor: int, allow: Allow) -> WorkerScope:
         """Set the floor and the due filter for the next Processor call."""
@@ -75,7 +108,8 @@ class WorkerScope:
         wanted = list(customers)
         missing = [c for c in wanted if c not in cache]
         if missing:
-            cache.update(self.inner.load(missing))
+            with self._guard:
+                cache.update(self.inner.load(missing))
             self.loaded += len(missing)
         return {c: cache[c] for c in wanted}
 
@@ -92,12 +126,25 @@ class WorkerScope:
     def due(self, until: int, limit: int = 10_000) -> list[str]:
         # The Processor asks again after committing a slice of a very large due set: that slice
         # must be visible first (its outputs are then published after its commit: see docs).
-        self._flush_from(self._call_start)
+        if len(self.staged) > self._call_start:
+            self.wait_applied()          # in order: prepared commits go first
+            self._flush_from(self._call_start)
         allow = self.allow
+        applied = self.applied           # read before Redis: what Redis holds at least
+        overlay: dict[str, int] = {}
+        for pending in self.overlays:
+            if pending.seq > applied:
+                overlay.update(pending.due)
         ask = limit
         while True:
-            found = self.inner.due(until, ask)
-            mine = [c for c in found if allow(c, until)]
+            with self._guard:
+                found = self.inner.due(until, ask)
+            if overlay:
+                mine = [c for c in found if c not in overlay and allow(c, until)]
+                mine += [c for at, c in sorted((at, c) for c, at in overlay.items()
+                                               if 0 <= at <= until) if allow(c, until)]
+            else:
+                mine = [c for c in found if allow(c, until)]
             if len(found) < ask or len(mine) >= limit:
                 return mine[:limit]
             ask *= 4
@@ -110,26 +157,72 @@ class WorkerScope:
 
     # -- staging -------------------------------------------------------------------------------
     def flush(self) -> int:
-        """Apply every staged commit; returns how many there were."""
+        """Apply every staged commit now (after any prepared one); returns how many."""
         self._call_start = 0
+        self.wait_applied()
         return self._flush_from(0)
 
     def _flush_from(self, start: int) -> int:
-        pending = self.staged[start:]
-        if not pending:
+        staged = self.staged[start:]
+        if not staged:
             return 0
-        merged = merge_commits(pending)
-        if merged is not None:
-            self.inner.commit(merged)          # a failure keeps them staged for a retry
-        else:                                  # re-applying after a failure is idempotent
-            for commit in pending:
-                self.inner.commit(commit)
+        pending = self._pending(staged)
+        self.apply(pending)                    # a failure keeps them staged for a retry
         del self.staged[start:]
-        self.commits += len(pending)
-        return len(pending)
+        return len(staged)
+
+    def prepare(self) -> Pending | None:
+        """Encode every staged commit (states may change in place after this); None if none.
+        Its customers' due times answer `due` until `apply` has run."""
+        self._call_start = 0
+        if not self.staged:
+            return None
+        pending = self._pending(self.staged)
+        self.staged = []
+        applied = self.applied
+        self.overlays = [p for p in self.overlays if p.seq > applied]
+        self.overlays.append(pending)
+        return pending
+
+    def _pending(self, staged: list[Commit]) -> Pending:
+        merged = merge_commits(staged)
+        commits = [merged] if merged is not None else list(staged)
+        due: dict[str, int] = {}
+        for commit in commits:
+            due.update(commit.due)
+        self._seq += 1
+        return Pending(self._seq, [self._encode(c) for c in commits], due, len(staged))
+
+    def _encode(self, commit: Commit) -> Any:
+        if self._prepare is not None:
+            return self._prepare(commit)
+        return Commit(states={c: decode_state(encode_state(s)) for c, s in commit.states.items()},
+                      due=dict(commit.due), entries=list(commit.entries),
+                      watermark=commit.watermark)
+
+    def apply(self, pending: Pending) -> None:
+        """Write a prepared batch to the store (the commit point); prepared batches are applied
+        in the order they were prepared. Re-applying after a failure is idempotent."""
+        for part in pending.parts:
+            if part is None:
+                continue
+            if self._apply is not None:
+                self._apply(part)
+            else:
+                with self._guard:
+                    self.inner.commit(part)
+        self.commits += pending.count
+        self.applied = max(self.applied, pending.seq)
+        pending.done.set()
+
+    def wait_applied(self) -> None:
+        """Block until every prepared batch is applied (the runtime applies them meanwhile)."""
+        for pending in list(self.overlays):
+            pending.done.wait()
 
     def discard(self) -> None:
         """Drop staged commits and the cached states (a failed attempt may have changed them
-        in place): the batch is processed again from the states in the store."""
+        in place): the batch is processed again from the states in the store (the runtime
+        first lets any prepared batch be applied)."""
         self.staged.clear()
         self.cache.clear()

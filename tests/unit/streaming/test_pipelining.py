@@ -1,0 +1,122 @@
+"""Pipelined batches: batch N+1 is processed while N is published and applied, same results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from tests.unit.streaming.fakes import RecordingPublisher, SharedStore, records_for
+from tests.unit.streaming.test_pipeline import (
+    EXPECTED,
+    LINES,
+    PARTITIONS,
+    RULES,
+    UNTIL,
+    differences,
+    pipeline,
+)
+from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.store.base import Commit
+from valeur_monitor.store.memory import MemoryStore
+from valeur_monitor.streaming.drain import drain
+from valeur_monitor.streaming.outputs import Message
+from valeur_monitor.streaming.pipeline import WorkerRuntime
+from valeur_monitor.streaming.scope import WorkerScope
+
+pytestmark = pytest.mark.unit
+
+
+class SlowPublisher(RecordingPublisher):
+    """Takes a while to be acknowledged, and notes how many batches were processed by then."""
+
+    def __init__(self, runtime_batches: list[int], store: SharedStore) -> None:
+        super().__init__()
+        self.processed = runtime_batches
+        self.store_ = store
+        self.seen: list[tuple[int, int]] = []      # (batches processed, commits applied)
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        await asyncio.sleep(0.01)
+        self.seen.append((self.processed[0], self.store_.commit_calls))
+        await super().publish(messages)
+
+
+async def test_pipelined_batches_give_the_embedded_results_in_order() -> None:
+    store = SharedStore()
+    p = pipeline(store, set(range(PARTITIONS)))
+    processed = [0]
+    process_batch = p.process_batch
+
+    def counting(records):  # type: ignore[no-untyped-def]
+        step = process_batch(records)
+        processed[0] += 1
+        return step
+
+    p.process_batch = counting  # type: ignore[method-assign]
+    publisher = SlowPublisher(processed, store)
+    runtime = WorkerRuntime(p, publisher)
+    acks: list[tuple[int, int]] = []
+    records = records_for(LINES, PARTITIONS)
+    batches = [records[i:i + 120] for i in range(0, len(records), 120)]
+    for n, batch in enumerate(batches):
+        await runtime.consume(batch, lambda n=n: acks.append((n, store.commit_calls)))
+    await runtime.flushed()
+    # every batch acked once, in order, each after its own commit and no other
+    assert acks == [(n, n + 1) for n in range(len(batches))]
+    # the next batch was processed while one was being published (that is the point)...
+    assert any(done > commits + 1 for done, commits in publisher.seen)
+    # ...and the outputs of a batch are always published before its commit is applied
+    assert all(done >= commits + 1 for done, commits in publisher.seen)
+    drain(RULES, store, UNTIL)
+    assert differences(EXPECTED, store) == []
+
+
+async def test_a_failed_batch_in_flight_stops_the_next_and_nothing_is_acked_after_it() -> None:
+    store = SharedStore()
+    records = records_for(LINES, PARTITIONS)
+    batches = [records[i:i + 300] for i in range(0, len(records), 300)]
+
+    class Boom(Exception):
+        pass
+
+    class FailsSecond(RecordingPublisher):
+        async def publish(self, messages: Sequence[Message]) -> None:
+            if self.calls == 1:
+                raise Boom("permanent")
+            await super().publish(messages)
+
+    runtime = WorkerRuntime(pipeline(store, set(range(PARTITIONS))), FailsSecond())
+    acked: list[int] = []
+    await runtime.consume(batches[0], lambda: acked.append(0))
+    await runtime.consume(batches[1], lambda: acked.append(1))
+    with pytest.raises(Boom):          # the in-flight failure surfaces at the next batch
+        await runtime.consume(batches[2], lambda: acked.append(2))
+    assert acked == [0] and store.commit_calls == 1
+    # a restart is redelivered everything after batch 0: same results as a run without crash
+    restarted = WorkerRuntime(pipeline(store, set(range(PARTITIONS))), RecordingPublisher())
+    for batch in batches[1:]:
+        await restarted.consume(batch)
+    await restarted.flushed()
+    drain(RULES, store, UNTIL)
+    assert differences(EXPECTED, store) == []
+
+
+def test_due_answers_from_prepared_commits_until_they_are_applied() -> None:
+    """Redis's due index lags a prepared (not yet applied) commit: `due` must not."""
+    inner = MemoryStore()
+    inner.commit(Commit(states={c: CustomerState(c) for c in ("early", "late", "plain")},
+                        due={"early": 5_000, "late": 100, "plain": 200}))
+    scope = WorkerScope(inner)
+    assert scope.due(1_000) == ["late", "plain"]
+    scope.load(["early", "late"])
+    scope.commit(Commit(states={c: scope.cache[c] for c in ("early", "late")},
+                        due={"early": 50, "late": -1}))
+    pending = scope.prepare()
+    assert pending is not None
+    assert inner.due(1_000) == ["late", "plain"]          # the store has not seen it yet
+    assert sorted(scope.due(1_000)) == ["early", "plain"]
+    scope.apply(pending)
+    assert inner.due(1_000) == ["early", "plain"]
+    assert sorted(scope.due(1_000)) == ["early", "plain"]
