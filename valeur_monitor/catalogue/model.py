@@ -23,11 +23,16 @@ class FieldSpec:
 
     # False when any string satisfies this property (the common case: nothing to check)
     strict_string: bool = field(init=False, repr=False, compare=False)
+    # The strings that satisfy it when that is all it checks (an enum): a set look-up
+    valid_strings: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strict_string", not (
             self.type == "string" and self.enum is None and self.min_length is None
             and self.format is None))
+        object.__setattr__(self, "valid_strings", frozenset(
+            self.enum if self.enum is not None and self.type in (None, "string")
+            and self.min_length is None and self.format is None else ()))
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not satisfy this property (JSON Schema semantics), or None."""
@@ -128,6 +133,8 @@ class Catalogue:
         for name, value in data.items():
             spec = declared.get(name)
             if spec is not None and (type(value) is not str or spec.strict_string):
+                if type(value) is str and value in spec.valid_strings:
+                    continue  # an allowed enum value
                 problem = spec.problem(value)
                 if problem is not None:
                     return f"data.{name} {problem}"

@@ -8,10 +8,16 @@ each promise key and value, and full epoch milliseconds everywhere. This form wr
 * instants relative to a base (the promise's opening, the customer's clock), so that they fit
   in 5 bytes instead of 9; -1 ("none") is nil;
 * dedupe marks as one shared prefix, the id suffixes and their age behind the clock — the same
-  marks, the same 7-day guarantee, pruned exactly as before.
+  marks, the same 7-day guarantee, pruned exactly as before;
+* (version 2) the SLA clock of a promise — ref, opening, budget, running/paused times, deadline,
+  tier, team, channel — once for all the rules that declare the same obligation (a request is
+  tracked by two or three rules, a callback by three): each promise keeps only its rule, its
+  warning, breaking and next-attention times, and an index into the state's clocks.
 
 It starts with the byte 0xC1, which msgpack never uses, so the plain form of older states is
-still read (`decode`), and `decode(encode(s)) == s` for every state the engine makes.
+still read (`decode`), as is version 1 of this form; `decode(encode(s)) == s` for every state
+the engine makes. Version 2 is written from plain tuples (no intermediate structs): encoding is
+on the hot path of every store commit.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import msgspec
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.state import CustomerState, Promise, Score
 
-MAGIC = b"\xc1\x01"   # 0xC1: never a msgpack first byte; then the format version
+MAGIC = b"\xc1\x02"   # 0xC1: never a msgpack first byte; then the format version
+MAGIC_V1 = b"\xc1\x01"
 
 Instant = int | None  # relative to a base; None for -1
 
@@ -72,8 +79,35 @@ class _State(msgspec.Struct, array_like=True):
     next_slot: str
 
 
+# Version 2: a promise's shared clock, and the promise itself (see the module docstring).
+_Clock = tuple[str, int, str, int, int, Instant, Instant, Instant, str, str, str]
+_Own = tuple[int, int, Instant, Instant, bool, Instant, str | None]
+
+
+class _State2(msgspec.Struct, array_like=True):
+    customer: str
+    clock: int
+    pruned: Instant
+    seq: int
+    rules: list[str]
+    seen_prefix: str
+    seen_ids: list[str]
+    seen_ages: list[int]
+    pending: list[Event]
+    clocks: list[_Clock]
+    promises: list[_Own]
+    repeats: list[tuple[int, str, list[int], list[str]]]
+    alert_windows: dict[str, list[int]]
+    alerts_fired: list[str]
+    score: tuple[float, dict[str, float], int, float, float]
+    reasons: dict[str, float]
+    next_at: int
+    next_slot: str
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_State)
+_decoder2 = msgspec.msgpack.Decoder(_State2)
 
 
 def _rel(value: int, base: int) -> Instant:
@@ -96,7 +130,86 @@ def _common_prefix(ids: list[str]) -> str:
 
 
 def encode(state: CustomerState) -> bytes:
-    """Compact, deterministic bytes of a state."""
+    """Compact, deterministic bytes of a state (version 2)."""
+    rules: dict[str, int] = {}
+    clocks: dict[_Clock, int] = {}
+    clock = state.clock
+    promises: list[_Own] = []
+    for slot, p in state.promises.items():
+        rule, ref, base = p.rule, p.ref, p.opened_at
+        index = rules.get(rule)
+        if index is None:
+            index = rules[rule] = len(rules)
+        shared: _Clock = (
+            ref, base, p.open_event, p.budget, p.used,
+            None if p.running_since < 0 else p.running_since - base,
+            None if p.deadline < 0 else p.deadline - base,
+            None if p.paused_at < 0 else p.paused_at - base, p.tier, p.team, p.channel)
+        at = clocks.get(shared)
+        if at is None:
+            at = clocks[shared] = len(clocks)
+        promises.append((
+            index, at, None if p.warn_at < 0 else p.warn_at - base,
+            None if p.broken_at < 0 else p.broken_at - base, p.warned,
+            None if p.due < 0 else p.due - base,
+            None if len(slot) == len(rule) + 1 + len(ref) and slot == f"{rule}\x1f{ref}"
+            else slot))
+    repeats = []
+    for slot, window in state.repeats.items():
+        rule, _, key = slot.partition("\x1f")
+        index = rules.get(rule)
+        if index is None:
+            index = rules[rule] = len(rules)
+        repeats.append((index, key, [clock - at for at, _ in window], [ref for _, ref in window]))
+    seen = state.seen
+    if len(seen) > 1:
+        prefix = _common_prefix(list(seen))
+        cut = len(prefix)
+        ids = [i[cut:] for i in seen] if cut else list(seen)
+    else:
+        prefix, ids = "", list(seen)
+    score = state.score
+    return MAGIC + _encoder.encode((
+        state.customer, clock, None if state.pruned < 0 else state.pruned - clock, state.seq,
+        list(rules), prefix, ids, [clock - t for t in seen.values()], state.pending,
+        list(clocks), promises, repeats, state.alert_windows, state.alerts_fired,
+        (score.total, score.dims, score.at, score.created, score.destroyed), state.reasons,
+        state.next_at, state.next_slot))
+
+
+def decode(data: bytes) -> CustomerState:
+    """Inverse of `encode` (and of version 1)."""
+    if data[:2] == MAGIC_V1:
+        return _decode_v1(data)
+    s = _decoder2.decode(memoryview(data)[len(MAGIC):])
+    clock, rules, prefix, clocks = s.clock, s.rules, s.seen_prefix, s.clocks
+    promises = {}
+    for index, at, warn_at, broken_at, warned, due, slot in s.promises:
+        ref, base, open_event, budget, used, running, deadline, paused, tier, team, channel = (
+            clocks[at])
+        rule = rules[index]
+        promises[f"{rule}\x1f{ref}" if slot is None else slot] = Promise(
+            rule, ref, base, open_event, budget, used,
+            -1 if running is None else running + base,
+            -1 if deadline is None else deadline + base,
+            -1 if warn_at is None else warn_at + base,
+            -1 if broken_at is None else broken_at + base,
+            -1 if paused is None else paused + base, warned,
+            -1 if due is None else due + base, tier, team, channel)
+    repeats = {f"{rules[index]}\x1f{key}": [(clock - age, ref) for age, ref in
+                                             zip(ages, refs, strict=True)]
+               for index, key, ages, refs in s.repeats}
+    seen = dict(zip([prefix + i for i in s.seen_ids] if prefix else s.seen_ids,
+                    [clock - age for age in s.seen_ages], strict=True))
+    total, dims, score_at, created, destroyed = s.score
+    return CustomerState(
+        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, s.pending, promises, repeats,
+        s.alert_windows, s.alerts_fired, Score(total, dims, score_at, created, destroyed),
+        s.reasons, s.next_at, s.next_slot)
+
+
+def encode_v1(state: CustomerState) -> bytes:
+    """Version 1 of this form (kept to test that states stored by older versions still read)."""
     rules: dict[str, int] = {}
     clock = state.clock
     promises = []
@@ -115,16 +228,15 @@ def encode(state: CustomerState) -> bytes:
     ids = list(state.seen)
     prefix = _common_prefix(ids) if len(ids) > 1 else ""
     cut = len(prefix)
-    return MAGIC + _encoder.encode(_State(
+    return MAGIC_V1 + _encoder.encode(_State(
         state.customer, clock, _rel(state.pruned, clock), state.seq, list(rules), prefix,
         [i[cut:] for i in ids], [clock - t for t in state.seen.values()], state.pending,
         promises, repeats, state.alert_windows, state.alerts_fired, state.score,
         state.reasons, state.next_at, state.next_slot))
 
 
-def decode(data: bytes) -> CustomerState:
-    """Inverse of `encode`."""
-    s = _decoder.decode(memoryview(data)[len(MAGIC):])
+def _decode_v1(data: bytes) -> CustomerState:
+    s = _decoder.decode(memoryview(data)[len(MAGIC_V1):])
     clock, rules, prefix = s.clock, s.rules, s.seen_prefix
     promises = {}
     for slot, p in s.promises:

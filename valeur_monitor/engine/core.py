@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from valeur_monitor.engine import obligations as O
 from valeur_monitor.engine import promises as P
@@ -14,11 +14,12 @@ from valeur_monitor.engine.event import Event, format_time
 from valeur_monitor.engine.explain import template
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.ruleindex import OnIndex
-from valeur_monitor.engine.rules.model import Deadline, Effect, ExpectRule, RuleSet
+from valeur_monitor.engine.rules.model import Deadline, Effect, ExpectRule, RepeatRule, RuleSet
 from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
 from valeur_monitor.engine.state import CustomerState, Promise
 
-_NOTHING: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
+_Work = tuple[OnIndex | None, tuple[RepeatRule, ...], O.TypePlan | None]
+_IDLE: _Work = (None, (), None)
 _NO_MEMO: list[bool | None] = []
 PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
 
@@ -26,8 +27,7 @@ PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
 _PROMISE_FIELDS = frozenset({"waited", "deadline", "overdue"})
 
 
-@dataclass(frozen=True, slots=True)
-class Case:
+class Case(NamedTuple):
     """What an outcome is about: the rule, the case's ref, team and channel, its events."""
 
     rule_id: str
@@ -40,10 +40,10 @@ class Case:
     late: bool                       # decided by an event that arrived after the clock
     promise: Promise | None = None   # the promise kept or broken, for expect rules
 
-    @classmethod
-    def of_event(cls, rule_id: str, title: str, event: Event, late: bool) -> Case:
-        return cls(rule_id, title, event.ref, event.team, event.channel, (event.id,), event,
-                   late)
+    @staticmethod
+    def of_event(rule_id: str, title: str, event: Event, late: bool) -> Case:
+        return Case(rule_id, title, event.ref, event.team, event.channel, (event.id,), event,
+                    late)
 
 
 @dataclass
@@ -71,8 +71,10 @@ class Engine:
         self._on_index = {t: OnIndex(on) for t, (on, _, _) in rules.by_type.items() if on}
         self._repeat_within = {r.id: r.within for r in rules.repeat_rules}
         deadlines: list[Deadline] = []
-        self._expect_plan = {t: O.plan(expect, deadlines)
-                             for t, (_, _, expect) in rules.by_type.items() if expect}
+        # per event type, all the work it can cause: one look-up per event
+        self._work: dict[str, _Work] = {
+            t: (self._on_index.get(t), repeat, O.plan(expect, deadlines) if expect else None)
+            for t, (_, repeat, expect) in rules.by_type.items()}
 
     # -- entry points -------------------------------------------------------------------------
     def ingest(self, state: CustomerState, event: Event, out: Output) -> None:
@@ -85,7 +87,12 @@ class Engine:
             return
         state.seen[event.id] = event.time
         if event.time >= state.clock:
-            bisect.insort(state.pending, event, key=Event.sort_key)
+            pending = state.pending
+            if pending and (pending[-1].time > event.time or (
+                    pending[-1].time == event.time and pending[-1].id > event.id)):
+                bisect.insort(pending, event, key=Event.sort_key)
+            else:
+                pending.append(event)  # the common case: in order
         else:
             out.late += 1
             self._process(state, event, out, late=True)
@@ -93,20 +100,23 @@ class Engine:
     def advance(self, state: CustomerState, until: int, out: Output) -> None:
         """Move the customer's stream time to `until`: release events, fire timers, in order."""
         pending = state.pending
-        timer = self._next_timer(state)
         while True:
-            event_at = pending[0].time if pending and pending[0].time <= until else -1
-            timer_at = timer[0] if timer is not None and timer[0] <= until else -1
-            if event_at >= 0 and (timer_at < 0 or event_at <= timer_at):
+            timer_at = state.next_at
+            if timer_at == -2:
+                self._next_timer(state)  # not known: one scan
+                timer_at = state.next_at
+            if timer_at > until:
+                timer_at = -1
+            if pending and 0 <= pending[0].time <= until and (
+                    timer_at < 0 or pending[0].time <= timer_at):
                 event = pending.pop(0)
-                state.clock = max(state.clock, event.time)
+                if event.time > state.clock:
+                    state.clock = event.time
                 self._process(state, event, out, late=False)
-                if self.rules.by_type.get(event.type, _NOTHING)[2]:
-                    timer = self._next_timer(state)  # only promise rules change timers
-            elif timer_at >= 0 and timer is not None:
-                state.clock = max(state.clock, timer_at)
-                self._fire(state, timer[1], timer_at, out)
-                timer = self._next_timer(state)
+            elif timer_at >= 0:
+                if timer_at > state.clock:
+                    state.clock = timer_at
+                self._fire(state, state.next_slot, timer_at, out)
             else:
                 break
         state.clock = max(state.clock, until)
@@ -142,11 +152,11 @@ class Engine:
 
     # -- events -------------------------------------------------------------------------------
     def _process(self, state: CustomerState, event: Event, out: Output, *, late: bool) -> None:
-        repeat_rules = self.rules.by_type.get(event.type, _NOTHING)[1]
-        index = self._on_index.get(event.type)
-        for rule in index.matching(event) if index is not None else ():
-            self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
-                       rule.effect, event.time, out)
+        index, repeat_rules, plan = self._work.get(event.type, _IDLE)
+        if index is not None:
+            for rule in index.matching(event):
+                self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
+                           rule.effect, event.time, out)
         for rrule in repeat_rules:
             if not rrule.matcher.matches(event):
                 continue
@@ -167,7 +177,6 @@ class Engine:
                 extra = {"count": len(times), "key": key, "within": format_duration(rrule.within)}
                 self._emit(state, Case.of_event(rrule.id, rrule.title, event, late), "repeat",
                            rrule.effect, event.time, out, extra)
-        plan = self._expect_plan.get(event.type)
         if plan is not None:
             self._expect(state, plan, event, out, late)
         out.processed.append(event)
@@ -300,11 +309,9 @@ class Engine:
             version = self.rules.version
             for dimension, amount, value in worth:
                 state.seq += 1
-                out.entries.append(LedgerEntry(
-                    customer=state.customer, seq=state.seq, rule=rule_id, outcome=outcome,
-                    dimension=dimension, amount=amount, value=value, time=at,
-                    events=case.events, explain=text, ref=case.ref, team=case.team,
-                    channel=case.channel, late=case.late, rules_version=version))
+                out.entries.append(LedgerEntry(  # positional: the hot path
+                    state.customer, state.seq, rule_id, outcome, dimension, amount, value, at,
+                    case.events, text, case.ref, case.team, case.channel, case.late, version))
                 apply_value(state.score, dimension, value, at, half_life)
                 if value > 0:
                     state.score.created += value

@@ -6,6 +6,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from valeur_monitor.engine import compact
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.state import (
@@ -64,6 +65,7 @@ def test_round_trip_is_exact(state: CustomerState) -> None:
     assert decode_state(data) == state
     assert encode_state(decode_state(data)) == data          # deterministic
     assert decode_state(encode_plain(state)) == state        # older states still read
+    assert decode_state(compact.encode_v1(state)) == state   # ... and version 1 of this form
 
 
 def test_every_field_is_encoded() -> None:
@@ -81,10 +83,26 @@ def test_simulated_states_are_much_smaller() -> None:
     for i in range(0, len(lines), 500):
         runner.feed(lines[i:i + 500])
     runner.finish()
-    plain = compact = 0
+    plain = small = v1 = 0
     for customer in store.customers():
         state = store.load([customer])[customer]
         assert decode_state(encode_state(state)) == state
         plain += len(encode_plain(state))
-        compact += len(encode_state(state))
-    assert compact < 0.5 * plain
+        small += len(encode_state(state))
+        v1 += len(compact.encode_v1(state))
+    assert small < 0.5 * plain
+    assert small < 0.95 * v1   # rules declaring the same obligation share its clock
+
+
+def test_shared_clocks_are_written_once() -> None:
+    promise = Promise("reply-in-time", "req-1", T0, "evt-1", 14_400_000, running_since=T0,
+                      deadline=T0 + 14_400_000, due=T0 + 14_400_000, team="billing",
+                      channel="email")
+    twin = Promise("unanswered-request", "req-1", T0, "evt-1", 14_400_000, running_since=T0,
+                   deadline=T0 + 14_400_000, warn_at=T0 + 10_800_000, due=T0 + 10_800_000,
+                   team="billing", channel="email")
+    state = CustomerState("c", clock=T0, promises={
+        "reply-in-time\x1freq-1": promise, "unanswered-request\x1freq-1": twin})
+    data = encode_state(state)
+    assert decode_state(data) == state
+    assert data.count(b"evt-1") == 1 and data.count(b"billing") == 1
