@@ -18,6 +18,7 @@ import contextlib
 import gc
 import os
 import signal
+import time
 import traceback
 from array import array
 from bisect import bisect_right
@@ -79,6 +80,7 @@ class Summary(msgspec.Struct, array_like=True):
     """A shard's totals, sent to the parent at the end (or `error`, a traceback)."""
 
     error: str = ""
+    cpu: float = 0.0                 # CPU seconds the shard used (benchmarks)
     received: int = 0
     processed: int = 0
     duplicates: int = 0
@@ -252,7 +254,8 @@ class Shard:
     def _summary(self) -> Summary:
         r, store = self.report, self.store
         return Summary(
-            received=r.received, processed=r.processed, duplicates=r.duplicates, late=r.late,
+            cpu=time.process_time(), received=r.received, processed=r.processed,
+            duplicates=r.duplicates, late=r.late,
             entries=r.entries, watermark=r.watermark, dead_letters=dict(r.dead_letters),
             outcomes=[(a, b, n) for (a, b), n in r.outcomes.items()],
             notices=[(a, b, n) for (a, b), n in r.notices.items()],

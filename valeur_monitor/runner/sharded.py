@@ -69,6 +69,7 @@ class ShardedRunner:
         self._procs: list[Any] = []
         self._folder: str | None = None
         self._scores: list[ScoreView] = []
+        self.shard_cpu: list[float] = []   # CPU seconds of each shard (after `run`)
 
     def run(self, inputs: list[str], until: int | None = None, worst: int = 10,
             progress: Callable[[int], None] | None = None) -> RunReport:
@@ -204,6 +205,7 @@ class ShardedRunner:
 
     def _total(self, summaries: list[Summary], worst: int) -> None:
         report = self.report
+        self.shard_cpu = [s.cpu for s in summaries]
         for s in summaries:
             report.received += s.received
             report.processed += s.processed
