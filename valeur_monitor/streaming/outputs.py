@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -29,9 +30,9 @@ H_SOURCE = "valeur-source"      # topic/partition/offset of the refused record
 MAX_DETAIL = 1000               # bytes of detail kept in a header
 
 
-@dataclass(frozen=True)
-class Record:
-    """One consumed Kafka record (what the agent hands to the pipeline)."""
+class Record(NamedTuple):
+    """One consumed Kafka record (what the consumer hands to the pipeline). Tuples, not
+    frozen dataclasses: one is made per record and per output message (5× cheaper)."""
 
     partition: int
     offset: int
@@ -40,8 +41,7 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """One record to produce."""
 
     topic: str
