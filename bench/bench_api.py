@@ -40,7 +40,7 @@ import redis
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.service import Processor
 from valeur_monitor.simulate import SimulationConfig, simulate
-from valeur_monitor.store.keys import Keys
+from valeur_monitor.store.keys import LAYOUT, Keys
 from valeur_monitor.store.redis import RedisStore
 
 RESULTS = Path(__file__).parent / "results" / "api.md"
@@ -81,12 +81,10 @@ def templates(url: str, ledger: int) -> list[dict[str, Any]]:
     out = []
     for customer in client.zrange(keys.ranking, 0, -1):
         c = customer.decode()
-        if len(client.get(keys.state(c)) or b"") > 2000:
-            continue        # the larger states would take 1 M customers past a few GB
-        out.append({"state": client.get(keys.state(c)), "score": client.hgetall(keys.score(c)),
-                    "reasons": client.hgetall(keys.reasons(c)),
-                    "ledger": client.lrange(keys.ledger(c), 0, -1),
-                    "total": float(client.hget(keys.score(c), "total"))})
+        value = client.get(keys.value(c)) or b""
+        if len(value) > 2000:
+            continue        # the larger values would take 1 M customers past a few GB
+        out.append({"value": value, "total": float(client.zscore(keys.ranking, c))})
     for key in client.scan_iter(match="tpl:*", count=10_000):
         client.delete(key)
     store.close()
@@ -101,14 +99,10 @@ def fill(client: Any, n: int, tpl: list[dict[str, Any]], chunk: int = 2000) -> f
         ranking = {}
         for i in range(start, min(n, start + chunk)):
             c, t = f"cust-{i:07d}", tpl[i % len(tpl)]
-            pipe.set(keys.state(c), t["state"])
-            pipe.hset(keys.score(c), mapping=t["score"])
-            if t["reasons"]:
-                pipe.hset(keys.reasons(c), mapping=t["reasons"])
-            if t["ledger"]:
-                pipe.rpush(keys.ledger(c), *t["ledger"])
+            pipe.set(keys.value(c), t["value"])
             ranking[c] = t["total"]
         pipe.zadd(keys.ranking, ranking)
+        pipe.hset(keys.epoch, "layout", str(LAYOUT))
         pipe.execute()
     return time.perf_counter() - began
 
@@ -187,12 +181,7 @@ def main() -> None:
             assert response.status_code == 200, response.text
 
         def bare(c: str) -> None:
-            pipe = client.pipeline(transaction=False)
-            pipe.hgetall(keys.score(c))
-            pipe.hgetall(keys.reasons(c))
-            pipe.lrange(keys.ledger(c), 0, -1)
-            pipe.get(keys.state(c))
-            assert pipe.execute()[0]
+            assert client.get(keys.value(c))
 
         rows: dict[str, list[dict[str, float]]] = {"api": [], "bare": []}
         for _ in range(args.runs):

@@ -89,27 +89,23 @@ def through_processor(store: Store, rules: RuleSet, lines: list[bytes], batch: i
 
 def bare_pipeline(store: RedisStore, customers: list[str], batch: int, state_size: int,
                   entry_size: int) -> float:
-    """Per event SET + ZADD + RPUSH on the same key names, one pipeline per batch."""
+    """Per event SET + ZADD + APPEND on the same key names, one pipeline per batch."""
     client, keys = store.client, store.keys
     state_blob, entry_blob = b"s" * state_size, b"e" * entry_size
     began = time.perf_counter()
     for start in range(0, len(customers), batch):
         pipe = client.pipeline(transaction=False)
         for customer in customers[start:start + batch]:
-            pipe.set(keys.state(customer), state_blob)
+            pipe.set(keys.value(customer), state_blob)
             pipe.zadd(keys.ranking, {customer: 1.5})
-            pipe.rpush(keys.ledger(customer), entry_blob)
+            pipe.append(keys.value(customer), entry_blob)
         pipe.execute()
     return time.perf_counter() - began
 
 
 def memory_usage(store: RedisStore, customer: str) -> int:
-    client = store.client
-    total = 0
-    for key in store.customer_keys(customer):
-        used = client.memory_usage(key, samples=0)
-        total += int(used or 0)
-    return total
+    """MEMORY USAGE of the customer's one key (layout 2)."""
+    return int(store.client.memory_usage(store.customer_key(customer), samples=0) or 0)
 
 
 def idle_customer_bytes(url: str, rules: RuleSet, prefix: str) -> tuple[int, int]:

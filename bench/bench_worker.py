@@ -274,7 +274,7 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
             if probes:
                 pipe = client.pipeline(transaction=False)
                 for customer, _ in probes:
-                    pipe.exists(keys.score(customer))
+                    pipe.exists(keys.value(customer))
                 found = pipe.execute()
                 now = time.time()
                 with lock:

@@ -135,7 +135,7 @@ def test_redis_fault_under_two_workers(fault: str, kafka_bootstrap: str, tmp_pat
         elif fault == "oom":
             wait_exits(group, "out of memory")
             # Nothing half-applied: every state has its ranking entry.
-            states = sum(1 for _ in admin.scan_iter(match="vm:{c:*}:state", count=1000))
+            states = sum(1 for _ in admin.scan_iter(match="vm:{c:*}", count=1000))
             assert states == admin.zcard("vm:ranking")
             admin.config_set("maxmemory", "0")
             for name in ("a2", "b2"):       # the supervisor restarts them

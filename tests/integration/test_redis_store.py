@@ -26,6 +26,7 @@ from valeur_monitor.errors import StoreError
 from valeur_monitor.service import Processor
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.memory import MemoryStore
+from valeur_monitor.store.record import Value, is_value
 from valeur_monitor.store.redis import RedisStore
 
 pytestmark = pytest.mark.integration
@@ -40,8 +41,22 @@ DERIVED = ("score", "reasons", "ledger", "ranking", "due", "watermark")
 # helpers
 
 
+def split_value(key: str, data: bytes) -> dict[str, Any]:
+    """A customer's one value (layout 2) as its parts, named like the keys of layout 1:
+    ``<key>:state`` (state bytes), ``:score`` (score row and seq mark), ``:reasons``,
+    ``:ledger`` (the window's frames, exact bytes)."""
+    value = Value(key, data)
+    row = value.row()
+    return {f"{key}:state": ("string", row.state),
+            f"{key}:score": ("hash", (row.total, row.at, row.created, row.destroyed,
+                                      sorted(row.dims.items()), value.seq_mark)),
+            f"{key}:reasons": ("hash", sorted(row.reasons.items())),
+            f"{key}:ledger": ("list", [(t, q, bytes(p)) for t, q, p in value.frames()])}
+
+
 def dump(client: Any, prefix: str = "vm:") -> dict[str, Any]:
-    """Every key under `prefix` (prefix stripped) -> its exact content."""
+    """Every key under `prefix` (prefix stripped) -> its exact content; a customer's value is
+    split into its parts (`split_value`) so that tests can compare scores, windows or states."""
     out: dict[str, Any] = {}
     for raw in client.scan_iter(match=prefix.replace("*", "\\*") + "*", count=1000):
         key = raw.decode()
@@ -61,6 +76,9 @@ def dump(client: Any, prefix: str = "vm:") -> dict[str, Any]:
             value = sorted(client.smembers(raw))
         else:  # pragma: no cover - the store writes no other type
             raise AssertionError(f"unexpected type {kind} for {key}")
+        if kind == "string" and key.startswith(prefix + "{c:") and is_value(value):
+            out.update(split_value(key[len(prefix):], value))
+            continue
         out[key[len(prefix):]] = (kind, value)
     return out
 

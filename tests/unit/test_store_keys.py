@@ -17,16 +17,19 @@ ODD_IDS = ["cust-00001", "a", "clé-é", "x}y", "{z}", "}", "{", "a}:state", "",
 
 
 @pytest.mark.parametrize("customer", ODD_IDS)
-def test_all_keys_of_a_customer_share_one_cluster_slot(customer: str) -> None:
-    keys = Keys("vm:").customer(customer)
-    slots = {key_slot(k.encode()) for k in keys.all()}
-    assert len(slots) == 1
-    assert all(k.startswith("vm:{c:") for k in keys.all())
+def test_a_customer_key_names_its_cluster_slot_and_its_customer(customer: str) -> None:
+    keys = Keys("vm:")
+    key = keys.value(customer)
+    assert key.startswith("vm:{c:")
+    assert keys.customer_of(key) == customer
+    # the legacy keys of the same customer (layout 1) hash to the same slot
+    assert {key_slot(k.encode()) for k in (key, *keys.legacy(customer))} == \
+        {key_slot(key.encode())}
 
 
 def test_customers_are_spread_over_slots() -> None:
     keys = Keys()
-    slots = {key_slot(keys.state(f"cust-{i:05d}").encode()) for i in range(1000)}
+    slots = {key_slot(keys.value(f"cust-{i:05d}").encode()) for i in range(1000)}
     assert len(slots) > 900
 
 
@@ -34,21 +37,21 @@ def test_no_two_customers_share_a_key() -> None:
     keys = Keys()
     seen: dict[str, str] = {}
     for customer in [*ODD_IDS, "a}:score", "a}:ledger}:state", "x}y}:reasons"]:
-        for key in (*keys.customer(customer).all(), *keys.globals()):
+        for key in (keys.value(customer), *keys.globals()):
             owner = seen.setdefault(key, customer if key not in keys.globals() else "*")
             assert owner in (customer, "*"), (key, owner, customer)
 
 
 def test_key_names() -> None:
     keys = Keys("t1:")
-    assert keys.customer("c-1").all() == ("t1:{c:c-1}:state", "t1:{c:c-1}:score",
-                                          "t1:{c:c-1}:reasons", "t1:{c:c-1}:ledger")
-    assert (keys.state("c"), keys.score("c"), keys.reasons("c"), keys.ledger("c")) == \
-        keys.customer("c").all()
+    assert keys.value("c-1") == "t1:{c:c-1}"
+    assert keys.legacy("c-1") == ("t1:{c:c-1}:state", "t1:{c:c-1}:score",
+                                  "t1:{c:c-1}:reasons", "t1:{c:c-1}:ledger")
     assert keys.globals() == ("t1:ranking", "t1:due", "t1:watermark", "t1:epoch")
-    assert keys.tag("c") == "t1:{c:c}"
     assert Keys().prefix == "vm:"
     assert Keys("a*b?:").pattern() == "a\\*b\\?:*"
+    assert Keys("a*:").values_pattern() == "a\\*:{c:*}"
+    assert Keys("a*:").legacy_pattern() == "a\\*:{c:*}:state"
 
 
 @pytest.mark.parametrize("prefix", ["a{b:", "x}:"])
@@ -59,7 +62,7 @@ def test_prefix_may_not_hold_hash_tag_braces(prefix: str) -> None:
 
 def test_global_keys_never_collide_with_customer_keys() -> None:
     keys = Keys()
-    customer_keys = {k for c in ODD_IDS for k in keys.customer(c).all()}
+    customer_keys = {keys.value(c) for c in ODD_IDS}
     assert not customer_keys & set(keys.globals())
 
 

@@ -40,6 +40,7 @@ def advance_command(
         rules = rules_or_exit(settings.rule_paths())
         topology = load_topology(settings.topology_path(), settings.topics.overrides())
         store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap,
+                           ledger_max_age=rules.settings.ledger_max_age,
                            options=settings.redis_options())
         try:
             result = drain(rules, store, target)

@@ -49,6 +49,7 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
         return _run_sharded(files, ruleset, workers, ledger=ledger, scores=scores,
                             dead_letters=dead_letters, until=until, progress=progress)
     store = open_store(store_url, ledger_cap=ruleset.settings.ledger_cap,
+                       ledger_max_age=ruleset.settings.ledger_max_age, cache=True,
                        options=settings.redis_options() if settings is not None else None)
     runner = EmbeddedRunner(
         ruleset, store, ledger=LedgerWriter(ledger) if ledger else None,

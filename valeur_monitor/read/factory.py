@@ -19,6 +19,10 @@ def reader_of(store: Store) -> Reader:
     """The read side of an open store (sharing its connection: close the store, not this)."""
     if isinstance(store, MemoryStore):
         return MemoryReader(store)
+    from valeur_monitor.store.cached import CachedStore
+
+    if isinstance(store, CachedStore):
+        return reader_of(store.inner)
     from valeur_monitor.store.redis import RedisStore
 
     if isinstance(store, RedisStore):

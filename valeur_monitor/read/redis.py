@@ -2,6 +2,8 @@
 
 Read-only: no command here writes. Each read is one pipeline (one round trip) whatever the
 number of keys it touches; a connection error is retried once, then reported as StoreError.
+A customer is one value (store/record.py): a read fetches it whole and decodes only the part
+asked for (score row, window or state). A store in another key layout is one clear StoreError.
 """
 
 from __future__ import annotations
@@ -17,30 +19,17 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from valeur_monitor.engine.ledger import LedgerEntry
-from valeur_monitor.engine.state import Promise, decode_state
+from valeur_monitor.engine.state import Promise
 from valeur_monitor.errors import StoreError
 from valeur_monitor.read.base import Snapshot, open_promises
 from valeur_monitor.store import keys as K
 from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.connect import RedisOptions, parse_url
 from valeur_monitor.store.keys import Keys
-from valeur_monitor.store.redis import decode_entry, redact
+from valeur_monitor.store.record import Value
+from valeur_monitor.store.redis import redact
 
 T = TypeVar("T")
-
-
-def score_view(customer: str, raw: dict[bytes, bytes], reasons: dict[bytes, bytes]
-               ) -> ScoreView | None:
-    """A ScoreView from the score and reasons hashes (None when the score hash is empty)."""
-    if not raw:
-        return None
-    fields = {k.decode(): v.decode() for k, v in raw.items()}
-    dims = {k[len(K.DIM_PREFIX):]: float(v) for k, v in fields.items()
-            if k.startswith(K.DIM_PREFIX)}
-    return ScoreView(customer=customer, total=float(fields[K.F_TOTAL]), dims=dims,
-                     at=int(fields[K.F_AT]), created=float(fields[K.F_CREATED]),
-                     destroyed=float(fields[K.F_DESTROYED]),
-                     reasons={k.decode(): float(v) for k, v in reasons.items()})
 
 
 class RedisReader:
@@ -52,6 +41,7 @@ class RedisReader:
         self._cmd: Any = client     # bytes replies; redis-py's reply unions go through Any
         self.keys = Keys(prefix)
         self.url = redact(url)
+        self._layout_ok = False
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = K.DEFAULT_PREFIX, timeout: float = 5.0,
@@ -71,77 +61,77 @@ class RedisReader:
                 raise StoreError(f"Redis error at {self.url}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _pipe(self, fill: Callable[[Any], None]) -> list[Any]:
-        def go() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            fill(pipe)
-            return list(pipe.execute())
-        return self._run(go)
+    def _values(self, customers: Sequence[str]) -> list[Value | None]:
+        """The customers' stored values (None: unknown), one round trip."""
+        if not customers:
+            return []
+        key = self.keys.value
+        self._check_layout()
+        rows = self._run(lambda: self._cmd.mget([key(c) for c in customers]))
+        out: list[Value | None] = []
+        for customer, data in zip(customers, rows, strict=True):
+            if data is None:
+                out.append(None)
+                continue
+            try:
+                out.append(Value(customer, data))
+            except ValueError:
+                raise StoreError(self._layout_error("a value that is not layout 2")) from None
+        return out
+
+    def _check_layout(self) -> None:
+        """Refuse (once per reader) a store written in another key layout."""
+        if self._layout_ok:
+            return
+        layout = self._run(lambda: self._cmd.hget(self.keys.epoch, "layout"))
+        if layout is None:
+            legacy = self._run(lambda: self._cmd.scan(0, match=self.keys.legacy_pattern(),
+                                                      count=1000))[1]
+            if legacy:
+                raise StoreError(self._layout_error("layout 1 (four keys per customer)"))
+        elif int(layout) != K.LAYOUT:
+            raise StoreError(self._layout_error(f"layout {int(layout)}"))
+        self._layout_ok = True
+
+    def _layout_error(self, found: str) -> str:
+        return (f"Redis at {self.url} (prefix {self.keys.prefix!r}) holds {found}; this "
+                f"version reads key layout {K.LAYOUT}: run `valeur-monitor store migrate`")
 
     # -- the Reader protocol -----------------------------------------------------------------
     def snapshot(self, customer: str) -> Snapshot | None:
-        keys = self.keys
-
-        def fill(pipe: Any) -> None:
-            pipe.hgetall(keys.score(customer))
-            pipe.hgetall(keys.reasons(customer))
-            pipe.lrange(keys.ledger(customer), 0, -1)
-            pipe.get(keys.state(customer))
-
-        raw, reasons, ledger, state = self._pipe(fill)
-        view = score_view(customer, raw, reasons)
-        if view is None:
+        value = self._values([customer])[0]
+        if value is None:
             return None
-        promises = open_promises(list(decode_state(state).promises.values())) if state else []
-        return Snapshot(view, [decode_entry(r) for r in ledger], promises)
+        promises = open_promises(list(value.state().promises.values()))
+        return Snapshot(value.score(), value.ledger(), promises)
 
     def score(self, customer: str) -> ScoreView | None:
         return self.scores([customer]).get(customer)
 
     def scores(self, customers: Sequence[str]) -> dict[str, ScoreView]:
-        keys = self.keys
-
-        def fill(pipe: Any) -> None:
-            for c in customers:
-                pipe.hgetall(keys.score(c))
-                pipe.hgetall(keys.reasons(c))
-
-        rows = self._pipe(fill)
-        out = {}
-        for i, customer in enumerate(customers):
-            view = score_view(customer, rows[2 * i], rows[2 * i + 1])
-            if view is not None:
-                out[customer] = view
-        return out
+        return {c: v.score() for c, v in zip(customers, self._values(customers), strict=True)
+                if v is not None}
 
     def ledger(self, customer: str) -> list[LedgerEntry]:
         return self.ledgers([customer])[customer]
 
     def ledgers(self, customers: Sequence[str]) -> dict[str, list[LedgerEntry]]:
-        keys = self.keys
-
-        def fill(pipe: Any) -> None:
-            for c in customers:
-                pipe.lrange(keys.ledger(c), 0, -1)
-
-        rows = self._pipe(fill)
-        return {c: [decode_entry(r) for r in row] for c, row in zip(customers, rows, strict=True)}
+        return {c: v.ledger() if v is not None else []
+                for c, v in zip(customers, self._values(customers), strict=True)}
 
     def last_entries(self, customers: Sequence[str]) -> dict[str, LedgerEntry]:
-        keys = self.keys
-
-        def fill(pipe: Any) -> None:
-            for c in customers:
-                pipe.lindex(keys.ledger(c), -1)
-
-        rows = self._pipe(fill)
-        return {c: decode_entry(r) for c, r in zip(customers, rows, strict=True) if r is not None}
+        out = {}
+        for customer, value in zip(customers, self._values(customers), strict=True):
+            last = value.last_entry() if value is not None else None
+            if last is not None:
+                out[customer] = last
+        return out
 
     def promises(self, customer: str) -> list[Promise]:
-        data = self._run(lambda: self._cmd.get(self.keys.state(customer)))
-        if data is None:
+        value = self._values([customer])[0]
+        if value is None:
             return []
-        return open_promises(list(decode_state(data).promises.values()))
+        return open_promises(list(value.state().promises.values()))
 
     def ranked(self, start: int, count: int, *, worst: bool = True) -> list[tuple[str, float]]:
         if count <= 0 or start < 0:

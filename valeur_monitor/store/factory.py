@@ -13,13 +13,24 @@ if TYPE_CHECKING:
 
 
 def open_store(url: str, *, ledger_cap: int | None = None,
-               options: RedisOptions | None = None) -> Store:
-    """The store for `url`; Redis connects with `options` (settings.redis_options())."""
+               options: RedisOptions | None = None, ledger_max_age: int | None = None,
+               cache: bool = False) -> Store:
+    """The store for `url`; Redis connects with `options` (settings.redis_options()).
+
+    `ledger_cap`/`ledger_max_age`: the Redis window of each customer's ledger (count, ms);
+    `cache`: keep loaded states in memory (store/cached.py) — only for a process that is the
+    store's one writer (`run`); a worker keeps its own per-partition cache."""
     if url in ("", "memory", "memory://"):
         return MemoryStore(ledger_cap=None)
     if url.lower().startswith(("redis://", "rediss://", "unix://")):
         from valeur_monitor.store.redis import RedisStore
 
-        return RedisStore.from_url(url, ledger_cap=ledger_cap or 500, options=options)
+        store = RedisStore.from_url(url, ledger_cap=ledger_cap or 500, options=options,
+                                    ledger_max_age=ledger_max_age)
+        if cache:
+            from valeur_monitor.store.cached import CachedStore
+
+            return CachedStore(store)
+        return store
     raise ConfigError(f"unknown store {url.split('://')[0]!r}: use 'memory' or a redis://, "
                       "rediss:// or unix:// URL")

@@ -1,17 +1,19 @@
-"""Redis store: engine state, scores, reasons, a capped ledger and the indexes, in Redis.
+"""Redis store: one value per customer (score row, state, recent ledger window) and indexes.
 
 Design (details and the exactly-once argument in docs/store.md):
 
 * A whole batch is ONE call of ONE Lua script (``redis_commit.COMMIT_LUA``): every changed
-  customer's state (with its dedupe marks), score and reasons hashes and new ledger entries,
-  then the ranking and due indexes and the watermark. Redis runs a script alone and, thanks
+  customer's value (score row, state with its dedupe marks, new ledger entries appended to a
+  window bounded by count and age: ``store/record.py``), then the ranking and due indexes and
+  the watermark. Redis runs a script alone and, thanks
   to the ``#!lua`` shebang, refuses it before it starts when out of memory: a commit is all
   or nothing, in one round trip. Every write in it is idempotent (same state bytes, ledger
   appends guarded by ``seq``, ZADD of the same score, a max), so a call whose reply was lost
   is simply sent again.
-* The script first checks the store's epoch (``vm:epoch``: a random id set once, and a commit
-  counter): a Redis that restarted without persistence, was flushed or rolled back to an old
-  snapshot is detected and refused (StoreDataLost) instead of being written on.
+* The script first checks the store's epoch (``vm:epoch``: a random id set once, a commit
+  counter and the key layout): a store written in another key layout is refused, and a Redis
+  that restarted without persistence, was flushed or rolled back to an old snapshot is
+  detected and refused (StoreDataLost) instead of being written on.
 * At startup the store refuses an eviction policy other than ``noeviction`` (an evicted state
   would silently restart a customer from zero) and a Redis older than 7.0.
 * Transient failures (connection lost, timeout, loading, failover) are retried with backoff
@@ -30,16 +32,18 @@ import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from valeur_monitor.engine.ledger import LedgerEntry
-from valeur_monitor.engine.state import CustomerState, decode_state
+from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.errors import StoreDataLost, StoreError, StorePermanentError
 from valeur_monitor.store import keys as K
 from valeur_monitor.store.base import Commit, ScoreView
 from valeur_monitor.store.connect import RedisOptions, RedisTarget, parse_url, with_retries
 from valeur_monitor.store.keys import Keys
+from valeur_monitor.store.record import Value
 from valeur_monitor.store.redis_commit import (
     COMMIT_LUA,
     EPOCH_MISMATCH,
     ROLLED_BACK,
+    WRONG_LAYOUT,
     chunks,
     commit_call,
     decode_entry,
@@ -63,16 +67,21 @@ class RedisStore:
     """The production store (see the module docstring and docs/store.md)."""
 
     def __init__(self, client: redis.Redis, *, ledger_cap: int = 500,
-                 prefix: str = K.DEFAULT_PREFIX, url: str = "redis",
-                 options: RedisOptions | None = None) -> None:
+                 ledger_max_age: int | None = None, prefix: str = K.DEFAULT_PREFIX,
+                 url: str = "redis", options: RedisOptions | None = None,
+                 compress: bool = True) -> None:
         if ledger_cap < 1:
             raise ValueError(f"ledger_cap must be >= 1, got {ledger_cap}")
+        if ledger_max_age is not None and ledger_max_age <= 0:
+            raise ValueError(f"ledger_max_age must be > 0 ms, got {ledger_max_age}")
         self.client = client
         # redis-py annotates replies as unions over decode modes and protocol versions; this
         # store always uses bytes replies (decode_responses=False), so reads go through Any.
         self._cmd: Any = client
         self.keys = Keys(prefix)
         self.ledger_cap = ledger_cap
+        self.ledger_max_age = ledger_max_age     # ms behind stream time; None: count only
+        self.compress = compress                 # zstd with the shipped dictionaries
         self.url = url                      # display form: never the password
         self.options = options or RedisOptions()
         self._commit_script = client.register_script(COMMIT_LUA)
@@ -81,7 +90,8 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, ledger_cap: int = 500, prefix: str = K.DEFAULT_PREFIX, *,
-                 options: RedisOptions | None = None, ping: bool = True) -> Self:
+                 options: RedisOptions | None = None, ping: bool = True,
+                 ledger_max_age: int | None = None) -> Self:
         """Connect to ``redis://[user:password@]host:port/db`` (or ``rediss://``, ``unix://``).
 
         With `ping`, checks the server at once (reachable, credentials, version >= 7.0,
@@ -89,13 +99,15 @@ class RedisStore:
         work starts.
         """
         target = parse_url(url, options)
-        return cls.from_target(target, ledger_cap, prefix, ping=ping)
+        return cls.from_target(target, ledger_cap, prefix, ping=ping,
+                               ledger_max_age=ledger_max_age)
 
     @classmethod
     def from_target(cls, target: RedisTarget, ledger_cap: int = 500,
-                    prefix: str = K.DEFAULT_PREFIX, *, ping: bool = True) -> Self:
-        store = cls(target.client(), ledger_cap=ledger_cap, prefix=prefix,
-                    url=target.display(), options=target.options)
+                    prefix: str = K.DEFAULT_PREFIX, *, ping: bool = True,
+                    ledger_max_age: int | None = None) -> Self:
+        store = cls(target.client(), ledger_cap=ledger_cap, ledger_max_age=ledger_max_age,
+                    prefix=prefix, url=target.display(), options=target.options)
         if ping:
             store._run("connect", store._check_server,
                        budget=target.options.startup_retry_for)
@@ -146,19 +158,33 @@ class RedisStore:
         wanted = list(dict.fromkeys(customers))
         if not wanted:
             return {}
-        state_key = self.keys.state
+        out: dict[str, CustomerState] = {}
+        for customer, value in zip(wanted, self._values(wanted, "load"), strict=True):
+            out[customer] = value.state() if value is not None else CustomerState(customer)
+        return out
+
+    def _values(self, customers: list[str], operation: str) -> list[Value | None]:
+        """The stored values of these customers (None: unknown), one round trip."""
+        value_key = self.keys.value
 
         def fetch() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for chunk in chunks(wanted):
-                pipe.mget([state_key(c) for c in chunk])
+            for chunk in chunks(customers):
+                pipe.mget([value_key(c) for c in chunk])
             return pipe.execute()
 
-        values: list[bytes | None] = [v for part in self._run("load", fetch) for v in part]
-        out: dict[str, CustomerState] = {}
-        for customer, data in zip(wanted, values, strict=True):
-            out[customer] = decode_state(data) if data is not None else CustomerState(customer)
+        raw: list[bytes | None] = [v for part in self._run(operation, fetch) for v in part]
+        out: list[Value | None] = []
+        for customer, data in zip(customers, raw, strict=True):
+            out.append(self._value(customer, data) if data is not None else None)
         return out
+
+    def _value(self, customer: str, data: bytes) -> Value:
+        try:
+            return Value(customer, data)
+        except ValueError:
+            raise StorePermanentError(self._layout_message("a value that is not layout 2"),
+                                      operation="load") from None
 
     def commit(self, commit: Commit) -> None:
         """Apply the batch with one script call: all of it or, on any error, none of it."""
@@ -172,7 +198,8 @@ class RedisStore:
         if not commit.states and not commit.due and commit.watermark <= 0:
             return None
         try:
-            return commit_call(self.keys, commit, self.ledger_cap)
+            return commit_call(self.keys, commit, self.ledger_cap, self.ledger_max_age,
+                               compress=self.compress)
         except (OverflowError, TypeError, msgspec.EncodeError) as exc:
             # e.g. an integer beyond 64 bits kept in a state: refused before anything is sent.
             raise StorePermanentError(f"cannot encode the batch for Redis ({exc}); nothing "
@@ -193,6 +220,9 @@ class RedisStore:
                 text = str(exc)
                 if text.startswith((EPOCH_MISMATCH, ROLLED_BACK)):
                     raise StoreDataLost(self._lost(text), operation="commit") from None
+                if text.startswith(WRONG_LAYOUT):
+                    raise StorePermanentError(self._layout_message(text),
+                                              operation="commit") from None
                 raise
 
         self._commits = self._run("commit", send)
@@ -202,9 +232,27 @@ class RedisStore:
         if self._epoch is not None:
             return
         self._cmd.hsetnx(self.keys.epoch, "id", uuid.uuid4().hex)
-        epoch_id, commits = self._cmd.hmget(self.keys.epoch, "id", "commits")
+        epoch_id, commits, layout = self._cmd.hmget(self.keys.epoch, "id", "commits", "layout")
+        if layout is None and int(commits or 0) == 0 and not self._legacy_keys():
+            self._cmd.hsetnx(self.keys.epoch, "layout", str(K.LAYOUT))
+            layout = self._cmd.hget(self.keys.epoch, "layout")
+        if layout is None or int(layout) != K.LAYOUT:
+            found = f"layout {int(layout)}" if layout is not None else "layout 1 (four keys " \
+                "per customer, written before issue 12)"
+            raise StorePermanentError(self._layout_message(found), operation="commit")
         self._epoch = epoch_id.decode()
         self._commits = int(commits or 0)
+
+    def _legacy_keys(self) -> bool:
+        """Whether any layout-1 customer key exists under this prefix (one SCAN page)."""
+        _, found = self._cmd.scan(0, match=self.keys.legacy_pattern(), count=1000)
+        return bool(found)
+
+    def _layout_message(self, found: str) -> str:
+        return (f"Redis at {self.url} (prefix {self.keys.prefix!r}) holds {found}; this "
+                f"version reads and writes key layout {K.LAYOUT} (one key per customer). "
+                "Nothing was written. Run `valeur-monitor store migrate` once to convert it, "
+                "or start over into an empty store (a re-run of the input rebuilds it)")
 
     def _lost(self, reply: str) -> str:
         why = ("was restarted without persistence, flushed or failed over to an empty replica"
@@ -224,22 +272,8 @@ class RedisStore:
         return int(value) if value is not None else 0
 
     def score(self, customer: str) -> ScoreView | None:
-        def fetch() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self.keys.score(customer))
-            pipe.hgetall(self.keys.reasons(customer))
-            return pipe.execute()
-
-        raw, reasons = self._run("read", fetch)
-        if not raw:
-            return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-        dims = {k[len(K.DIM_PREFIX):]: float(v) for k, v in fields.items()
-                if k.startswith(K.DIM_PREFIX)}
-        return ScoreView(customer=customer, total=float(fields[K.F_TOTAL]), dims=dims,
-                         at=int(fields[K.F_AT]), created=float(fields[K.F_CREATED]),
-                         destroyed=float(fields[K.F_DESTROYED]),
-                         reasons={k.decode(): float(v) for k, v in reasons.items()})
+        value = self._values([customer], "read")[0]
+        return value.score() if value is not None else None
 
     def ranking(self, n: int, *, worst: bool = True) -> list[tuple[str, float]]:
         """Lowest (or highest) n totals; equal totals always in ascending customer id."""
@@ -266,10 +300,8 @@ class RedisStore:
         return above + [(m.decode(), float(s)) for m, s in tied]
 
     def ledger(self, customer: str, limit: int | None = None) -> list[LedgerEntry]:
-        start = -limit if limit else 0
-        key = self.keys.ledger(customer)
-        rows = self._run("read", lambda: self._cmd.lrange(key, start, -1))
-        return [decode_entry(r) for r in rows]
+        value = self._values([customer], "read")[0]
+        return value.ledger(limit) if value is not None else []
 
     def customers(self) -> list[str]:
         rows = self._run("read", lambda: self._cmd.zrange(self.keys.ranking, 0, -1))
@@ -297,6 +329,6 @@ class RedisStore:
         self.client.close()
 
     # -- operations helpers -------------------------------------------------------------------
-    def customer_keys(self, customer: str) -> tuple[str, str, str, str]:
-        """The four keys of a customer (for MEMORY USAGE, DUMP, debugging)."""
-        return self.keys.customer(customer).all()
+    def customer_key(self, customer: str) -> str:
+        """The customer's one key (for MEMORY USAGE, DUMP, debugging)."""
+        return self.keys.value(customer)

@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     rules = load_rules(settings.rule_paths(), settings.rules_label)
     topology = load_topology(settings.topology_path(), settings.topics.overrides())
     store = open_store(settings.redis_url, ledger_cap=rules.settings.ledger_cap,
+                       ledger_max_age=rules.settings.ledger_max_age,
                        options=settings.redis_options())
     worker.datadir.mkdir(parents=True, exist_ok=True)
 

@@ -149,11 +149,13 @@ class _Compiler:
         lateness = duration(spec.lateness, (*path, "lateness"), issues, None, positive=False)
         horizon = duration(spec.late_horizon, (*path, "late_horizon"), issues, None)
         half_life = duration(spec.half_life, (*path, "half_life"), issues, None)
+        max_age = duration(spec.ledger_max_age, (*path, "ledger_max_age"), issues, None)
         self.settings = Settings(
             lateness=lateness if lateness is not None else Settings.lateness,
             late_horizon=horizon or Settings.late_horizon,
             half_life=half_life,
             ledger_cap=spec.ledger_cap,
+            ledger_max_age=max_age,
         )
         self.settings_from = name
         self.label = spec.label

@@ -1,0 +1,97 @@
+"""Key layout 2 on a real Redis: one key per customer, the window bounded by count and age
+inside the commit script, and stores of another layout refused with a clear message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from valeur_monitor.engine.ledger import LedgerEntry
+from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.errors import StoreError, StorePermanentError
+from valeur_monitor.read.redis import RedisReader
+from valeur_monitor.store.base import Commit
+from valeur_monitor.store.cached import CachedStore
+from valeur_monitor.store.redis import RedisStore
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400_000
+T0 = 1_790_000_000_000
+
+
+def entry(customer: str, seq: int, time: int) -> LedgerEntry:
+    return LedgerEntry(customer, seq, "rule-a", "kept", "time", 1.0, 1.0, time, (f"e{seq}",),
+                       f"explained {seq}")
+
+
+def commit_of(state: CustomerState, new: list[LedgerEntry], watermark: int) -> Commit:
+    state.seq = max([state.seq, *(e.seq for e in new)])
+    return Commit(states={state.customer: state}, due={state.customer: -1}, entries=new,
+                  watermark=watermark)
+
+
+@pytest.fixture
+def store(redis_db_url: str) -> Iterator[RedisStore]:
+    s = RedisStore.from_url(redis_db_url, ledger_cap=4, ledger_max_age=10 * DAY)
+    yield s
+    s.close()
+
+
+def test_one_key_per_customer_and_the_window_bounded_by_count_then_age(
+        store: RedisStore, redis_client: redis.Redis) -> None:
+    state = CustomerState("c-1")
+    store.commit(commit_of(state, [entry("c-1", s, T0 + s * DAY) for s in (1, 2, 3)],
+                           T0 + 3 * DAY))
+    assert sorted(k.decode() for k in redis_client.keys("vm:{*")) == ["vm:{c:c-1}"]
+    assert [e.seq for e in store.ledger("c-1")] == [1, 2, 3]
+    # count: three more entries, only the last four kept
+    store.commit(commit_of(state, [entry("c-1", s, T0 + s * DAY) for s in (4, 5, 6)],
+                           T0 + 6 * DAY))
+    assert [e.seq for e in store.ledger("c-1")] == [3, 4, 5, 6]
+    # a retried commit (reply lost) appends nothing twice
+    again = commit_of(state, [entry("c-1", 6, T0 + 6 * DAY)], T0 + 6 * DAY)
+    store.commit(again)
+    assert [e.seq for e in store.ledger("c-1")] == [3, 4, 5, 6]
+    # age: stream time 15 days on drops entries older than 10 days behind it (days 3 and 4),
+    # even in a commit that brings no entry for the customer
+    store.commit(commit_of(state, [], T0 + 15 * DAY))
+    assert [e.seq for e in store.ledger("c-1")] == [5, 6]
+    assert store.ledger("c-1", 1)[0] == entry("c-1", 6, T0 + 6 * DAY)
+    reader = RedisReader(store.client)
+    assert [e.seq for e in reader.ledger("c-1")] == [5, 6]
+    assert reader.last_entries(["c-1", "nobody"]) == {"c-1": entry("c-1", 6, T0 + 6 * DAY)}
+    assert reader.score("c-1") == store.score("c-1")
+    assert store.load(["c-1"])["c-1"] == state
+
+
+def test_a_layout_1_store_is_refused_by_the_store_and_the_reader(
+        redis_db_url: str, redis_client: redis.Redis) -> None:
+    # what a version before issue 12 wrote: four keys per customer, an epoch without layout
+    redis_client.set("vm:{c:c-1}:state", b"\x80")
+    redis_client.hset("vm:{c:c-1}:score", mapping={"total": "1.0", "seq": "1"})
+    redis_client.hset("vm:epoch", mapping={"id": "old", "commits": "12"})
+    store = RedisStore.from_url(redis_db_url)
+    try:
+        with pytest.raises(StorePermanentError, match="layout 1") as caught:
+            store.commit(commit_of(CustomerState("c-2"), [], T0))
+        assert "Nothing was written" in str(caught.value)
+        assert redis_client.exists("vm:{c:c-2}") == 0
+        with pytest.raises(StoreError, match="layout 1"):
+            RedisReader(store.client).score("c-1")
+    finally:
+        store.close()
+
+
+def test_the_write_through_cache_reads_redis_once_and_forgets_after_a_failure(
+        store: RedisStore, redis_client: redis.Redis) -> None:
+    cached = CachedStore(store)
+    state = cached.load(["c-1"])["c-1"]
+    cached.commit(commit_of(state, [entry("c-1", 1, T0)], T0))
+    assert cached.load(["c-1"])["c-1"] is state and cached.loaded == 1
+    redis_client.hset("vm:epoch", "id", "someone-else")   # the data-loss check will refuse
+    with pytest.raises(StoreError):
+        cached.commit(commit_of(state, [entry("c-1", 2, T0)], T0))
+    assert cached.cache == {}

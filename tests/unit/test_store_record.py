@@ -1,0 +1,94 @@
+"""The one Redis value per customer (store/record.py): exact round trips, compression, framing."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from valeur_monitor.engine.ledger import LedgerEntry
+from valeur_monitor.engine.state import CustomerState, Score, encode_state
+from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.record import (
+    FRAME,
+    HEADER,
+    MAGIC,
+    RAW,
+    ZSTD_1,
+    Value,
+    encode_frame,
+    encode_head,
+    is_value,
+)
+
+pytestmark = pytest.mark.unit
+
+text = st.text(max_size=30)
+floats = st.floats(allow_nan=False)
+entries = st.builds(
+    LedgerEntry, customer=st.just("c-1"), seq=st.integers(1, 2**32 - 1), rule=text,
+    outcome=text, dimension=text, amount=floats, value=floats, time=st.integers(0, 2**42),
+    events=st.lists(text, max_size=3).map(tuple), explain=text, ref=text, team=text,
+    channel=text, late=st.booleans(), rules_version=text)
+states = st.builds(
+    CustomerState, customer=st.just("c-1"), seq=st.integers(0, 10**6),
+    score=st.builds(Score, total=floats, dims=st.dictionaries(text, floats, max_size=4),
+                    at=st.integers(0, 2**42), created=floats, destroyed=floats),
+    reasons=st.dictionaries(text, floats, max_size=5))
+
+
+def value_of(state: CustomerState, window: list[LedgerEntry], compress: bool) -> bytes:
+    """The value the commit script builds from a head and frames (same layout)."""
+    head = encode_head(state, compress=compress)
+    frames = b"".join(encode_frame(e, compress=compress) for e in window)
+    mark = max((e.seq for e in window), default=0)
+    return HEADER.pack(MAGIC, mark, len(head)) + head + frames
+
+
+@settings(max_examples=100, deadline=None)
+@given(states, st.lists(entries, max_size=5), st.booleans())
+def test_score_state_and_window_round_trip_exactly(state: CustomerState,
+                                                   window: list[LedgerEntry],
+                                                   compress: bool) -> None:
+    data = value_of(state, window, compress)
+    assert is_value(data)
+    value = Value("c-1", data)
+    assert value.score() == ScoreView.of(state)
+    assert value.state_bytes() == encode_state(state)
+    assert value.ledger() == window
+    assert value.ledger(2) == window[-2:]
+    assert value.last_entry() == (window[-1] if window else None)
+    assert [(t, q) for t, q, _ in value.frames()] == [
+        (min(e.time // 1000, 2**32 - 1), e.seq) for e in window]
+
+
+def test_frames_are_what_the_commit_script_reads() -> None:
+    entry = LedgerEntry("c-1", 7, "r", "kept", "time", 1.0, 1.0, 1_794_000_000_123, ("e",),
+                        "x")
+    frame = encode_frame(entry)
+    when, seq, length = FRAME.unpack_from(frame)
+    assert (when, seq, length) == (1_794_000_000, 7, len(frame) - FRAME.size)
+    assert frame[FRAME.size] == ZSTD_1
+    assert encode_frame(entry, compress=False)[FRAME.size] == RAW
+    # the script's formats: '>I4I4' header after the 2-byte magic, '>I4I4I2' per frame
+    assert HEADER.size == 10 and FRAME.size == 10
+    assert struct.calcsize(">IIH") == FRAME.size
+
+
+def test_the_dictionaries_make_typical_records_small() -> None:
+    entry = LedgerEntry("cust-00095", 85, "happy-survey", "matched", "experience", 2.0, 2.0,
+                        1794147132000, ("evt-1-61413",), "Survey answered 5/5", "req-008708",
+                        "billing", "sms", False, "7ba90853342e")
+    assert len(encode_frame(entry)) < 0.6 * len(encode_frame(entry, compress=False))
+
+
+def test_an_unknown_codec_or_layout_is_refused_clearly() -> None:
+    state = CustomerState("c-1")
+    data = bytearray(value_of(state, [], compress=False))
+    data[HEADER.size] = 9
+    with pytest.raises(ValueError, match="unknown codec 9"):
+        Value("c-1", bytes(data)).score()
+    with pytest.raises(ValueError, match="layout-2"):
+        Value("c-1", b"\xc1\x01" + bytes(20))

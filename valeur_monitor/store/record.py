@@ -1,0 +1,227 @@
+"""The one Redis value per customer (key layout 2): score row, state and a recent ledger window.
+
+::
+
+    0xC2 0x02              magic and layout version
+    u32  seq mark          highest ledger seq appended (the commit script keeps it: idempotence)
+    u32  head length
+    head                   codec byte, then (maybe compressed) msgpack [total, at, created,
+                           destroyed, dims, reasons, state bytes]
+    frames...              the window, oldest first: u32 time (s), u32 seq, u16 length, payload
+                           (codec byte, then a compact ledger entry without its customer)
+
+All integers big-endian. The commit script (`redis_commit.COMMIT_LUA`) reads only the seq mark,
+the head length and the frame headers: it replaces the head, appends frames newer than the mark
+and trims the window by count and age, never decoding a payload. Payloads and heads are
+compressed with zstandard and a dictionary trained on typical records (`dicts/`, see
+`bench/train_zdict.py`): records of 50 B to 3 KB are too small for a compressor to learn from
+alone, a shared dictionary gives 2.5x on states and 3.6x on entries (docs/benchmarks.md).
+The codec byte names the dictionary, so a new one can be shipped while old values stay readable.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import msgspec
+import zstandard
+
+from valeur_monitor.engine.ledger import LedgerEntry
+from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
+from valeur_monitor.store.base import ScoreView
+
+MAGIC = b"\xc2\x02"
+LAYOUT = 2
+HEADER = struct.Struct(">2sII")     # magic, seq mark, head length
+FRAME = struct.Struct(">IIH")       # time (s), seq, payload length
+MAX_PAYLOAD = 0xFFFF
+MAX_U32 = 0xFFFFFFFF
+
+RAW = 0          # codec byte: stored as is
+ZSTD_1 = 1       # zstandard with the dictionaries `dicts/head-1.zdict` / `dicts/entry-1.zdict`
+LEVEL = 3        # zstd level: 1-3 cost the same here (≈ 20 µs per state), higher ones 5x more
+
+
+class Row(msgspec.Struct, array_like=True):
+    """The head: the score row readers need, then the engine's state bytes (opaque here)."""
+
+    total: float
+    at: int
+    created: float
+    destroyed: float
+    dims: dict[str, float]
+    reasons: dict[str, float]
+    state: bytes
+
+
+class _Entry(msgspec.Struct, array_like=True):
+    """A ledger entry without field names (the compact form kept in Redis)."""
+
+    time: int
+    seq: int
+    customer: str
+    rule: str
+    outcome: str
+    dimension: str
+    amount: float
+    value: float
+    events: tuple[str, ...]
+    explain: str
+    ref: str
+    team: str
+    channel: str
+    late: bool
+    rules_version: str
+
+
+ENTRY_MAGIC = b"\xc1\x01"   # 0xC1 is never a msgpack first byte: older entries are maps
+_entry_encoder = msgspec.msgpack.Encoder()
+_entry_decoder = msgspec.msgpack.Decoder(_Entry)
+_plain_decoder = msgspec.msgpack.Decoder(LedgerEntry)
+_pack = msgspec.msgpack.Encoder().encode
+
+
+def encode_entry(entry: LedgerEntry) -> bytes:
+    """A ledger entry as stored in Redis: 0xC1, version 1, then one positional msgpack array
+    (time first, epoch ms). About half the size of the msgpack map with field names."""
+    e = entry
+    return ENTRY_MAGIC + _entry_encoder.encode(_Entry(
+        e.time, e.seq, e.customer, e.rule, e.outcome, e.dimension, e.amount, e.value, e.events,
+        e.explain, e.ref, e.team, e.channel, e.late, e.rules_version))
+
+
+def decode_entry(data: bytes) -> LedgerEntry:
+    """Inverse of `encode_entry`; entries stored as msgpack maps (before) are read too."""
+    if data[:1] != b"\xc1":
+        return _plain_decoder.decode(data)
+    e = _entry_decoder.decode(memoryview(data)[len(ENTRY_MAGIC):])
+    return LedgerEntry(customer=e.customer, seq=e.seq, rule=e.rule, outcome=e.outcome,
+                       dimension=e.dimension, amount=e.amount, value=e.value, time=e.time,
+                       events=e.events, explain=e.explain, ref=e.ref, team=e.team,
+                       channel=e.channel, late=e.late, rules_version=e.rules_version)
+
+
+_row_encoder = msgspec.msgpack.Encoder()
+_row_decoder = msgspec.msgpack.Decoder(Row)
+
+
+@dataclass(frozen=True)
+class Codec:
+    """Compressors of one dictionary version (heads and entries have a dictionary each)."""
+
+    head_c: zstandard.ZstdCompressor
+    head_d: zstandard.ZstdDecompressor
+    entry_c: zstandard.ZstdCompressor
+    entry_d: zstandard.ZstdDecompressor
+
+
+@cache
+def codec(version: int = ZSTD_1) -> Codec:
+    """The compressors of a dictionary version (loaded once per process)."""
+    folder = resources.files("valeur_monitor.store") / "dicts"
+
+    def pair(kind: str) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        data = zstandard.ZstdCompressionDict((folder / f"{kind}-{version}.zdict").read_bytes())
+        # no frame magic, checksum or dictionary id: the codec byte says all that, and on
+        # records this small those 9 bytes would be a fifth of an entry
+        return (zstandard.ZstdCompressor(level=LEVEL, dict_data=data, write_checksum=False,
+                                         write_dict_id=False, write_content_size=True),
+                zstandard.ZstdDecompressor(dict_data=data))
+
+    head_c, head_d = pair("head")
+    entry_c, entry_d = pair("entry")
+    return Codec(head_c, head_d, entry_c, entry_d)
+
+
+def _unpack(kind: str, data: bytes | memoryview) -> bytes:
+    mode = data[0]
+    if mode == RAW:
+        return bytes(data[1:])
+    if mode == ZSTD_1:
+        c = codec(ZSTD_1)
+        return (c.head_d if kind == "head" else c.entry_d).decompress(data[1:])
+    raise ValueError(f"unknown codec {mode} in a stored {kind} (written by a newer version?)")
+
+
+def encode_head(state: CustomerState, *, compress: bool = True) -> bytes:
+    """The head of a customer's value: its score row and its state bytes."""
+    s = state.score
+    raw = _row_encoder.encode(Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons,
+                                  encode_state(state)))
+    if not compress:
+        return bytes((RAW,)) + raw
+    return bytes((ZSTD_1,)) + codec().head_c.compress(raw)
+
+
+def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
+    """A window frame for one ledger entry (its customer is the key's: left out)."""
+    raw = encode_entry(msgspec.structs.replace(entry, customer=""))
+    payload = (bytes((ZSTD_1,)) + codec().entry_c.compress(raw) if compress
+               else bytes((RAW,)) + raw)
+    if len(payload) > MAX_PAYLOAD:
+        raise OverflowError(f"ledger entry {entry.seq} of {len(payload)} bytes (limit "
+                            f"{MAX_PAYLOAD})")
+    when = min(max(entry.time // 1000, 0), MAX_U32)
+    return FRAME.pack(when, entry.seq, len(payload)) + payload
+
+
+class Value:
+    """A stored value, parsed lazily (readers often need only the score or only the window)."""
+
+    def __init__(self, customer: str, data: bytes) -> None:
+        magic, self.seq_mark, length = HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise ValueError(f"not a layout-{LAYOUT} customer value")
+        self.customer = customer
+        self._data = data
+        self._head_end = HEADER.size + length
+        self._row: Row | None = None
+
+    def row(self) -> Row:
+        if self._row is None:
+            head = memoryview(self._data)[HEADER.size:self._head_end]
+            self._row = _row_decoder.decode(_unpack("head", head))
+        return self._row
+
+    def score(self) -> ScoreView:
+        r = self.row()
+        return ScoreView(self.customer, r.total, dict(r.dims), r.at, r.created, r.destroyed,
+                         dict(r.reasons))
+
+    def state(self) -> CustomerState:
+        return decode_state(self.row().state)
+
+    def state_bytes(self) -> bytes:
+        return self.row().state
+
+    def frames(self) -> list[tuple[int, int, memoryview]]:
+        """(time in s, seq, payload) of the window, oldest first."""
+        data, out = memoryview(self._data), []
+        pos, end = self._head_end, len(self._data)
+        while pos < end:
+            when, seq, length = FRAME.unpack_from(data, pos)
+            pos += FRAME.size
+            out.append((when, seq, data[pos:pos + length]))
+            pos += length
+        return out
+
+    def ledger(self, limit: int | None = None) -> list[LedgerEntry]:
+        frames = self.frames()
+        if limit:
+            frames = frames[-limit:]
+        return [self._entry(p) for _, _, p in frames]
+
+    def last_entry(self) -> LedgerEntry | None:
+        frames = self.frames()
+        return self._entry(frames[-1][2]) if frames else None
+
+    def _entry(self, payload: memoryview) -> LedgerEntry:
+        entry = decode_entry(_unpack("entry", payload))
+        return msgspec.structs.replace(entry, customer=self.customer)
+
+
+def is_value(data: bytes) -> bool:
+    return data[:2] == MAGIC
