@@ -51,11 +51,15 @@ def sharded_run(path: Path, workers: int) -> float:
 
 def redis_run(path: Path, url: str) -> float:
     """`run --store redis://`: the same pipeline committing to Redis (a fresh key prefix)."""
+    from valeur_monitor.store.cached import CachedStore
     from valeur_monitor.store.redis import RedisStore
 
     rules = load_rules(["rules"])
     prefix = f"bench-run-{time.time_ns()}:"
-    store = RedisStore.from_url(url, prefix=prefix)
+    # as `run` opens it (cli/run_cmd.py via open_store): the shipped window, states cached
+    redis_store = RedisStore.from_url(url, prefix=prefix, ledger_cap=rules.settings.ledger_cap,
+                                      ledger_max_age=rules.settings.ledger_max_age)
+    store = CachedStore(redis_store, pipelined=True)
     began = time.perf_counter()
     runner = EmbeddedRunner(rules, store)
     with path.open("rb") as fh:
@@ -63,8 +67,8 @@ def redis_run(path: Path, url: str) -> float:
             runner.feed(batch)
     runner.finish()
     seconds = time.perf_counter() - began
-    for key in store.client.scan_iter(match=f"{prefix}*", count=10_000):
-        store.client.unlink(key)
+    for key in redis_store.client.scan_iter(match=f"{prefix}*", count=10_000):
+        redis_store.client.unlink(key)
     store.close()
     return seconds
 

@@ -47,7 +47,7 @@ def load(url: str, lines: list[bytes]) -> Loaded:
     """The same events into a MemoryStore (the oracle) and a RedisStore under a fresh prefix."""
     rules = load_rules(["rules"])
     prefix = f"api{uuid.uuid4().hex[:8]}:"
-    memory = MemoryStore()
+    memory = MemoryStore(ledger_cap=rules.settings.ledger_cap)   # the window Redis keeps
     store = RedisStore.from_url(url, ledger_cap=rules.settings.ledger_cap, prefix=prefix)
     try:
         for target in (memory, store):

@@ -95,3 +95,47 @@ def test_the_write_through_cache_reads_redis_once_and_forgets_after_a_failure(
     with pytest.raises(StoreError):
         cached.commit(commit_of(state, [entry("c-1", 2, T0)], T0))
     assert cached.cache == {}
+
+
+def test_a_pipelined_run_writes_what_a_direct_run_writes(redis_db_url: str,
+                                                         redis_client: redis.Redis) -> None:
+    import orjson
+
+    from tests.integration.test_redis_store import dump
+    from valeur_monitor.engine.rules import load_rules
+    from valeur_monitor.read.factory import reader_of
+    from valeur_monitor.runner.embedded import EmbeddedRunner
+    from valeur_monitor.simulate import SimulationConfig, simulate
+
+    rules = load_rules(["rules"])
+    lines = [orjson.dumps(e) for e in simulate(SimulationConfig(seed=4, customers=120, days=4))]
+    results = []
+    for prefix, pipelined in (("direct:", False), ("piped:", True)):
+        inner = RedisStore.from_url(redis_db_url, prefix=prefix, ledger_cap=20,
+                                    ledger_max_age=DAY)
+        store = CachedStore(inner, pipelined=pipelined)
+        runner = EmbeddedRunner(rules, store)
+        for i in range(0, len(lines), 300):
+            runner.feed(lines[i:i + 300])
+        report = runner.finish()
+        assert store.loaded <= report.customers        # each customer read from Redis once
+        assert reader_of(store).count() == report.customers
+        store.close()
+        results.append(dump(redis_client, prefix))
+    assert results[0] == results[1]
+    assert any(k.endswith(":ledger") for k in results[0])
+
+
+def test_a_pipelined_commit_that_fails_is_raised_at_the_next_call(
+        store: RedisStore, redis_client: redis.Redis) -> None:
+    cached = CachedStore(store, pipelined=True)
+    state = cached.load(["c-1"])["c-1"]
+    cached.commit(commit_of(state, [entry("c-1", 1, T0)], T0))
+    cached.flush()
+    redis_client.hset("vm:epoch", "id", "someone-else")   # the data-loss check will refuse
+    cached.commit(commit_of(state, [entry("c-1", 2, T0)], T0))   # sent in the background
+    with pytest.raises(StoreError, match="lost data"):
+        cached.due(T0)
+    assert cached.cache == {}
+    cached.flush()                                       # raised once, not again
+    assert [e.seq for e in store.ledger("c-1")] == [1]

@@ -235,7 +235,7 @@ def test_file_replayed_twice_via_cli_leaves_scores_and_ledger_identical(
     assert len(only(first, ("ledger",))) >= 150
 
     # And the CLI's Redis run equals an in-memory run of the same file.
-    memory = MemoryStore(ledger_cap=500)
+    memory = MemoryStore(ledger_cap=rules.settings.ledger_cap)   # the window `run` keeps
     run_lines(memory, rules, lines)
     reader = RedisStore.from_url(redis_db_url)
     assert reader.customers() == memory.customers()

@@ -20,6 +20,7 @@ from valeur_monitor.store.record import (
     Value,
     encode_frame,
     encode_head,
+    encode_open,
     is_value,
 )
 
@@ -44,7 +45,8 @@ def value_of(state: CustomerState, window: list[LedgerEntry], compress: bool) ->
     head = encode_head(state, compress=compress)
     frames = b"".join(encode_frame(e, compress=compress) for e in window)
     mark = max((e.seq for e in window), default=0)
-    return HEADER.pack(MAGIC, mark, len(head)) + head + frames
+    opened = encode_open([("rule-b", 2), ("rule-a", 1)])
+    return HEADER.pack(MAGIC, mark, len(head), len(window), len(opened)) + opened + head + frames
 
 
 @settings(max_examples=100, deadline=None)
@@ -60,6 +62,8 @@ def test_score_state_and_window_round_trip_exactly(state: CustomerState,
     assert value.ledger() == window
     assert value.ledger(2) == window[-2:]
     assert value.last_entry() == (window[-1] if window else None)
+    assert value.open_counts() == {"rule-a": 1, "rule-b": 2}
+    assert value.count == len(window)
     assert [(t, q) for t, q, _ in value.frames()] == [
         (min(e.time // 1000, 2**32 - 1), e.seq) for e in window]
 
@@ -72,8 +76,9 @@ def test_frames_are_what_the_commit_script_reads() -> None:
     assert (when, seq, length) == (1_794_000_000, 7, len(frame) - FRAME.size)
     assert frame[FRAME.size] == ZSTD_1
     assert encode_frame(entry, compress=False)[FRAME.size] == RAW
-    # the script's formats: '>I4I4' header after the 2-byte magic, '>I4I4I2' per frame
-    assert HEADER.size == 10 and FRAME.size == 10
+    # the script's formats: '>I4I4I2I2' header after the 2-byte magic, '>I4I4I2' per frame
+    assert HEADER.size == 14 and FRAME.size == 10
+    assert encode_open([]) == b""
     assert struct.calcsize(">IIH") == FRAME.size
 
 
@@ -87,7 +92,7 @@ def test_the_dictionaries_make_typical_records_small() -> None:
 def test_an_unknown_codec_or_layout_is_refused_clearly() -> None:
     state = CustomerState("c-1")
     data = bytearray(value_of(state, [], compress=False))
-    data[HEADER.size] = 9
+    data[HEADER.size + len(encode_open([("rule-b", 2), ("rule-a", 1)]))] = 9
     with pytest.raises(ValueError, match="unknown codec 9"):
         Value("c-1", bytes(data)).score()
     with pytest.raises(ValueError, match="layout-2"):

@@ -22,6 +22,7 @@ def reader_of(store: Store) -> Reader:
     from valeur_monitor.store.cached import CachedStore
 
     if isinstance(store, CachedStore):
+        store.flush()      # a pipelined commit in flight: readers see every batch committed
         return reader_of(store.inner)
     from valeur_monitor.store.redis import RedisStore
 

@@ -4,12 +4,12 @@ Workers each own a part of the customers, so a count kept in one worker's memory
 as there are two of them (or after a rebalance). These counts are read from the shared store:
 
 * score bands: four ZCOUNTs over the ranking ZSET (customer -> score total), O(log n) each;
-* open promises: one ZSET per rule, ``<prefix>open:<rule>`` (customer -> how many promises of
-  that rule it has open), plus the SET ``<prefix>open-rules`` naming those ZSETs. They are
-  derived from the states and written by the Redis commit script with the other derived
-  global indexes (store/redis_commit.py): ZADD/ZREM of exact values, so re-sending a commit is
-  harmless. The sum per rule is read with one ZCOUNT per small count (most customers have one
-  or two promises of a rule) and the few larger ones listed, so a read is O(rules · log n).
+* open promises: one HASH, ``<prefix>open-promises`` (rule -> open promises over every
+  customer), read with one HGETALL. Each customer's value carries its own counts per rule
+  (store/record.py); when the commit script rewrites a value whose counts changed, it adds the
+  difference to the totals in the same step, so a re-sent commit (counts already stored) adds
+  nothing and a script stopped midway leaves every written value counted exactly once. (Layout
+  1 kept one ZSET per rule with a member per customer: ≈ 100 B per customer and rule.)
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from typing import Any, Protocol
 from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.metrics import BANDS, band_of
 from valeur_monitor.store.keys import Keys
-
-SMALL_COUNTS = 8     # counts 1..8 are ZCOUNTed; customers above are listed with their count
-CHUNK = 1000
 
 
 def open_rules(state: CustomerState) -> list[str]:
@@ -89,24 +86,8 @@ class RedisCensus:
         return {band: int(n) for band, n in zip(BANDS, pipe.execute(), strict=True)}
 
     def open_promises(self) -> dict[str, int]:
-        rules = sorted(r.decode() for r in self.client.smembers(self.keys.open_rules))
-        if not rules:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for rule in rules:
-            key = self.keys.open_promises(rule)
-            for k in range(1, SMALL_COUNTS + 1):
-                pipe.zcount(key, k, k)
-            pipe.zrangebyscore(key, f"({SMALL_COUNTS}", "+inf", withscores=True)
-        replies = pipe.execute()
-        out: dict[str, int] = {}
-        step = SMALL_COUNTS + 1
-        for i, rule in enumerate(rules):
-            part = replies[i * step:(i + 1) * step]
-            total = sum(k * int(n) for k, n in enumerate(part[:SMALL_COUNTS], start=1))
-            total += sum(int(score) for _, score in part[SMALL_COUNTS])
-            out[rule] = total
-        return out
+        totals = self.client.hgetall(self.keys.open_totals)
+        return {r.decode(): int(n) for r, n in sorted(totals.items()) if int(n) > 0}
 
 
 def census_for(store: Any) -> Census:

@@ -18,8 +18,8 @@ def open_store(url: str, *, ledger_cap: int | None = None,
     """The store for `url`; Redis connects with `options` (settings.redis_options()).
 
     `ledger_cap`/`ledger_max_age`: the Redis window of each customer's ledger (count, ms);
-    `cache`: keep loaded states in memory (store/cached.py) — only for a process that is the
-    store's one writer (`run`); a worker keeps its own per-partition cache."""
+    `cache`: keep loaded states in memory and pipeline commits (store/cached.py) — only for a
+    process that is the store's one writer (`run`); a worker keeps its own per-partition cache."""
     if url in ("", "memory", "memory://"):
         return MemoryStore(ledger_cap=None)
     if url.lower().startswith(("redis://", "rediss://", "unix://")):
@@ -30,7 +30,7 @@ def open_store(url: str, *, ledger_cap: int | None = None,
         if cache:
             from valeur_monitor.store.cached import CachedStore
 
-            return CachedStore(store)
+            return CachedStore(store, pipelined=True)
         return store
     raise ConfigError(f"unknown store {url.split('://')[0]!r}: use 'memory' or a redis://, "
                       "rediss:// or unix:// URL")

@@ -12,8 +12,7 @@ With the default prefix ``vm:`` and customer ``cust-1``::
     vm:due                  ZSET    customer -> next due instant (ms)
     vm:watermark            STRING  stream time reached (ms)
     vm:identities           HASH    sha256 of an identity (email, phone...) -> customer, account
-    vm:open:<rule>          ZSET    customer -> open promises of that rule (store/census.py)
-    vm:open-rules           SET     rules that ever had an open promise (the ZSETs to read)
+    vm:open-promises        HASH    rule -> open promises over all customers (store/census.py)
     vm:epoch                HASH    id (random, set once), commits (counter), layout (2)
 
 No two customers share a key: ``<prefix>{c:`` + customer + ``}`` is undone by stripping that
@@ -41,11 +40,8 @@ class Keys:
         self.due = f"{prefix}due"
         self.watermark = f"{prefix}watermark"
         self.identities = f"{prefix}identities"  # HASH: hashed identity -> customer\taccount
-        self.open_rules = f"{prefix}open-rules"
+        self.open_totals = f"{prefix}open-promises"  # HASH: rule -> open promises (census)
         self.epoch = f"{prefix}epoch"
-
-    def open_promises(self, rule: str) -> str:
-        return f"{self.prefix}open:{rule}"
 
     def value(self, customer: str) -> str:
         """The customer's one key: ``vm:{c:<customer>}``."""

@@ -5,17 +5,21 @@
     0xC2 0x02              magic and layout version
     u32  seq mark          highest ledger seq appended (the commit script keeps it: idempotence)
     u32  head length
+    u16  frame count       entries in the window
+    u16  open length
+    open                   msgpack [rule, count, ...] of the open promises, by rule (the
+                           script adds the difference to the store-wide totals: census.py)
     head                   codec byte, then (maybe compressed) msgpack [total, at, created,
                            destroyed, dims, reasons, state bytes]
     frames...              the window, oldest first: u32 time (s), u32 seq, u16 length, payload
                            (codec byte, then a compact ledger entry without its customer)
 
 All integers big-endian. The commit script (`redis_commit.COMMIT_LUA`) reads only the seq mark,
-the head length and the frame headers: it replaces the head, appends frames newer than the mark
-and trims the window by count and age, never decoding a payload. Payloads and heads are
-compressed with zstandard and a dictionary trained on typical records (`dicts/`, see
-`bench/train_zdict.py`): records of 50 B to 3 KB are too small for a compressor to learn from
-alone, a shared dictionary gives 2.5x on states and 3.6x on entries (docs/benchmarks.md).
+the counts in the header and the headers of the frames it drops: it replaces the head, appends
+frames newer than the mark and trims the window by count and age, never decoding a payload.
+Payloads and heads are compressed with zstandard and a dictionary trained on typical records
+(`dicts/`, see `bench/train_zdict.py`): records of 50 B to 3 KB are too small for a compressor
+to learn from alone, a shared dictionary gives 2.5x on states and 3.6x on entries.
 The codec byte names the dictionary, so a new one can be shipped while old values stay readable.
 """
 
@@ -25,6 +29,7 @@ import struct
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import msgspec
 import zstandard
@@ -35,7 +40,7 @@ from valeur_monitor.store.base import ScoreView
 
 MAGIC = b"\xc2\x02"
 LAYOUT = 2
-HEADER = struct.Struct(">2sII")     # magic, seq mark, head length
+HEADER = struct.Struct(">2sIIHH")   # magic, seq mark, head length, frame count, open length
 FRAME = struct.Struct(">IIH")       # time (s), seq, payload length
 MAX_PAYLOAD = 0xFFFF
 MAX_U32 = 0xFFFFFFFF
@@ -172,17 +177,18 @@ class Value:
     """A stored value, parsed lazily (readers often need only the score or only the window)."""
 
     def __init__(self, customer: str, data: bytes) -> None:
-        magic, self.seq_mark, length = HEADER.unpack_from(data)
-        if magic != MAGIC:
+        if len(data) < HEADER.size or data[:2] != MAGIC:
             raise ValueError(f"not a layout-{LAYOUT} customer value")
+        _, self.seq_mark, length, self.count, opened = HEADER.unpack_from(data)
         self.customer = customer
         self._data = data
-        self._head_end = HEADER.size + length
+        self._head_start = HEADER.size + opened
+        self._head_end = self._head_start + length
         self._row: Row | None = None
 
     def row(self) -> Row:
         if self._row is None:
-            head = memoryview(self._data)[HEADER.size:self._head_end]
+            head = memoryview(self._data)[self._head_start:self._head_end]
             self._row = _row_decoder.decode(_unpack("head", head))
         return self._row
 
@@ -196,6 +202,12 @@ class Value:
 
     def state_bytes(self) -> bytes:
         return self.row().state
+
+    def open_counts(self) -> dict[str, int]:
+        """Open promises per rule, as the header holds them for the census."""
+        raw = self._data[HEADER.size:self._head_start]
+        flat: list[Any] = msgspec.msgpack.decode(raw) if raw else []
+        return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
     def frames(self) -> list[tuple[int, int, memoryview]]:
         """(time in s, seq, payload) of the window, oldest first."""
@@ -221,6 +233,20 @@ class Value:
     def _entry(self, payload: memoryview) -> LedgerEntry:
         entry = decode_entry(_unpack("entry", payload))
         return msgspec.structs.replace(entry, customer=self.customer)
+
+
+def encode_open(counts: list[tuple[str, int]]) -> bytes:
+    """The header's open-promise counts: msgpack [rule, count, ...] sorted by rule, or nothing
+    (the same bytes for the same counts: the script compares them before touching totals)."""
+    if not counts:
+        return b""
+    flat: list[Any] = []
+    for rule, count in sorted(counts):
+        flat += (rule, count)
+    data = _pack(flat)
+    if len(data) > MAX_PAYLOAD:
+        raise OverflowError(f"open promises of {len(counts)} rules ({len(data)} bytes)")
+    return data
 
 
 def is_value(data: bytes) -> bool:

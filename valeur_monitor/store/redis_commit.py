@@ -22,6 +22,7 @@ from valeur_monitor.store.record import (
     encode_entry,
     encode_frame,
     encode_head,
+    encode_open,
 )
 
 __all__ = ["COMMIT_LUA", "commit_call", "decode_entry", "encode_entry", "num"]
@@ -34,18 +35,20 @@ WRONG_LAYOUT = "VMLAYOUT"
 # The `#!lua` shebang (Redis >= 7.0) makes Redis check OOM BEFORE the script runs: with
 # maxmemory reached and noeviction, the whole batch is refused and nothing is written.
 #
-# KEYS: epoch, watermark, ranking, due, open-rules, then one value key per customer.
+# KEYS: epoch, watermark, ranking, due, open-promise totals, then one value key per customer.
 # ARGV: epoch id, commits seen by this client, watermark, ledger cap, window cutoff (s: frames
 #       older are dropped, 0 none), ranking [score, member..], due [score, member..], undue
-#       [member..], open promises [rule, customer, count..] (four msgpack arrays), the
-#       open-promise ZSET prefix, customer count, then per customer: head bytes, state seq,
-#       entry count n, then n (seq, frame bytes) pairs in seq order.
-# A customer's value (store/record.py) is rebuilt as: header with the new seq mark, the new
-# head, the old frames then the new ones whose seq is above the old mark (a retried commit
-# appends nothing twice), trimmed to the last `cap` frames, then frames older than the cutoff
-# dropped from the front. Payloads are never decoded here.
-# The open-promise ZSETs (<prefix>open:<rule>, store/census.py) are named from ARGV: they are
-# derived counts for metrics, and a rule is only known once a promise of it opens.
+#       [member..] (three msgpack arrays), customer count, then per customer: head bytes,
+#       state seq, open-promise counts (record.encode_open), entry count n, then n (seq,
+#       frame bytes) pairs in seq order.
+# A customer's value (store/record.py) is rebuilt as: header (new seq mark, counts), the new
+# open counts and head, the old frames then the new ones whose seq is above the old mark (a
+# retried commit appends nothing twice), minus a prefix: frames beyond the last `cap`, then
+# frames older than the cutoff. Only the headers of dropped frames are read; payloads never.
+# When a customer's open counts change, the difference goes to the totals HASH (rule -> open
+# promises, store/census.py): a retried commit finds the new counts already stored and adds
+# nothing. Every key is read before anything is written, so a foreign key of the wrong type
+# under the prefix stops the whole batch with nothing written (no value without its counts).
 # Returns the epoch's commit counter after this commit.
 COMMIT_LUA = """#!lua
 local epoch = redis.call('HMGET', KEYS[1], 'id', 'commits', 'layout')
@@ -66,77 +69,76 @@ local function in_chunks(cmd, key, t, step)
   end
 end
 
+local delta = {}
+local function add_counts(flat, sign)
+  local t = cmsgpack.unpack(flat)
+  for i = 1, #t, 2 do delta[t[i]] = (delta[t[i]] or 0) + sign * t[i + 1] end
+end
+
+-- Every read first: a key of the wrong type stops the script before anything is written.
+local customers = tonumber(ARGV[9])
+local values = {}
+for c = 1, customers do values[c] = redis.call('GET', KEYS[5 + c]) or false end
+redis.call('HLEN', KEYS[5])
+redis.call('ZCARD', KEYS[3])
+redis.call('ZCARD', KEYS[4])
+local cur = redis.call('GET', KEYS[2])
+
+local MAGIC = '\\194\\002'
 local cap = tonumber(ARGV[4])
 local cutoff = tonumber(ARGV[5])
-local a = 12
-for c = 0, tonumber(ARGV[11]) - 1 do
-  local key = KEYS[6 + c]
-  local head, hw, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
-  local frames, times, last = {}, {}, 0
-  local old = redis.call('GET', key)
+local a = 10
+for c = 1, customers do
+  local key = KEYS[5 + c]
+  local head, hw, opened, n = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  local last, count, pos, before = 0, 0, 0, ''
+  local old = values[c]
   if old then
-    if string.sub(old, 1, 2) ~= '\\194\\002' then
+    if string.sub(old, 1, 2) ~= MAGIC then
       return redis.error_reply('VMLAYOUT value of ' .. key .. ' is not a layout-2 value')
     end
-    local len
-    last, len = struct.unpack('>I4I4', old, 3)
-    local pos, size = 11 + len, #old
-    while pos <= size do
-      local t, _, l = struct.unpack('>I4I4I2', old, pos)
-      frames[#frames + 1] = string.sub(old, pos, pos + 9 + l)
-      times[#times + 1] = t
-      pos = pos + 10 + l
-    end
+    local hl, ol
+    last, hl, count, ol = struct.unpack('>I4I4I2I2', old, 3)
+    before = string.sub(old, 15, 14 + ol)
+    pos = 15 + ol + hl
   end
+  local new = {}
   for j = a, a + 2 * n - 1, 2 do
-    if tonumber(ARGV[j]) > last then
-      frames[#frames + 1] = ARGV[j + 1]
-      times[#times + 1] = struct.unpack('>I4', ARGV[j + 1], 1)
-    end
+    if tonumber(ARGV[j]) > last then new[#new + 1] = ARGV[j + 1] end
   end
   a = a + 2 * n
   if last > hw then hw = last end
-  local first = math.max(1, #frames - cap + 1)
-  while first <= #frames and times[first] < cutoff do first = first + 1 end
-  redis.call('SET', key, '\\194\\002' .. struct.pack('>I4I4', hw, #head) .. head ..
-             table.concat(frames, '', first, #frames))
+  local drop = count + #new - cap
+  while count > 0 do
+    local t, _, l = struct.unpack('>I4I4I2', old, pos)
+    if drop <= 0 and t >= cutoff then break end
+    drop, count, pos = drop - 1, count - 1, pos + 10 + l
+  end
+  local first = 1
+  if count == 0 then
+    while first <= #new do
+      if drop <= 0 and struct.unpack('>I4', new[first], 1) >= cutoff then break end
+      drop, first = drop - 1, first + 1
+    end
+  end
+  if before ~= opened then
+    if #before > 0 then add_counts(before, -1) end
+    if #opened > 0 then add_counts(opened, 1) end
+  end
+  local tail = ''
+  if count > 0 then tail = string.sub(old, pos) end
+  redis.call('SET', key, MAGIC .. struct.pack('>I4I4I2I2', hw, #head, count + #new - first + 1,
+             #opened) .. opened .. head .. tail .. table.concat(new, '', first, #new))
 end
 
+for rule, d in pairs(delta) do
+  if d ~= 0 then redis.call('HINCRBY', KEYS[5], rule, d) end
+end
 in_chunks('ZADD', KEYS[3], cmsgpack.unpack(ARGV[6]), 1000)
 in_chunks('ZADD', KEYS[4], cmsgpack.unpack(ARGV[7]), 1000)
 in_chunks('ZREM', KEYS[4], cmsgpack.unpack(ARGV[8]), 1000)
 
--- Open promises per rule: every customer of the batch gets its exact count (ZADD) or leaves
--- the rule's ZSET (ZREM), for every rule ever seen (another worker may have added one).
-local ranking = cmsgpack.unpack(ARGV[6])
-local open = cmsgpack.unpack(ARGV[9])
-local counts, members = {}, {}
-for i = 1, #open, 3 do
-  local r = open[i]
-  if not counts[r] then counts[r] = {}; members[r] = {} end
-  local t = counts[r]
-  t[#t + 1] = open[i + 2]
-  t[#t + 1] = open[i + 1]
-  members[r][open[i + 1]] = true
-end
-local rules, new = {}, {}
-for _, r in ipairs(redis.call('SMEMBERS', KEYS[5])) do rules[r] = true end
-for r in pairs(counts) do
-  if not rules[r] then new[#new + 1] = r; rules[r] = true end
-end
-in_chunks('SADD', KEYS[5], new, 1000)
-for r in pairs(rules) do
-  local key = ARGV[10] .. r
-  in_chunks('ZADD', key, counts[r] or {}, 1000)
-  local present, absent = members[r] or {}, {}
-  for i = 2, #ranking, 2 do
-    if not present[ranking[i]] then absent[#absent + 1] = ranking[i] end
-  end
-  in_chunks('ZREM', key, absent, 1000)
-end
-
-local cur = redis.call('GET', KEYS[2])
 if not cur or tonumber(ARGV[3]) > tonumber(cur) then redis.call('SET', KEYS[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], 'commits', 1)
 """
@@ -163,8 +165,7 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
     if missing:
         raise ValueError(f"ledger entries for {len(missing)} customer(s) without a state in "
                          "the commit")
-    key_list: list[str] = [keys.epoch, keys.watermark, keys.ranking, keys.due, keys.open_rules]
-    open_counts: list[Any] = []
+    key_list: list[str] = [keys.epoch, keys.watermark, keys.ranking, keys.due, keys.open_totals]
     per_customer: list[Any] = []
     ranking: list[str] = []
     value_key = keys.value
@@ -172,13 +173,13 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
         mine = entries.get(customer, ())
         if len(mine) > 1:
             mine = sorted(mine, key=_seq)
-        per_customer += (encode_head(state, compress=compress), str(state.seq), str(len(mine)))
+        opened = encode_open(list(Counter(open_rules(state)).items()))
+        per_customer += (encode_head(state, compress=compress), str(state.seq), opened,
+                         str(len(mine)))
         for entry in mine:
             per_customer += (str(entry.seq), encode_frame(entry, compress=compress))
         key_list.append(value_key(customer))
         ranking += (num(state.score.total), customer)
-        for rule, count in sorted(Counter(open_rules(state)).items()):
-            open_counts += (rule, customer, count)
     due: list[str] = []
     undue: list[str] = []
     for customer, at in commit.due.items():
@@ -190,8 +191,7 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
     if ledger_max_age is not None and commit.watermark > ledger_max_age:
         cutoff = min((commit.watermark - ledger_max_age) // 1000, MAX_U32)
     args: list[Any] = [str(commit.watermark), str(ledger_cap), str(cutoff),
-                       _pack(ranking), _pack(due), _pack(undue), _pack(open_counts),
-                       keys.open_promises(""), str(len(commit.states)),
+                       _pack(ranking), _pack(due), _pack(undue), str(len(commit.states)),
                        *per_customer]
     return key_list, args
 

@@ -122,7 +122,7 @@ class Settings:
     lateness: int = 5 * 60_000                # allowed disorder (ms)
     late_horizon: int = 7 * 86_400_000        # older than this behind stream time: refused
     half_life: int | None = None              # score decay; None = no decay
-    ledger_cap: int = 500                     # entries kept per customer by stores that cap
+    ledger_cap: int = 20                      # entries kept per customer by stores that cap
     ledger_max_age: int | None = 30 * 86_400_000  # ...and no older than this behind stream time
 
 

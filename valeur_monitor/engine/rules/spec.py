@@ -103,7 +103,7 @@ class SettingsSpec(Strict):
     lateness: str = "5m"
     late_horizon: str = "7d"
     half_life: str | None = None
-    ledger_cap: int = Field(default=500, ge=1)
+    ledger_cap: int = Field(default=20, ge=1)
     ledger_max_age: str | None = "30d"
 
 
