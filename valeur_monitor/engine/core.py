@@ -195,11 +195,14 @@ class Engine:
             rule = step.rule
             slot = step.prefix + ref
             promise = promises.get(slot)
+            if promise is None and not step.open:
+                continue  # nothing to keep, cancel, pause or resume, nothing to open
             changed = False
             if promise is not None:
                 if step.keep and O.test(step.keep, groups, memo, event):
                     outcome = "late" if promise.broken_at >= 0 else "kept"
-                    self._close(state, rule, promise, outcome, event, out, late)
+                    if (rule.late if promise.broken_at >= 0 else rule.kept) is not None:
+                        self._close(state, rule, promise, outcome, event, out, late)
                     del promises[slot]
                     promise = None
                     changed = True

@@ -26,8 +26,20 @@ def parse_duration(text: object) -> int:
     return sign * sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(value))
 
 
+_FORMATTED: dict[int, str] = {}   # explanations repeat the same few durations
+
+
 def format_duration(ms: int) -> str:
     """Milliseconds -> compact human form: 5_400_000 -> '1h30m', 0 -> '0s'."""
+    found = _FORMATTED.get(ms)
+    if found is None:
+        if len(_FORMATTED) > 100_000:
+            _FORMATTED.clear()
+        found = _FORMATTED[ms] = _format_duration(ms)
+    return found
+
+
+def _format_duration(ms: int) -> str:
     if ms == 0:
         return "0s"
     sign = "-" if ms < 0 else ""

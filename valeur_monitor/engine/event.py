@@ -86,8 +86,34 @@ def parse_time(value: object) -> int:
     return hour + ms - offset
 
 
+_DAYS: dict[int, str] = {}     # day number since the epoch -> "YYYY-MM-DDT"
+# Below this (year 2096) datetime's float seconds round to the exact millisecond, so the
+# arithmetic below gives its very text; later instants go through datetime as before.
+_EXACT_UNTIL = 4_000_000_000_000
+
+
 def format_time(ms: int) -> str:
     """Epoch milliseconds -> RFC 3339 in UTC, second precision unless milliseconds matter."""
+    if not 0 <= ms < _EXACT_UNTIL:
+        return format_time_by_datetime(ms)
+    day, rest = divmod(ms, 86_400_000)
+    head = _DAYS.get(day)
+    if head is None:   # the date through datetime once per day; the time of day by arithmetic
+        text = format_time_by_datetime(ms)
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        _DAYS[day] = text[:11]
+        return text
+    seconds, milli = divmod(rest, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if milli:
+        return f"{head}{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
+    return f"{head}{hours:02d}:{minutes:02d}:{seconds:02d}Z"
+
+
+def format_time_by_datetime(ms: int) -> str:
+    """The reference `format_time` (through datetime), for the first instant of each day."""
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     if ms % 1000:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

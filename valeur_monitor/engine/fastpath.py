@@ -23,6 +23,9 @@ _HAS = re.compile(rf"^has\({_FIELD}\)$")
 _CMP_STR = re.compile(rf"^{_FIELD}\s*(==|!=)\s*(?:{_STRING})$")
 _IN_STR = re.compile(rf"^{_FIELD}\s+in\s+\[(.*)\]$")
 _CMP_NUM = re.compile(rf"^{_FIELD}\s*(==|!=|<=|>=|<|>)\s*(-?\d+)$")
+_CMP_BOOL = re.compile(rf"^{_FIELD}\s*==\s*(true|false)$")
+# `!(has(data.x) && data.x)`: "not set, or set to false"
+_NOT_SET_TRUE = re.compile(rf"^!\(\s*has\({_FIELD}\)\s*&&\s*data\.([A-Za-z_][A-Za-z0-9_]*)\s*\)$")
 _LIST_ITEM = re.compile(rf"\s*(?:{_STRING})\s*(?:,|$)")
 _NUMERIC_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
@@ -71,6 +74,30 @@ def _atom(text: str) -> Atom | None:
             return value in allowed
 
         return member
+    if m := _CMP_BOOL.match(text):
+        name, wanted = m.group(1), m.group(2) == "true"
+
+        def boolean(data: dict[str, Any]) -> bool | None:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                return False
+            if not isinstance(value, bool):
+                return UNSURE  # CEL's equality across types: let it decide
+            return value is wanted
+
+        return boolean
+    if (m := _NOT_SET_TRUE.match(text)) and m.group(1) == m.group(2):
+        name = m.group(1)
+
+        def unset_or_false(data: dict[str, Any]) -> bool | None:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                return True   # has() is false: false && (error) is false, negated true
+            if not isinstance(value, bool):
+                return UNSURE  # a non-boolean operand of && is an error in CEL
+            return not value
+
+        return unset_or_false
     if m := _CMP_NUM.match(text):
         name, op, number = m.group(1), _NUMERIC_OPS[m.group(2)], int(m.group(3))
 
@@ -88,8 +115,9 @@ def _atom(text: str) -> Atom | None:
 
 def compile_fast(source: str) -> Callable[[dict[str, Any]], bool | None] | None:
     """A Python test over `data` for a conjunction of simple atoms, or None if not that shape."""
-    parts = [p.strip() for p in source.split("&&")]
-    if any(("||" in p) or ("(" in p and not p.startswith("has(")) for p in parts):
+    parts = _conjuncts(source)
+    if parts is None or any(("||" in p) or ("(" in p and not p.startswith(("has(", "!(")))
+                            for p in parts):
         return None
     atoms = [_atom(p) for p in parts]
     if not atoms or any(a is None for a in atoms):
@@ -107,6 +135,30 @@ def compile_fast(source: str) -> Callable[[dict[str, Any]], bool | None] | None:
         return UNSURE if unsure else True
 
     return test
+
+
+def _conjuncts(source: str) -> list[str] | None:
+    """The operands of the top-level `&&`s (parentheses kept whole); None if unbalanced."""
+    parts: list[str] = []
+    depth = start = 0
+    i = 0
+    while i < len(source):
+        char = source[i]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "&" and depth == 0 and source.startswith("&&", i):
+            parts.append(source[start:i].strip())
+            start = i + 2
+            i += 1
+        i += 1
+    if depth:
+        return None
+    parts.append(source[start:].strip())
+    return parts
 
 
 def compile_field(source: str) -> str | None:

@@ -23,11 +23,16 @@ EXPRESSIONS = [
     'data.score < -1',
     'data.score == 3',
     'has(data.topic) && data.status == "open" && data.score <= 2',
+    'data.flag == true',
+    'data.flag == false',
+    '!(has(data.flag) && data.flag)',
+    'has(data.score) && data.score <= 1 && !(has(data.flag) && data.flag)',
+    'has(data.flag) && data.flag == true',
 ]
 values = st.one_of(st.none(), st.booleans(), st.integers(-10, 10),
                    st.floats(-10, 10, allow_nan=False), st.sampled_from(["open", "pending", "x"]),
                    st.lists(st.integers(), max_size=2))
-datas = st.dictionaries(st.sampled_from(["topic", "status", "score", "other"]), values,
+datas = st.dictionaries(st.sampled_from(["topic", "status", "score", "other", "flag"]), values,
                         max_size=4)
 
 
@@ -44,6 +49,7 @@ def test_every_listed_shape_takes_the_shortcut(source: str) -> None:
 
 
 @pytest.mark.parametrize("source", ['data.a || data.b', '!has(data.a)', 'size(data.a) > 1',
+                                    '!(has(data.a) && data.b)', '(data.a == "x"',
                                     'channel == "phone"', 'data.a == "x\\"y"'])
 def test_other_shapes_go_to_cel(source: str) -> None:
     assert compile_fast(source) is None
