@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -319,3 +320,54 @@ def test_sigterm_stops_the_shards_and_removes_their_files(tmp_path: Path) -> Non
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(
         ).split()[2]
+
+
+_TEMPLATES: list[dict[str, Any]] = []
+
+
+def _templates() -> list[dict[str, Any]]:
+    """Real records of a small simulation (types and data the rules act on), as templates."""
+    if not _TEMPLATES:
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = Path(tmp) / "sim.jsonl"
+            write_jsonl(sim, SimulationConfig(seed=2, customers=6, days=2))
+            _TEMPLATES.extend(orjson.loads(line) for line in sim.read_bytes().splitlines())
+    return _TEMPLATES
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[bytes]:
+    """Events of five customers in any order, with duplicates, far-past, near- and far-future
+    times, refused records (also holding a late time), records without a customer."""
+    # before the wall clock (NOW: the clock bounds the future), or after it (the data does)
+    base = parse_time(draw(st.sampled_from(["2026-11-02T09:00:00Z", "2027-06-01T09:00:00Z"])))
+    templates = _templates()
+    lines: list[bytes] = []
+    for i in range(draw(st.integers(1, 70))):
+        kind = draw(st.sampled_from(["ok"] * 6 + ["dup", "past", "near", "far", "bad", "anon"]))
+        record = dict(templates[draw(st.integers(0, len(templates) - 1))])
+        offset = {"past": -40 * DAY, "near": 9 * DAY, "far": 90 * DAY}.get(kind, 0)
+        record.update(id=f"e{i}", customer=draw(st.sampled_from("abcde")),
+                      time=format_time(base + offset + draw(st.integers(0, 3 * DAY))))
+        if kind == "dup" and lines:
+            lines.append(lines[draw(st.integers(0, len(lines) - 1))])
+            continue
+        if kind == "bad":
+            record["type"] = "no.such.type"
+        if kind == "anon":
+            del record["customer"]
+        lines.append(orjson.dumps(record) + b"\n")
+    return lines
+
+
+@settings(max_examples=25, deadline=None)
+@given(streams(), st.integers(1, 9), st.integers(2, 3), st.booleans())
+def test_any_stream_any_batching_gives_one_process_results(lines: list[bytes], batch: int,
+                                                           workers: int, until: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        events = Path(tmp) / "events.jsonl"
+        events.write_bytes(b"".join(lines))
+        end = parse_time("2026-12-30T00:00:00Z") if until else None
+        one = _one_process(events, Path(tmp) / "one", batch, end, "ledger.jsonl")
+        assert _sharded([str(events)], Path(tmp) / "many", workers, batch, end,
+                        "ledger.jsonl") == one
