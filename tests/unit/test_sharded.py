@@ -371,3 +371,12 @@ def test_any_stream_any_batching_gives_one_process_results(lines: list[bytes], b
         one = _one_process(events, Path(tmp) / "one", batch, end, "ledger.jsonl")
         assert _sharded([str(events)], Path(tmp) / "many", workers, batch, end,
                         "ledger.jsonl") == one
+
+
+def test_a_broken_gzip_file_fails_the_run_with_the_reason(tmp_path: Path) -> None:
+    broken = tmp_path / "events.jsonl.gz"
+    broken.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
+    runner = ShardedRunner(load_rules(["rules"]), 2)
+    with pytest.raises(ShardError, match=r"^shard 0 failed: (BadGzipFile|OSError|EOFError)"):
+        runner.run([str(broken)])
+    assert runner._folder is None

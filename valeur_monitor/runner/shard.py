@@ -18,6 +18,7 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 import time
 import traceback
 from array import array
@@ -38,7 +39,7 @@ from valeur_monitor.codec import InputLimits, configure_limits, default_codec
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.errors import EventError
+from valeur_monitor.errors import EventError, ValeurError
 from valeur_monitor.runner.embedded import RunReport
 from valeur_monitor.runner.inputs import open_input, read_batches
 from valeur_monitor.runner.route import owners
@@ -77,7 +78,7 @@ class Plan:
 
 
 class Summary(msgspec.Struct, array_like=True):
-    """A shard's totals, sent to the parent at the end (or `error`, a traceback)."""
+    """A shard's totals, sent to the parent at the end (or `error`: what went wrong)."""
 
     error: str = ""
     cpu: float = 0.0                 # CPU seconds the shard used (benchmarks)
@@ -290,6 +291,10 @@ def serve(plan: Plan, rules: RuleSet | None, outgoing: list[Connection],
             widen(conn)
         summary = Shard(plan, rules, outgoing, incoming, progress).run()
     except BaseException:  # the parent reports it and stops the others
-        summary = Summary(error=traceback.format_exc())
+        failure = sys.exc_info()[1]
+        # a ValeurError or OSError says it all (as one process would); else the traceback
+        summary = Summary(error=f"{type(failure).__name__}: {failure}"
+                          if isinstance(failure, ValeurError | OSError)
+                          else traceback.format_exc())
     result.send_bytes(encode(summary))
     result.close()

@@ -183,7 +183,7 @@ class ShardedRunner:
                     raise ShardError(f"shard {i} stopped without a result (exit code "
                                      f"{self._procs[i].exitcode})") from None
                 if summary.error:
-                    raise ShardError(f"shard {i} failed:\n{summary.error}")
+                    raise ShardError(f"shard {i} failed: {summary.error}")
                 summaries[i] = summary
         for conn in results:
             conn.close()
