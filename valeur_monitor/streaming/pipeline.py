@@ -57,6 +57,16 @@ class Step:
     pending: Pending | None = None  # the prepared commit (None: nothing to write)
 
 
+@dataclass
+class _Decoded:
+    """One partition's records decoded: its events (and their records), the rest."""
+
+    result: BatchResult         # received count and dead letters so far
+    events: list[Event]
+    raws: list[bytes]           # each event's record, for its dead letter if it has one
+    reroute: list[Message]      # records of another partition's customers, sent there
+
+
 class StreamPipeline:
     """Synchronous core: records -> Processor per partition -> staged commits + messages."""
 
@@ -107,7 +117,10 @@ class StreamPipeline:
         groups: dict[int, list[Record]] = {}
         for record in records:
             groups.setdefault(record.partition, []).append(record)
-        steps = [self.process(partition, group) for partition, group in groups.items()]
+        decoded = {partition: self._decode(partition, group) for partition, group in groups.items()}
+        # the states of every partition's customers in one store round trip (cache misses)
+        self.scope.load(dict.fromkeys(e.customer for d in decoded.values() for e in d.events))
+        steps = [self._apply(partition, groups[partition], d) for partition, d in decoded.items()]
         step = Step(_merge([s.result for s in steps]), [m for s in steps for m in s.messages],
                     sum(s.rerouted for s in steps))
         for s in steps:
@@ -118,12 +131,14 @@ class StreamPipeline:
     def process(self, partition: int, records: Sequence[Record]) -> Step:
         """Apply one partition's records; the commit stays staged until `commit()`."""
         began = time.perf_counter()
+        step = self._apply(partition, records, self._decode(partition, records))
+        step.seconds = time.perf_counter() - began
+        return step
+
+    def _decode(self, partition: int, records: Sequence[Record]) -> _Decoded:
         part = self._partition_of()
-        clock = self.clock
         result = BatchResult(received=len(records), rules_version=self.processor.rules.version)
-        events: list[Event] = []
-        raws: list[bytes] = []      # each event's record, for its dead letter if it has one
-        reroute: list[Message] = []
+        decoded = _Decoded(result, [], [], [])
         for record in records:      # each record is decoded once, here
             try:
                 event = decode(record.value)
@@ -134,12 +149,17 @@ class StreamPipeline:
             if home != partition:
                 # Not keyed by customer (or keyed for another partition count): send it to the
                 # customer's partition, where it is ordered with that customer's other events.
-                reroute.append(Message(self.events_topic, event.customer.encode(), record.value,
-                                       record.headers, partition=home))
+                decoded.reroute.append(Message(self.events_topic, event.customer.encode(),
+                                               record.value, record.headers, partition=home))
                 result.received -= 1
             else:
-                events.append(event)
-                raws.append(record.value)
+                decoded.events.append(event)
+                decoded.raws.append(record.value)
+        return decoded
+
+    def _apply(self, partition: int, records: Sequence[Record], decoded: _Decoded) -> Step:
+        part = self._partition_of()
+        clock = self.clock
 
         def allow(customer: str, until: int) -> bool:
             # Only this partition's customers: the batches of one take touch disjoint
@@ -148,12 +168,13 @@ class StreamPipeline:
 
         clock.touch(partition)
         self.scope.scoped(clock.floor(partition), allow)
-        result = self.processor.process_events(events, result, raws)
+        result = self.processor.process_events(decoded.events, decoded.result, decoded.raws)
         clock.observe(partition, result.watermark)
         self.reached[partition] = max(self.reached.get(partition, 0), result.watermark)
         messages = build_messages(result, self.outputs, source_topic=self.events_topic,
                                   records=records)
-        step = Step(result, reroute + messages, len(reroute), time.perf_counter() - began)
+        reroute = decoded.reroute
+        step = Step(result, reroute + messages, len(reroute))
         if records:
             step.offsets[partition] = records[-1].offset + 1
         return step
