@@ -380,3 +380,17 @@ def test_a_broken_gzip_file_fails_the_run_with_the_reason(tmp_path: Path) -> Non
     with pytest.raises(ShardError, match=r"^shard 0 failed: (BadGzipFile|OSError|EOFError)"):
         runner.run([str(broken)])
     assert runner._folder is None
+
+
+def test_many_workers_fit_in_the_open_file_limit(tmp_path: Path) -> None:
+    import resource
+
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=13, customers=30, days=1, bad_rate=0.02))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))   # 24 shards: 24 × 23 pipes
+    try:
+        one = _one_process(events, tmp_path / "one", 50, None, "ledger.jsonl")
+        assert _sharded([str(events)], tmp_path / "many", 24, 50, None, "ledger.jsonl") == one
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

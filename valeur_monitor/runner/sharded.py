@@ -58,6 +58,7 @@ class ShardedRunner:
                  clock: Callable[[], int] = wall_clock_ms) -> None:
         if workers < 2:
             raise ValueError("a sharded run needs at least 2 workers")
+        _room_for_pipes(workers)
         self.rules = rules
         self.workers = workers
         self.ledger, self.dead = ledger, dead_letters
@@ -245,6 +246,20 @@ def _merged(paths: list[Path], decoder: msgspec.msgpack.Decoder[Any],
             yield parts[0]
         else:
             yield sorted(itertools.chain.from_iterable(parts), key=order)
+
+
+def _room_for_pipes(workers: int) -> None:
+    """Every pair of shards has a pipe: raise the open-file limit to fit, or say why not."""
+    import resource
+
+    need = 2 * workers * workers + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard == resource.RLIM_INFINITY or hard >= need:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        else:
+            raise ValueError(f"--workers {workers} needs about {need} open files; the limit "
+                             f"is {hard} (ulimit -n)")
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
