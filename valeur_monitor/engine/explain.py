@@ -30,33 +30,35 @@ class Template:
     """A template split once into literal text and placeholders; `needs` says which fields
     it reads, so the costly ones (formatted times and durations) are computed only if used."""
 
-    __slots__ = ("needs", "parts")
+    __slots__ = ("needs", "parts", "tail")
 
     def __init__(self, text: str) -> None:
-        parts: list[tuple[str, str | None]] = []
+        # (literal before, placeholder, its data path or None for a plain field), then the tail
+        parts: list[tuple[str, str, tuple[str, ...] | None]] = []
         last = 0
         for match in _PLACEHOLDER.finditer(text):
-            parts.append((text[last:match.start()], match.group(1)))
+            name = match.group(1)
+            path = tuple(name[5:].split(".")) if name.startswith("data.") else None
+            parts.append((text[last:match.start()], name, path))
             last = match.end()
-        parts.append((text[last:], None))
         self.parts = tuple(parts)
-        self.needs = frozenset(name for _, name in parts if name is not None)
+        self.tail = text[last:]
+        self.needs = frozenset(name for _, name, _ in parts)
 
     def render(self, values: dict[str, Any], event: Event | None) -> str:
         """Fill from `values` and the event's data fields; '?' for anything missing."""
         out: list[str] = []
-        for literal, name in self.parts:
-            out.append(literal)
-            if name is None:
-                continue
+        for literal, name, path in self.parts:
             found: Any
-            if name.startswith("data."):
-                found = event.data if event is not None else {}
-                for part in name[5:].split("."):
-                    found = found.get(part) if isinstance(found, dict) else None
-            else:
+            if path is None:
                 found = values.get(name)
+            else:
+                found = event.data if event is not None else {}
+                for part in path:
+                    found = found.get(part) if isinstance(found, dict) else None
+            out.append(literal)
             out.append("?" if found is None else str(found))
+        out.append(self.tail)
         return "".join(out)
 
 
