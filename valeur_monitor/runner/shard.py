@@ -40,7 +40,7 @@ from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import EventError, ValeurError
-from valeur_monitor.runner.embedded import RunReport
+from valeur_monitor.runner.embedded import RunReport, tune_gc
 from valeur_monitor.runner.inputs import open_input, read_batches
 from valeur_monitor.runner.route import owners
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
@@ -279,14 +279,14 @@ def serve(plan: Plan, rules: RuleSet | None, outgoing: list[Connection],
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the parent stops every shard
     encode = msgspec.msgpack.Encoder().encode
     try:
-        if rules is not None:
-            gc.freeze()     # forked: what the parent loaded is never collected; leave it be
-        else:               # spawned: rebuild what a forked shard inherits
+        if rules is None:   # spawned: rebuild what a forked shard inherits
             if plan.catalogue is not None:
                 event_catalogue.use(plan.catalogue)
             if plan.limits is not None:
                 configure_limits(plan.limits)
             rules = load_rules(list(plan.rule_sources))
+        tune_gc()           # the collector settings of one process's run
+        gc.freeze()         # and what a forked shard inherited is never scanned either
         for conn in outgoing:
             widen(conn)
         summary = Shard(plan, rules, outgoing, incoming, progress).run()
