@@ -67,8 +67,14 @@ def redis_run(path: Path, url: str) -> float:
             runner.feed(batch)
     runner.finish()
     seconds = time.perf_counter() - began
-    for key in redis_store.client.scan_iter(match=f"{prefix}*", count=10_000):
-        redis_store.client.unlink(key)
+    client, doomed = redis_store.client, []
+    for key in client.scan_iter(match=f"{prefix}*", count=10_000):
+        doomed.append(key)
+        if len(doomed) >= 5000:
+            client.unlink(*doomed)
+            doomed = []
+    if doomed:
+        client.unlink(*doomed)
     store.close()
     return seconds
 

@@ -7,15 +7,17 @@ Every commit still goes to the inner store (the commit point: exactly-once and t
 checks are the inner store's). A commit that fails leaves states the engine changed in place
 that Redis does not hold: the cache is dropped and the error raised.
 
-With `pipelined` (an inner store with `prepare`/`apply`, i.e. Redis), a batch's commit is
-encoded at once, in the caller's thread (the states are not touched again before that), and
-sent by one background thread while the caller goes on with the next batch: the Redis round
-trip and script overlap decoding and applying the next events. At most one commit is in flight
-and commits reach Redis in order. `due` (the due index lives in Redis), `flush` (readers) and
-`close` wait for it; its failure is raised by the next of those or by the next commit, one
-batch late, so outputs of that last batch may have been written (at-least-once outputs, as for
-a worker; Redis itself stays all-or-nothing per batch). A customer missing from the cache was
-never committed by this process, so loading it needs no wait; the watermark is kept here.
+With `pipelined` (an inner store with `prepare`/`apply`, i.e. Redis), being the only writer is
+used further: the due index and the watermark are kept here too (the due index read from the
+store once), so nothing waits for Redis between batches. Commits of up to `group` batches are
+merged — 1, 2, 4... batches at the start of a run, so a short run or one that fails early still
+commits batch by batch — and a customer touched by several of them is encoded once, in its
+latest state. They are encoded in the caller's thread and sent by one background thread while
+the next batches run; at most one is in flight and they reach Redis in order, each
+all-or-nothing. `flush` (readers call it through `reader_of`) and `close` send and wait for
+everything. A failure is raised by the next
+commit or flush. Redis may lag the run by a few batches whose outputs were already written: a
+crash is repaired, as before, by running the input again (dedupe marks skip what Redis has).
 """
 
 from __future__ import annotations
@@ -26,66 +28,122 @@ from typing import Any
 
 from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.store.base import Commit, Store
+from valeur_monitor.store.memory import DueIndex
+
+GROUP = 8               # batches merged into one Redis commit
+GROUP_STATES = 20_000   # ...or fewer when that many customers are waiting
 
 
 class CachedStore:
     """Store protocol over `inner`, keeping every loaded or committed state in memory."""
 
-    def __init__(self, inner: Store, *, pipelined: bool = False) -> None:
+    def __init__(self, inner: Store, *, pipelined: bool = False, group: int = GROUP) -> None:
         self.inner = inner
         self.cache: dict[str, CustomerState] = {}
         self.loaded = 0            # states read from the inner store (cache misses)
-        self._prepare = getattr(inner, "prepare", None) if pipelined else None
+        self.group = group
+        # pipelining needs the Redis store's split commit and its due index (read once)
+        self._prepare = (getattr(inner, "prepare", None)
+                         if pipelined and hasattr(inner, "client") else None)
         self._apply: Any = getattr(inner, "apply", None)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
+        self._merged: Commit | None = None
+        self._batches = 0
+        self._next_group = 1       # grows to `group`: 1, 2, 4, ... batches per Redis commit
+        self._due: DueIndex | None = None
         self._watermark: int | None = None
 
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         cache = self.cache
         wanted = list(customers)
         missing = [c for c in wanted if c not in cache]
-        if missing:
+        if missing:   # never committed by this process: what the inner store has is current
             cache.update(self.inner.load(missing))
             self.loaded += len(missing)
         return {c: cache[c] for c in wanted}
 
     def commit(self, commit: Commit) -> None:
-        self.flush()
-        try:
-            if self._prepare is None:
+        if self._prepare is None:
+            try:
                 self.inner.commit(commit)
-            else:
-                prepared = self._prepare(commit)
-                if prepared is not None:
-                    if self._pool is None:
-                        self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
-                    self._pending = self._pool.submit(self._apply, prepared)
-        except BaseException:
-            self.cache.clear()
-            raise
+            except BaseException:
+                self.cache.clear()
+                raise
+            self.cache.update(commit.states)
+            self._watermark = None
+            return
+        self._local_due().update(commit.due)
+        self._watermark = max(self.watermark(), commit.watermark)
         self.cache.update(commit.states)
-        if self._watermark is not None:
-            self._watermark = max(self._watermark, commit.watermark)
+        merged = self._merged
+        if merged is None:
+            merged = self._merged = Commit(watermark=commit.watermark)
+        merged.states.update(commit.states)
+        merged.due.update(commit.due)
+        merged.entries.extend(commit.entries)
+        merged.watermark = max(merged.watermark, commit.watermark)
+        self._batches += 1
+        if self._batches >= self._next_group or len(merged.states) >= GROUP_STATES:
+            self._next_group = min(self.group, 2 * self._next_group)
+            self._send()
 
-    def flush(self) -> None:
-        """Wait for the commit in flight; its failure is raised here (the cache dropped)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
+    def _send(self) -> None:
+        """Encode the merged commits now and send them in the background (after the last)."""
+        merged, self._merged, self._batches = self._merged, None, 0
+        self._wait()
+        if merged is None:
             return
         try:
-            pending.result()
+            assert self._prepare is not None
+            prepared = self._prepare(merged)
         except BaseException:
-            self.cache.clear()
+            self._drop()
             raise
+        if prepared is not None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+            self._pending = self._pool.submit(self._apply, prepared)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except BaseException:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        """After a failed commit: forget what Redis may not hold; the next calls read it."""
+        self.cache.clear()
+        self._merged, self._batches = None, 0
+        self._due, self._watermark = None, None
+
+    def flush(self) -> None:
+        """Send every merged commit and wait until Redis has applied them."""
+        if self._prepare is not None:
+            self._send()
+            self._wait()
+
+    def _local_due(self) -> DueIndex:
+        if self._due is None:
+            self._wait()
+            index = DueIndex()
+            inner: Any = self.inner
+            rows = inner.client.zrange(inner.keys.due, 0, -1, withscores=True)
+            index.update({m.decode(): int(s) for m, s in rows})
+            self._due = index
+        return self._due
 
     def due(self, until: int, limit: int = 10_000) -> list[str]:
-        self.flush()
-        return self.inner.due(until, limit)
+        if self._prepare is None:
+            return self.inner.due(until, limit)
+        return self._local_due().query(until, limit)
 
     def watermark(self) -> int:
         if self._watermark is None:
-            self.flush()
+            self._wait()
             self._watermark = self.inner.watermark()
         return self._watermark
 

@@ -249,5 +249,16 @@ def encode_open(counts: list[tuple[str, int]]) -> bytes:
     return data
 
 
+UPDATE = struct.Struct(">IHHI")     # state seq, new frames, open length, head length
+
+
+def encode_update(state: CustomerState, opened: bytes, frames: list[bytes], *,
+                  compress: bool = True) -> bytes:
+    """One customer's part of a commit (one script argument): its seq, counts, head, frames."""
+    head = encode_head(state, compress=compress)
+    return b"".join((UPDATE.pack(state.seq, len(frames), len(opened), len(head)), opened, head,
+                     *frames))
+
+
 def is_value(data: bytes) -> bool:
     return data[:2] == MAGIC

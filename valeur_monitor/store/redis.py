@@ -23,6 +23,7 @@ Design (details and the exactly-once argument in docs/store.md):
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Self, TypeVar
@@ -200,7 +201,7 @@ class RedisStore:
         try:
             return commit_call(self.keys, commit, self.ledger_cap, self.ledger_max_age,
                                compress=self.compress)
-        except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        except (OverflowError, TypeError, msgspec.EncodeError, struct.error) as exc:
             # e.g. an integer beyond 64 bits kept in a state: refused before anything is sent.
             raise StorePermanentError(f"cannot encode the batch for Redis ({exc}); nothing "
                                       "was written", operation="commit") from None

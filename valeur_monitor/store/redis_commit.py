@@ -21,8 +21,8 @@ from valeur_monitor.store.record import (
     decode_entry,
     encode_entry,
     encode_frame,
-    encode_head,
     encode_open,
+    encode_update,
 )
 
 __all__ = ["COMMIT_LUA", "commit_call", "decode_entry", "encode_entry", "num"]
@@ -38,9 +38,9 @@ WRONG_LAYOUT = "VMLAYOUT"
 # KEYS: epoch, watermark, ranking, due, open-promise totals, then one value key per customer.
 # ARGV: epoch id, commits seen by this client, watermark, ledger cap, window cutoff (s: frames
 #       older are dropped, 0 none), ranking [score, member..], due [score, member..], undue
-#       [member..] (three msgpack arrays), customer count, then per customer: head bytes,
-#       state seq, open-promise counts (record.encode_open), entry count n, then n (seq,
-#       frame bytes) pairs in seq order.
+#       [member..] (three msgpack arrays), customer count, then ONE argument per customer
+#       (record.encode_update): u32 state seq, u16 entry count n, u16 open length, u32 head
+#       length, the open-promise counts, the head, then the n new frames in seq order.
 # A customer's value (store/record.py) is rebuilt as: header (new seq mark, counts), the new
 # open counts and head, the old frames then the new ones whose seq is above the old mark (a
 # retried commit appends nothing twice), minus a prefix: frames beyond the last `cap`, then
@@ -89,9 +89,11 @@ local cap = tonumber(ARGV[4])
 local cutoff = tonumber(ARGV[5])
 local a = 10
 for c = 1, customers do
-  local key = KEYS[5 + c]
-  local head, hw, opened, n = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], tonumber(ARGV[a + 3])
-  a = a + 4
+  local key, update = KEYS[5 + c], ARGV[a]
+  a = a + 1
+  local hw, n, ol, hl = struct.unpack('>I4I2I2I4', update, 1)
+  local opened = string.sub(update, 13, 12 + ol)
+  local head = string.sub(update, 13 + ol, 12 + ol + hl)
   local last, count, pos, before = 0, 0, 0, ''
   local old = values[c]
   if old then
@@ -103,11 +105,12 @@ for c = 1, customers do
     before = string.sub(old, 15, 14 + ol)
     pos = 15 + ol + hl
   end
-  local new = {}
-  for j = a, a + 2 * n - 1, 2 do
-    if tonumber(ARGV[j]) > last then new[#new + 1] = ARGV[j + 1] end
+  local new, p = {}, 13 + ol + hl
+  for _ = 1, n do
+    local _, s, l = struct.unpack('>I4I4I2', update, p)
+    if s > last then new[#new + 1] = string.sub(update, p, p + 9 + l) end
+    p = p + 10 + l
   end
-  a = a + 2 * n
   if last > hw then hw = last end
   local drop = count + #new - cap
   while count > 0 do
@@ -166,18 +169,16 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
         raise ValueError(f"ledger entries for {len(missing)} customer(s) without a state in "
                          "the commit")
     key_list: list[str] = [keys.epoch, keys.watermark, keys.ranking, keys.due, keys.open_totals]
-    per_customer: list[Any] = []
+    per_customer: list[bytes] = []
     ranking: list[str] = []
     value_key = keys.value
     for customer, state in commit.states.items():
         mine = entries.get(customer, ())
         if len(mine) > 1:
             mine = sorted(mine, key=_seq)
-        opened = encode_open(list(Counter(open_rules(state)).items()))
-        per_customer += (encode_head(state, compress=compress), str(state.seq), opened,
-                         str(len(mine)))
-        for entry in mine:
-            per_customer += (str(entry.seq), encode_frame(entry, compress=compress))
+        per_customer.append(encode_update(
+            state, encode_open(list(Counter(open_rules(state)).items())),
+            [encode_frame(e, compress=compress) for e in mine], compress=compress))
         key_list.append(value_key(customer))
         ranking += (num(state.score.total), customer)
     due: list[str] = []
@@ -190,7 +191,8 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
     cutoff = 0
     if ledger_max_age is not None and commit.watermark > ledger_max_age:
         cutoff = min((commit.watermark - ledger_max_age) // 1000, MAX_U32)
-    args: list[Any] = [str(commit.watermark), str(ledger_cap), str(cutoff),
+    # the value's frame count is a u16: a window never holds more than 65,535 entries
+    args: list[Any] = [str(commit.watermark), str(min(ledger_cap, 0xFFFF)), str(cutoff),
                        _pack(ranking), _pack(due), _pack(undue), str(len(commit.states)),
                        *per_customer]
     return key_list, args
