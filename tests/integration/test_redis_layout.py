@@ -144,3 +144,42 @@ def test_a_pipelined_commit_that_fails_is_raised_at_the_next_call(
     assert cached.cache == {}
     cached.flush()                                       # raised once, not again
     assert [e.seq for e in store.ledger("c-1")] == [1, 2]
+
+
+def test_store_migrate_converts_a_layout_1_store(redis_db_url: str,
+                                                 redis_client: redis.Redis) -> None:
+    from valeur_monitor.engine.state import encode_state
+    from valeur_monitor.store.migrate import migrate
+    from valeur_monitor.store.redis_commit import encode_entry
+
+    # What a version before issue 12 wrote for two customers (and its census ZSETs).
+    want = {}
+    for n, customer in enumerate(("c-1", "c-2"), 1):
+        state = CustomerState(customer, seq=3 * n)
+        state.score.total = -1.5 * n
+        state.reasons["rule-a"] = -1.5 * n
+        window = [entry(customer, s, T0 + s * 1000) for s in range(1, 3 * n + 1)]
+        base = f"vm:{{c:{customer}}}:"
+        redis_client.set(base + "state", encode_state(state))
+        redis_client.hset(base + "score", mapping={"total": "-1.5", "seq": str(3 * n)})
+        redis_client.rpush(base + "ledger", *(encode_entry(e) for e in window))
+        redis_client.zadd("vm:ranking", {customer: state.score.total})
+        want[customer] = (state, window)
+    redis_client.sadd("vm:open-rules", "rule-a")
+    redis_client.zadd("vm:open:rule-a", {"c-1": 1})
+    redis_client.hset("vm:epoch", mapping={"id": "old", "commits": "5"})
+
+    store = RedisStore.from_url(redis_db_url, ledger_cap=4)
+    try:
+        assert migrate(store) == 2
+        assert migrate(store) == 0                       # nothing left: safe to run again
+        assert sorted(k.decode() for k in redis_client.keys("vm:*")) == [
+            "vm:epoch", "vm:ranking", "vm:watermark", "vm:{c:c-1}", "vm:{c:c-2}"]
+        for customer, (state, window) in want.items():
+            assert store.load([customer])[customer] == state
+            assert store.ledger(customer) == window[-4:]
+            assert RedisReader(store.client).score(customer) == store.score(customer)
+        store.commit(commit_of(want["c-1"][0], [entry("c-1", 4, T0 + 4000)], T0))
+        assert [e.seq for e in store.ledger("c-1")] == [1, 2, 3, 4]
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ from valeur_monitor.cli.run_cmd import run_command
 from valeur_monitor.cli.serve_cmd import accounts_load_command, serve_command, token_command
 from valeur_monitor.cli.simulate_cmd import simulate_command
 from valeur_monitor.cli.sources_cmd import identities_app, sources_app
+from valeur_monitor.cli.store_cmd import store_app
 from valeur_monitor.cli.topics_cmd import topics_app
 from valeur_monitor.cli.webhooks_cmd import webhooks_app
 from valeur_monitor.cli.worker_cmd import worker_command
@@ -56,6 +57,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(identities_app, name="identities")
 app.command("import")(import_command)
 app.command("ingest")(ingest_command)
+app.add_typer(store_app, name="store")
 
 
 def main() -> None:

@@ -95,7 +95,8 @@ class RedisReader:
 
     def _layout_error(self, found: str) -> str:
         return (f"Redis at {self.url} (prefix {self.keys.prefix!r}) holds {found}; this "
-                f"version reads key layout {K.LAYOUT} (one key per customer)")
+                f"version reads key layout {K.LAYOUT} (one key per customer): run "
+                "`valeur-monitor store migrate`")
 
     # -- the Reader protocol -----------------------------------------------------------------
     def snapshot(self, customer: str) -> Snapshot | None:

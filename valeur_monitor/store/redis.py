@@ -252,8 +252,8 @@ class RedisStore:
     def _layout_message(self, found: str) -> str:
         return (f"Redis at {self.url} (prefix {self.keys.prefix!r}) holds {found}; this "
                 f"version reads and writes key layout {K.LAYOUT} (one key per customer). "
-                "Nothing was written. Start over into an empty store (a re-run of the input "
-                "rebuilds it) or use another key prefix")
+                "Nothing was written. Stop the writers and run `valeur-monitor store migrate`, "
+                "or start over into an empty store (a re-run of the input rebuilds it)")
 
     def _lost(self, reply: str) -> str:
         why = ("was restarted without persistence, flushed or failed over to an empty replica"
