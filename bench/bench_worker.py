@@ -361,7 +361,7 @@ def main() -> None:
         produced = produce_all(names["events"], lines)
         print(f"{len(lines):,} events produced to {PARTITIONS} partitions "
               f"({produced:,.0f}/s with kafka-python)", flush=True)
-        bare, noop, worker, statuses = [], [], [], []
+        bare, noop, worker, statuses, loads = [], [], [], [], []
         for run in range(args.runs):   # interleaved so machine noise hits all alike
             bare.append(bare_loop(names["events"], len(lines)))
             env = worker_env(names, redis_url, ROOT / "rules", tmp / f"noop-{run}", **extra)
@@ -371,6 +371,7 @@ def main() -> None:
             rate, status = worker_throughput(env, len(lines), log)
             worker.append(rate)
             statuses.append(status)
+            loads.append(os.getloadavg()[0])
             print(f"run {run + 1}: bare {bare[-1]:,.0f}/s, faust no-op {noop[-1]:,.0f}/s, "
                   f"worker {rate:,.0f}/s "
                   f"(batches {status['batches']}, seconds {status['seconds']})", flush=True)
@@ -419,8 +420,10 @@ def main() -> None:
         f"{', '.join(f'{x:,.0f}' for x in worker)} events/s; worker / faust no-op: "
         f"{', '.join(f'{w_ / n_:.2f}' for w_, n_ in zip(worker, noop, strict=True))} "
         f"(median {statistics.median(w_ / n_ for w_, n_ in zip(worker, noop, strict=True)):.2f})."
-        f" Worker time in the Processor (decode, engine; states kept in memory): {split:.0%} "
-        "of its busy time; the rest is publishing and the Redis commit.",
+        f" Load average (1 min) after each run: {', '.join(f'{x:.1f}' for x in loads)}. "
+        f"Worker time processing (decode, engine, encoding the commit; states kept in memory): "
+        f"{split:.0%} of the time spent in its three steps; the rest is publishing and the "
+        "Redis commit, which overlap the processing of the next batch (pipelined).",
         "",
         "| produce -> score visible in Redis | probes | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|---|",
