@@ -394,3 +394,11 @@ def test_many_workers_fit_in_the_open_file_limit(tmp_path: Path) -> None:
         assert _sharded([str(events)], tmp_path / "many", 24, 50, None, "ledger.jsonl") == one
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_owners_remembers_customers_without_changing_its_answer() -> None:
+    known: dict[str, int] = {}
+    lines = [b'{"customer":"c-1"}', b'{"customer":"c-2"}', b'{"customer":"c-1","x":1}', b"{"]
+    first = owners(lines, 3, known)
+    assert set(known) == {"c-1", "c-2"} and owners(lines, 3, known) == first
+    assert first == [route(line, 3) for line in lines]

@@ -34,23 +34,30 @@ def customer_key(line: bytes) -> bytes | None:
     return customer.encode("utf-8", "surrogatepass")  # a lone surrogate must not stop a shard
 
 
-def owners(lines: list[bytes], shards: int) -> list[int]:
-    """`route` of every line (one loop: the shards call this for every line of the input)."""
+def owners(lines: list[bytes], shards: int, known: dict[str, int] | None = None) -> list[int]:
+    """`route` of every line (one loop: the shards call this for every line of the input).
+
+    `known` remembers each customer's shard across calls (a look-up instead of a hash)."""
     decode, crc32 = _route_decoder.decode, zlib.crc32
-    out = []
+    memo: dict[str, int] = {} if known is None else known
+    out: list[int] = []
+    append = out.append
     for line in lines:
         try:
             found = decode(line)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            out.append(0)
+            append(0)
             continue
         customer = found.customer
         if found.specversion is not None and not customer:
             customer = found.subject
-        if type(customer) is str and customer:
-            out.append(crc32(customer.encode("utf-8", "surrogatepass")) % shards)
-        else:
-            out.append(0)
+        if type(customer) is not str or not customer:
+            append(0)
+            continue
+        shard = memo.get(customer)
+        if shard is None:
+            shard = memo[customer] = crc32(customer.encode("utf-8", "surrogatepass")) % shards
+        append(shard)
     return out
 
 

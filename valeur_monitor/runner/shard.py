@@ -149,6 +149,7 @@ class Shard:
         self.processor = _Processor(rules, self.store, clock=lambda: clock)
         self.codec = default_codec()
         self.outgoing, self.incoming = outgoing, incoming
+        self.known: dict[str, int] = {}   # customer -> shard (a look-up, not a hash, per line)
         self.progress = progress
         self.report = RunReport()
         folder = Path(plan.folder)
@@ -196,11 +197,9 @@ class Shard:
         positions: list[int] = []
         raws: list[bytes] = []
         dead: list[DeadLetter] = []
-        received = 0
-        for i, (line, owner) in enumerate(zip(lines, owners(lines, shards), strict=True)):
-            if owner != me:
-                continue
-            received += 1
+        mine = [i for i, owner in enumerate(owners(lines, shards, self.known)) if owner == me]
+        for i in mine:
+            line = lines[i]
             try:
                 events.append(decode(line))
             except EventError as exc:
@@ -212,7 +211,7 @@ class Shard:
         message = array("q", times).tobytes()
         for conn in self.outgoing:
             conn.send_bytes(message)
-        return _Decoded(number, received, events, positions, raws, dead, times)
+        return _Decoded(number, len(mine), events, positions, raws, dead, times)
 
     def _apply(self, batch: _Decoded) -> None:
         """Ingest and settle a batch exactly as one process would (same bound, same time)."""
