@@ -129,10 +129,10 @@ def test_copied_sources_exist_and_are_in_the_build_context() -> None:
                 assert not ignored(src), f"COPY {src}: excluded by .dockerignore"
 
 
-def test_the_package_rules_and_streams_are_in_the_image() -> None:
+def test_the_rules_and_streams_are_in_the_image() -> None:
     files = image_files()
     repo = set(files.values())
-    assert {"valeur_monitor", "rules", "streams", "pyproject.toml"} <= repo, repo
+    assert {"rules", "streams"} <= repo, repo
     # Settings paths of the image point at what was copied there.
     envs = final_envs()
     for key in ("VALEUR_RULES", "VALEUR_TOPOLOGY"):
@@ -141,6 +141,27 @@ def test_the_package_rules_and_streams_are_in_the_image() -> None:
                        if where == p or where.startswith(p + "/")), None)
         assert source is not None, f"{key}={where}: nothing is copied there"
         assert (ROOT / source).exists(), f"{key}={where}: {source} is not in the repository"
+
+
+def test_the_package_is_a_compiled_wheel_installed_beside_its_data() -> None:
+    """The build stage builds the wheel from the repository with VALEUR_MYPYC=1 (a C compiler
+    there only), installs it next to the shipped rules/streams the runtime copies, and the
+    runtime's interpreter and PATH find it there."""
+    build, runtime = stages()[0], stages()[-1]
+    copied = {src for value in only(build, "COPY")
+              for src in [w for w in shlex.split(value) if not w.startswith("--")][:-1]}
+    assert {"valeur_monitor", "pyproject.toml", "setup.py", "build_support"} <= copied, copied
+    runs = " ".join(only(build, "RUN"))
+    assert re.search(r"VALEUR_MYPYC=1 \S*pip wheel ", runs), runs
+    found = re.search(r"pip install --no-deps --target (\S+) ", runs)
+    assert found, "the wheel is installed into a directory of its own"
+    target = found.group(1)
+    assert re.search(rf"echo {re.escape(target)} > .*\.pth", runs), "the venv finds it"
+    assert any(shlex.split(v)[-1] == target for v in only(runtime, "COPY") if "--from=" in v)
+    assert f"{target}/rules" == final_envs()["VALEUR_RULES"]
+    assert f"{target}/bin" in final_envs()["PATH"].split(":"), "the console script is found"
+    assert "build-essential" in runs
+    assert not re.search(r"apt-get|build-essential|gcc", " ".join(only(runtime, "RUN")))
 
 
 def test_entrypoint_is_the_console_script_and_cmd_a_real_command() -> None:
