@@ -139,6 +139,9 @@ def test_redis_fault_under_two_workers(fault: str, kafka_bootstrap: str, tmp_pat
             note = f"both workers stopped on OOM with {states} customers stored, restarted"
         elif fault == "lost":
             server.restart()                # no persistence: empty
+            # A worker that already finished its partitions commits nothing more and cannot
+            # notice: records for every partition make each one commit (and be refused).
+            run_cli(["produce", str(path), "--no-progress"], group.env)
             wait_exits(group, "lost data")
             assert admin.dbsize() == 0      # refused: nothing written after the restart
             print(f"\n[redis lost] both workers stopped (exit {EXIT_FATAL}); 0 keys written")
