@@ -86,8 +86,14 @@ def main() -> None:
     for name, m in (("`run`, pure Python", pure), ("`run`, mypyc-compiled engine", comp)):
         table += (f"| {name} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['cpu'] / count * 1e6:.1f} "
                   f"| {bare['wall'] / m['wall']:.3f} |\n")
+    # Each compiled run against the pure run just before it (same minute of machine noise).
+    paired = [p["cpu"] / c["cpu"] for p, c in zip(runs["pure"], runs["compiled"], strict=True)]
+    fastest = min(r["cpu"] for r in runs["pure"]) / min(r["cpu"] for r in runs["compiled"])
     table += (f"\ncompiled / pure speed-up: **{pure['wall'] / comp['wall']:.2f}×** wall, "
-              f"**{pure['cpu'] / comp['cpu']:.2f}×** CPU; every run (wall s): "
+              f"**{pure['cpu'] / comp['cpu']:.2f}×** CPU (medians); CPU per pair of runs: "
+              + " / ".join(f"{r:.2f}" for r in paired)
+              + f" (median {statistics.median(paired):.2f}); fastest runs: "
+              f"{fastest:.2f}× CPU; every run (wall s): "
               + ", ".join(f"{k} " + "/".join(f"{r['wall']:.2f}" for r in v)
                           for k, v in runs.items()) + "\n")
     print(table)
