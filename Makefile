@@ -43,6 +43,7 @@ test: $(STAMP)
 	$(BIN)/valeur-monitor rules test rules/tests
 	$(BIN)/valeur-monitor sources check streams/sources
 	$(BIN)/python -m pytest
+	$(MAKE) compiled
 
 # Minutes of replays with workers killed (kill -9) and a broker restarted; outside the normal
 # suite. Figures: docs/reliability.md ("Chaos").
