@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,6 +42,23 @@ def ext_modules() -> list[Any]:
                          target_dir=f"{BUILD_BASE}/c"))
 
 
+class BuildWithShipped(build_py):
+    """Packs rules/ and streams/ into the wheel (valeur_monitor/_shipped, read by
+    valeur_monitor.shipped) so an installed package runs without a source checkout beside it."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):   # an editable install reads the checkout
+            return
+        target = Path(self.build_lib) / "valeur_monitor" / "_shipped"
+        shutil.rmtree(target, ignore_errors=True)
+        for name in SHIPPED:
+            shutil.copytree(HERE / name, target / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+SHIPPED = ("rules", "streams")
 BUILD_BASE = "build/mypyc"
-setup(ext_modules=ext_modules(),
+setup(cmdclass={"build_py": BuildWithShipped},
+      ext_modules=ext_modules(),
       options={"build": {"build_base": BUILD_BASE}} if compiling() else {})

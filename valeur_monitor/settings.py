@@ -51,13 +51,13 @@ from pydantic_settings import (
 from valeur_monitor import masking
 from valeur_monitor.errors import ConfigError
 from valeur_monitor.metrics import DEFAULT_BAND_EDGES
+from valeur_monitor.shipped import shipped
 
 if TYPE_CHECKING:
     import redis
 
     from valeur_monitor.store.connect import RedisOptions
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ClockMode = Literal["wall", "event"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 Scope = Literal["read", "admin"]
@@ -381,13 +381,13 @@ class Settings(BaseSettings):
             return list(self.rules)
         if Path("rules").is_dir():
             return ["rules"]
-        return [str(PROJECT_ROOT / "rules")]
+        return [str(shipped("rules"))]
 
     def topology_path(self) -> Path:
         if self.topology is not None:
             return self.topology
         local = Path("streams") / "topics.yaml"
-        return local if local.is_file() else PROJECT_ROOT / "streams" / "topics.yaml"
+        return local if local.is_file() else shipped("streams", "topics.yaml")
 
 
 def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from valeur_monitor.catalogue.loader import load_catalogue, load_catalogue_text
 from valeur_monitor.catalogue.model import Catalogue, EventType, FieldSpec
+from valeur_monitor.shipped import shipped
 
-SHIPPED = Path(__file__).resolve().parents[2] / "streams" / "catalogue.yaml"
+SHIPPED = shipped("streams", "catalogue.yaml")
 ENV = "VALEUR_CATALOGUE"
 
 __all__ = ["ENV", "SHIPPED", "Catalogue", "EventType", "FieldSpec", "active", "configure",

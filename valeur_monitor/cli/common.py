@@ -15,6 +15,7 @@ from rich.markup import escape
 from valeur_monitor.engine.rules import RuleSet, load_rules
 from valeur_monitor.errors import CatalogueError, RuleLoadError, ValeurError
 from valeur_monitor.masking import mask
+from valeur_monitor.shipped import shipped
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 EXIT_ERROR = 2          # the command could not do its job (settings, input, store, broker)
@@ -55,7 +56,7 @@ def default_rules() -> list[str]:
         return env.split(os.pathsep)
     if Path("rules").is_dir():
         return ["rules"]
-    return [str(Path(__file__).resolve().parents[2] / "rules")]
+    return [str(shipped("rules"))]
 
 
 def rules_or_exit(paths: list[str] | None, label: str | None = None) -> RuleSet:

@@ -16,6 +16,7 @@ from valeur_monitor.engine.rules.yamlsource import Path as KeyPath
 from valeur_monitor.engine.rules.yamlsource import parse_yaml, yaml_files
 from valeur_monitor.errors import RuleIssue, SourceLoadError
 from valeur_monitor.identity.resolve import KINDS
+from valeur_monitor.shipped import shipped
 from valeur_monitor.sources.model import (
     BASE_VARIABLES,
     CustomerRef,
@@ -26,7 +27,7 @@ from valeur_monitor.sources.model import (
 )
 from valeur_monitor.sources.spec import EmitSpec, MappingSpec, SourceSpec
 
-SHIPPED = Path(__file__).resolve().parents[2] / "streams" / "sources"
+SHIPPED = shipped("streams", "sources")
 
 
 def known_types() -> frozenset[str]:
