@@ -146,7 +146,9 @@ def noop_faust_worker() -> None:
 
     settings = load_settings()
     w = settings.worker
-    app = faust.App(w.app_id, broker=f"kafka://{KAFKA}", store="memory://",
+    # the parent passes its broker in the settings (this process's VALEUR_KAFKA_PORT is gone)
+    broker = settings.kafka.bootstrap_servers
+    app = faust.App(w.app_id, broker=f"kafka://{broker}", store="memory://",
                     datadir=str(w.datadir), key_serializer="raw", value_serializer="raw",
                     topic_allow_declare=False, topic_disable_leader=True,
                     consumer_auto_offset_reset="earliest", web_port=w.web_port,
@@ -334,7 +336,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=1500)
     parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3,
+                        help="throughput runs (0: measure latency only, no table written)")
     parser.add_argument("--rates", type=int, nargs="*", default=[1000, 5000])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -387,6 +390,12 @@ def main() -> None:
                 print(f"{rate}/s: {latencies[rate]}", flush=True)
     admin.close()
 
+    if not worker:      # --runs 0: latency only
+        for rate, lat in latencies.items():
+            print(f"{rate:,} events/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+                  f"max {lat['max_ms']:.1f} ms ({lat['probes']:,} probes, {lat['lost']} lost)")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     b, n, w = statistics.median(bare), statistics.median(noop), statistics.median(worker)
     from valeur_monitor.settings import WorkerSettings
 
