@@ -100,7 +100,7 @@ def opening(rule: ExpectRule, event: Event, tier: str) -> Opened:
 
 def promise_of(rule: ExpectRule, event: Event, tier: str, budget: int, deadline: int
                ) -> Promise:
-    """The promise `P.open_promise` makes, from a shared opening (its own warning)."""
+    """The promise `rule` opens on `event`, from a shared opening (its own warning)."""
     at = event.time
     promise = Promise(rule=rule.id, ref=event.ref, opened_at=at, open_event=event.id,
                       budget=budget, running_since=at, deadline=deadline, tier=tier,
@@ -112,3 +112,10 @@ def promise_of(rule: ExpectRule, event: Event, tier: str, budget: int, deadline:
     else:
         promise.due = deadline
     return promise
+
+
+def open_promise(rule: ExpectRule, event: Event) -> Promise | None:
+    """A new promise for `event` alone (no sharing), or None when it would not be opened."""
+    tier = str(event.data.get("tier", ""))
+    opened = opening(rule, event, tier)
+    return None if opened is None else promise_of(rule, event, tier, *opened)

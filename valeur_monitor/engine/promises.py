@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from valeur_monitor.engine.event import Event, parse_time
+from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules.model import ExpectRule, Matcher
 from valeur_monitor.engine.state import Promise
 
@@ -22,30 +22,6 @@ def sla_add(rule: ExpectRule, start: int, amount: int) -> int:
     """Instant when `amount` of SLA clock has elapsed after `start`."""
     calendar = rule.deadline.calendar
     return calendar.add(start, amount) if calendar else start + amount
-
-
-def open_promise(rule: ExpectRule, event: Event) -> Promise | None:
-    """A new promise for `event`, or None when no deadline can be computed or it already passed."""
-    deadline = rule.deadline
-    tier = str(event.data.get("tier", ""))
-    if deadline.at_field is not None:
-        try:
-            target = parse_time(event.data.get(deadline.at_field)) + deadline.offset
-        except ValueError:
-            return None
-        budget = target - event.time
-    else:
-        within = deadline.budget_for(tier)
-        if within is None:
-            return None
-        budget = within
-    if budget <= 0:
-        return None  # documented: a promise whose deadline is already past is not opened
-    promise = Promise(rule=rule.id, ref=event.ref, opened_at=event.time, open_event=event.id,
-                      budget=budget, running_since=event.time, tier=tier, team=event.team,
-                      channel=event.channel)
-    schedule(rule, promise)
-    return promise
 
 
 def schedule(rule: ExpectRule, promise: Promise) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from valeur_monitor.engine import promises as P
+from valeur_monitor.engine import obligations as O
 from valeur_monitor.engine.event import EVENT_TYPES, Event, parse_time
 from valeur_monitor.engine.rules import RuleSet, load_rules
 from valeur_monitor.engine.rules.model import ExpectRule
@@ -92,7 +92,7 @@ def test_on_time_beats_late_beats_never(rules: list[ExpectRule]) -> None:
     rule = rules[0]
     open_type = min(t for m in rule.open for t in m.types)
     opening = Event("o1", open_type, OPENED, "c1", ref="p1", data=_data(open_type))
-    promise = P.open_promise(rule, opening)
+    promise = O.open_promise(rule, opening)
     assert promise is not None, "the scenario must open the promise"
     deadline = promise.deadline
     window = max(r.late_window for r in rules)
