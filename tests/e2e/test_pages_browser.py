@@ -83,16 +83,30 @@ def shot(driver: Any, name: str, tmp: Path, max_height: int) -> Path:
     return path
 
 
+def settled(driver: Any, condition: Any, what: str) -> Any:
+    """Wait for a navigation a click or Enter started: WebDriver returns before the next page
+    has loaded (a form post, a link), so reading the page at once can see the old one."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, 20, poll_frequency=0.05).until(condition)
+    except TimeoutException:
+        raise AssertionError(f"{what}: still at {driver.current_url}") from None
+
+
 def test_timeline_and_at_risk_pages(browser: Any, site: tuple[str, Loaded, R.Context],
                                     tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
 
     base, _loaded, context = site
     browser.get(f"{base}/ui/at-risk")
     assert "/ui/login" in browser.current_url                 # tokens configured: sign in
     browser.find_element(By.NAME, "token").send_keys(READ_TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form button").click()
-    assert browser.current_url.endswith("/ui/at-risk")
+    settled(browser, ec.url_matches(r"/ui/at-risk$"), "signed in, back to the at-risk list")
+    settled(browser, ec.presence_of_element_located((By.ID, "at-risk")), "at-risk table")
     rows = browser.find_elements(By.CSS_SELECTOR, "#at-risk a")
     expected = R.at_risk_list(context, limit=50, as_of=None, team=None, channel=None)
     assert [r.text for r in rows] == [i.customer for i in expected.items] and rows
@@ -100,7 +114,8 @@ def test_timeline_and_at_risk_pages(browser: Any, site: tuple[str, Loaded, R.Con
 
     customer = rows[0].text
     rows[0].click()
-    assert browser.find_element(By.ID, "customer").text.startswith(customer)
+    heading = settled(browser, ec.presence_of_element_located((By.ID, "customer")), "timeline")
+    assert heading.text.startswith(customer)
     story = R.story(context, customer, None)
     assert browser.find_element(By.ID, "score").text == f"{story.view.score:+.2f}"
     assert browser.find_element(By.ID, "band").text == story.view.band
@@ -123,4 +138,5 @@ def test_timeline_and_at_risk_pages(browser: Any, site: tuple[str, Loaded, R.Con
     box = browser.find_element(By.NAME, "q")
     box.clear()
     box.send_keys("nobody-here\n")
-    assert "No customer" in browser.find_element(By.ID, "message").text
+    message = settled(browser, ec.presence_of_element_located((By.ID, "message")), "search")
+    assert "No customer" in message.text
