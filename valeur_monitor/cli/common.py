@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -43,6 +43,14 @@ def cli_errors() -> Iterator[None]:
         fail(exc)
 
 
+def refuse(what: str, issues: Sequence[object]) -> NoReturn:
+    """A file refused: every problem on its own line (each says where), exit status 1."""
+    err.print(f"[red]{what} refused ({len(issues)} problem(s)):[/red]")
+    for issue in issues:
+        err.print(f"  {issue}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
 def stdout_console() -> Console:
     """Console for results on stdout: plain lines are not hard-wrapped (paths and commands
     stay copyable in a pipe); tables fit the width (80 columns when piped)."""
@@ -65,8 +73,4 @@ def rules_or_exit(paths: list[str] | None, label: str | None = None) -> RuleSet:
         return load_rules(paths or default_rules(),
                           label if label is not None else os.environ.get("VALEUR_RULES_LABEL"))
     except (RuleLoadError, CatalogueError) as exc:
-        what = "rules" if isinstance(exc, RuleLoadError) else "event catalogue"
-        err.print(f"[red]{what} refused ({len(exc.issues)} problem(s)):[/red]")
-        for issue in exc.issues:
-            err.print(f"  {issue}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        refuse("rules" if isinstance(exc, RuleLoadError) else "event catalogue", exc.issues)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from valeur_monitor.cli.common import err, print_error
+from valeur_monitor.cli.common import err, print_error, refuse
 from valeur_monitor.cli.worker_cmd import ConfigOption
 from valeur_monitor.errors import SourceLoadError, ValeurError
 
@@ -47,10 +47,7 @@ def import_command(
                               open_resolver(settings, identities))[source]
         sink = TopicOutput(settings) if topic else JsonlOutput(Path(output or "-"))
     except SourceLoadError as exc:
-        err.print(f"[red]source mappings refused ({len(exc.issues)} problem(s)):[/red]")
-        for issue in exc.issues:
-            err.print(f"  {issue}", markup=False)
-        raise typer.Exit(1) from None
+        refuse("source mappings", exc.issues)
     except ValeurError as exc:
         print_error(exc)
         raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from valeur_monitor.cli.common import err, print_error
+from valeur_monitor.cli.common import print_error, refuse
 from valeur_monitor.cli.worker_cmd import ConfigOption
 from valeur_monitor.errors import SourceLoadError, ValeurError
 
@@ -28,10 +28,7 @@ def ingest_command(
         context = ingest_context(settings)
         serve(settings, context, host=host, port=port)
     except SourceLoadError as exc:
-        err.print(f"[red]source mappings refused ({len(exc.issues)} problem(s)):[/red]")
-        for issue in exc.issues:
-            err.print(f"  {issue}", markup=False)
-        raise typer.Exit(1) from None
+        refuse("source mappings", exc.issues)
     except ValeurError as exc:
         print_error(exc)
         raise typer.Exit(2) from None
