@@ -446,3 +446,46 @@ def test_integers_beyond_64_bits_never_reach_the_commit(
         store.commit(Commit(states={"huge": state}, watermark=1))
     assert redis_client.dbsize() == 0
     store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the due index as a worker reads it once
+
+
+def test_due_entries_list_the_whole_due_index_with_times(store: RedisStore,
+                                                         redis_client: redis.Redis) -> None:
+    from valeur_monitor.engine.state import CustomerState
+
+    due = {f"c{i:05d}": 1_700_000_000_000 + i * 7 for i in range(25_000)}   # several SCAN pages
+    states = {c: CustomerState(c) for c in [*due, "idle"]}
+    store.commit(Commit(states=states, due={**due, "idle": -1}, watermark=1))
+    listed = store.due_entries()
+    assert len(listed) == len(due)            # each once, the customer without a timer absent
+    assert dict(listed) == due
+    store.commit(Commit(states={"c00000": states["c00000"]}, due={"c00000": -1}, watermark=1))
+    assert "c00000" not in dict(store.due_entries())
+
+
+def test_worker_scope_answers_due_from_memory_like_redis(store: RedisStore) -> None:
+    """The worker's due index (streaming/scope.py) is read once from Redis, then follows its
+    staged commits: same answers as Redis after the commits are applied."""
+    from valeur_monitor.engine.state import CustomerState
+    from valeur_monitor.streaming.scope import WorkerScope
+
+    store.commit(Commit(states={c: CustomerState(c) for c in ("a", "b", "c", "other")},
+                        due={"a": 300, "b": 100, "c": 5_000, "other": 50}, watermark=1))
+    scope = WorkerScope(store)
+    scope.owns = lambda customer: customer != "other"     # another worker's customer
+    assert scope.due(1_000) == ["b", "a"]
+    states = scope.load(["a", "c"])
+    scope.commit(Commit(states=states, due={"a": -1, "c": 200}, watermark=2))
+    assert scope.due(1_000) == ["b", "c"]         # staged, not in Redis yet
+    assert store.due(1_000) == ["other", "b", "a"]
+    pending = scope.prepare()
+    assert pending is not None
+    scope.apply(pending)
+    assert store.due(1_000) == ["other", "b", "c"]
+    assert scope.due(1_000) == ["b", "c"]
+    scope.discard()                              # read again from Redis: the same
+    assert scope.due(1_000) == ["b", "c"]
+    assert scope.due(1_000, limit=1) == ["b"]

@@ -268,6 +268,15 @@ class RedisStore:
                                                                 start=0, num=limit))
         return [c.decode() for c in rows]
 
+    def due_entries(self) -> list[tuple[str, int]]:
+        """Every (customer, next due) of the due index: one incremental scan (a worker reads
+        it once per assignment and keeps its own customers' part up to date itself)."""
+        def scan() -> list[tuple[str, int]]:
+            return [(c.decode(), int(at))
+                    for c, at in self._cmd.zscan_iter(self.keys.due, count=10_000)]
+
+        return self._run("due", scan)
+
     def watermark(self) -> int:
         value = self._run("watermark", lambda: self._cmd.get(self.keys.watermark))
         return int(value) if value is not None else 0

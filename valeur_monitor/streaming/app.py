@@ -37,7 +37,8 @@ from valeur_monitor.streaming.clock import StreamClock, key_hash
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
 from valeur_monitor.streaming.consumer import install
 from valeur_monitor.streaming.outputs import Message, OutputTopics
-from valeur_monitor.streaming.pipeline import StreamPipeline, WorkerRuntime
+from valeur_monitor.streaming.pipeline import StreamPipeline
+from valeur_monitor.streaming.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 EXIT_FATAL = 70

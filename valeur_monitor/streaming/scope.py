@@ -27,6 +27,12 @@ in place while that commit is still on its way to Redis (`apply`, later, in orde
 prepared commit is applied, Redis's due index lags the states: `due` answers from the
 prepared commits' due times for their customers (the overlay), from Redis for the others, so
 it gives exactly the customers a serial worker would advance.
+
+Due index in memory: with a store that lists its due index (`due_entries`: Redis), the view
+reads it once (after an assignment, a revocation or a failed attempt: only the worker's own
+customers, `owns`) and keeps it up to date with every staged commit, since the worker is the
+only writer of its customers. `due` is then answered without a round trip (the Processor asks
+once per partition and batch), and it is the serial worker's view by construction.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any
 
 from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
 from valeur_monitor.store.base import Commit, Store
+from valeur_monitor.store.memory import DueIndex
 
 Allow = Callable[[str, int], bool]
 
@@ -71,6 +78,10 @@ def _allow_all(customer: str, until: int) -> bool:
     return True
 
 
+def _owns_all(customer: str) -> bool:
+    return True
+
+
 class WorkerScope:
     """Store protocol over another store (see the module docstring)."""
 
@@ -94,6 +105,11 @@ class WorkerScope:
         # (the memory store of tests and embedded use) is called under a lock; Redis is.
         self._guard: AbstractContextManager[Any] = (
             nullcontext() if self._apply is not None else threading.Lock())
+        # The due index kept here (see the module docstring), when the store can list its own.
+        self._entries: Callable[[], Iterable[tuple[str, int]]] | None = getattr(
+            inner, "due_entries", None)
+        self.owns: Callable[[str], bool] = _owns_all   # this worker's customers (the pipeline's)
+        self._index: DueIndex | None = None            # None: read it again before the next due
 
     def scoped(self, floor: int, allow: Allow) -> WorkerScope:
         """Set the floor and the due filter for the next Processor call."""
@@ -119,11 +135,16 @@ class WorkerScope:
             self.cache.clear()
         else:
             self.cache = {c: s for c, s in self.cache.items() if keep(c)}
+        self._index = None      # the owned customers changed: read the index again
 
     def commit(self, commit: Commit) -> None:
         self.staged.append(commit)
+        if self._index is not None:
+            self._index.update(commit.due)
 
     def due(self, until: int, limit: int = 10_000) -> list[str]:
+        if self._entries is not None:
+            return self._due_here(until, limit)
         # The Processor asks again after committing a slice of a very large due set: that slice
         # must be visible first (its outputs are then published after its commit: see docs).
         if len(self.staged) > self._call_start:
@@ -148,6 +169,33 @@ class WorkerScope:
             if len(found) < ask or len(mine) >= limit:
                 return mine[:limit]
             ask *= 4
+
+    def _due_here(self, until: int, limit: int) -> list[str]:
+        """`due` from the index kept here: no round trip, staged commits already in it (so a
+        very large due set continues with the next slice without flushing the first)."""
+        index = self._index
+        if index is None:
+            index = self._index = self._read_index()
+        allow = self.allow
+        ask = limit
+        while True:
+            found = index.query(until, ask)
+            mine = [c for c in found if allow(c, until)]
+            if len(found) < ask or len(mine) >= limit:
+                return mine[:limit]
+            ask *= 4
+
+    def _read_index(self) -> DueIndex:
+        """The store's due index for the worker's own customers, with the staged commits."""
+        assert self._entries is not None
+        self.wait_applied()             # Redis then holds every prepared commit
+        owns = self.owns
+        index = DueIndex()
+        with self._guard:
+            index.update({c: at for c, at in self._entries() if owns(c)})
+        for commit in self.staged:
+            index.update(commit.due)
+        return index
 
     def watermark(self) -> int:
         return self.floor
@@ -226,3 +274,4 @@ class WorkerScope:
         first lets any prepared batch be applied)."""
         self.staged.clear()
         self.cache.clear()
+        self._index = None

@@ -25,6 +25,10 @@ class SharedStore(MemoryStore):
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         return {c: decode_state(encode_state(s)) for c, s in super().load(customers).items()}
 
+    def due_entries(self) -> list[tuple[str, int]]:
+        """The whole due index, as RedisStore lists it (the worker keeps its part itself)."""
+        return list(self._due._at.items())
+
     def commit(self, commit: Commit) -> None:
         self.commit_calls += 1
         if self.fail_commits > 0:

@@ -22,7 +22,7 @@ from valeur_monitor.streaming.app import create_app
 from valeur_monitor.streaming.clock import key_partition
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
 from valeur_monitor.streaming.outputs import H_REASON, H_SOURCE, Record
-from valeur_monitor.streaming.pipeline import WorkerRuntime
+from valeur_monitor.streaming.runtime import WorkerRuntime
 
 pytestmark = pytest.mark.unit
 EDGES = (-20.0, -5.0, 5.0)

@@ -29,7 +29,8 @@ from valeur_monitor.streaming.outputs import (
     OutputTopics,
     Record,
 )
-from valeur_monitor.streaming.pipeline import StreamPipeline, WorkerRuntime
+from valeur_monitor.streaming.pipeline import StreamPipeline
+from valeur_monitor.streaming.runtime import WorkerRuntime
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ from valeur_monitor.store.base import Commit
 from valeur_monitor.store.memory import MemoryStore
 from valeur_monitor.streaming.drain import drain
 from valeur_monitor.streaming.outputs import Message
-from valeur_monitor.streaming.pipeline import WorkerRuntime
+from valeur_monitor.streaming.runtime import WorkerRuntime
 from valeur_monitor.streaming.scope import WorkerScope
 
 pytestmark = pytest.mark.unit

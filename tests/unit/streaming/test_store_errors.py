@@ -16,7 +16,7 @@ from valeur_monitor.errors import (
 )
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.store.base import Commit
-from valeur_monitor.streaming.pipeline import WorkerRuntime
+from valeur_monitor.streaming.runtime import WorkerRuntime
 
 pytestmark = pytest.mark.unit
 

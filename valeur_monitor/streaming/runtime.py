@@ -1,0 +1,211 @@
+"""The worker's asyncio side: the order of process, publish, commit and ack of every batch.
+
+`WorkerRuntime` orders the steps of every batch so that the Redis commit is the commit point:
+
+    process (commit staged, then encoded) -> publish outputs, wait for acks -> apply the
+    commit -> ack offsets
+
+and pipelines batches: N+1 is processed while N is published and applied (in that order).
+The synchronous steps are `StreamPipeline`'s (`streaming/pipeline.py`); the exactly-once
+argument is in its docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from valeur_monitor.metrics import Metrics
+from valeur_monitor.reload import Reloader
+from valeur_monitor.runner.observe import record_batch
+from valeur_monitor.streaming.faults import fault_from_env
+from valeur_monitor.streaming.health import Supervised
+from valeur_monitor.streaming.outputs import Message, Record
+from valeur_monitor.streaming.pipeline import Step, StreamPipeline
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Send every message; return once the broker acknowledged all of them."""
+        ...
+
+
+class WorkerRuntime(Supervised):
+    """Asyncio side: orders process/publish/commit/ack of batches and ticks, retries.
+
+    Batches are pipelined: batch N+1 is processed while batch N (already encoded by
+    `StreamPipeline.prepare`) is published and applied. The order of effects stays the
+    serial one: N's outputs are acknowledged before N's commit, N's commit before N+1's, and
+    N's offsets are acked only after N's commit. At most one batch is in flight while the next
+    is processed; a tick, a rebalance, a reload and a retried failure first let it finish.
+    """
+
+    def __init__(self, pipeline: StreamPipeline, publisher: Publisher,
+                 metrics: Metrics | None = None, *, retry_delay: float = 0.2,
+                 max_retry_delay: float = 5.0, unhealthy_after: float = 60.0) -> None:
+        super().__init__(metrics, retry_delay=retry_delay, max_retry_delay=max_retry_delay,
+                         unhealthy_after=unhealthy_after)
+        self.pipeline = pipeline
+        self.publisher = publisher
+        self.lock = asyncio.Lock()
+        self._assignment = asyncio.Event()
+        self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
+        self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
+        self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
+        self._inflight: asyncio.Task[None] | None = None   # the batch being published/applied
+        self._retrying = False
+
+    async def _reload_if_asked(self) -> None:
+        """Between batches, under the lock: switch rules if a reload was requested."""
+        if self.reloader is not None and self.reloader.requested:
+            await self._settle()
+            self.reloader.apply(self.pipeline.processor, self.positions, self.pipeline.reached)
+
+    async def _settle(self) -> None:
+        """Wait until the batch in flight is published, applied and acked (re-raises its
+        permanent failure: the caller fails-stop)."""
+        task = self._inflight
+        if task is not None:
+            try:
+                await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._inflight = None
+
+    # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
+    async def assign(self, partitions: set[int], total: int) -> None:
+        """Rebalance done: the full new assignment of the events topic."""
+        async with self.lock:
+            await self._settle()
+            self.pipeline.assign(partitions, total)
+        self._assignment.set()
+        log.info("assigned partitions %s of %d", sorted(partitions), total)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        """Rebalance starts: stop advancing customers of these partitions (waits for the batch
+        in progress to be committed, so the new owner never works on a customer at the same
+        time)."""
+        async with self.lock:
+            await self._settle()
+            self.pipeline.revoke(partitions)
+            for partition in partitions:
+                self.positions.pop(partition, None)
+
+
+    async def idle(self) -> None:
+        """Return once no batch or tick is in progress or in flight (a rebalance waits)."""
+        async with self.lock:
+            await self._settle()
+
+    async def handle(self, records: Sequence[Record],
+                     ack: Callable[[], None] | None = None) -> None:
+        """Process a batch (any mix of partitions); returns once all of it is committed and
+        `ack` has run (one batch at a time: no pipelining)."""
+        await self.consume(records, ack)
+        await self.flushed()
+
+    async def consume(self, records: Sequence[Record],
+                      ack: Callable[[], None] | None = None) -> None:
+        """The batch consumer's entry point (streaming/consumer.py): process a batch (any mix
+        of partitions) and set it in flight: it is published, committed, then acked (`ack`,
+        before any revocation completes) while the next batch is processed. Returns once the
+        previous batch is settled."""
+        if not self.pipeline.assigned:   # events before the assignment signal: wait for it
+            await self._assignment.wait()
+        if self.health.first_batch is None:
+            self.health.first_batch = time.time()
+        async with self.lock:
+            await self._reload_if_asked()
+            began = time.perf_counter()
+            step = await self._retry("process", lambda: self._process(records),
+                                     undo=self._undo)
+            self.health.seconds["process"] += time.perf_counter() - began
+            if self.fault is not None:
+                self.fault.reached("after-process")
+            await self._settle()            # N-1 done: offsets and commits stay in order
+            self._inflight = asyncio.create_task(self._finish(step, ack, batch=True))
+
+    async def flushed(self) -> None:
+        """Wait until every batch handed over so far is committed and acked."""
+        async with self.lock:
+            await self._settle()
+
+    async def tick(self) -> None:
+        """Timer: advance stream time while idle (wall mode), or drain what became due."""
+        if not self.pipeline.assigned:
+            return
+        async with self.lock:
+            await self._settle()
+            await self._reload_if_asked()
+            step = await self._retry("advance", lambda: asyncio.to_thread(self._advance),
+                                     undo=self._undo)
+            if step is not None:
+                await self._finish(step, None, batch=False)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _undo(self) -> None:
+        """A failed attempt: its in-place changes must not survive (states reloaded)."""
+        self.pipeline.discard()
+        self._retrying = True
+
+    async def _process(self, records: Sequence[Record]) -> Step:
+        if self._retrying:      # states were dropped: reload them once Redis has the batch
+            await self._settle()  # in flight (its states are no longer in memory)
+            self._retrying = False
+        return await asyncio.to_thread(self._process_sync, records)
+
+    def _process_sync(self, records: Sequence[Record]) -> Step:
+        step = self.pipeline.process_batch(records)
+        step.pending = self.pipeline.prepare()
+        return step
+
+    def _advance(self) -> Step | None:
+        step = self.pipeline.advance()
+        if step is not None:
+            step.pending = self.pipeline.prepare()
+        return step
+
+    async def _finish(self, step: Step, ack: Callable[[], None] | None, *, batch: bool) -> None:
+        """Publish, then commit (the commit point), then ack and count."""
+        h = self.health
+        began = time.perf_counter()
+        if step.messages:
+            await self._retry("publish", lambda: self.publisher.publish(step.messages))
+        if batch and self.fault is not None:
+            self.fault.reached("after-publish")
+        published = time.perf_counter()
+        pending = step.pending
+        if pending is not None:
+            await self._retry("commit",
+                              lambda: asyncio.to_thread(self.pipeline.commit, pending))
+        committed = time.perf_counter()
+        if batch and self.fault is not None:
+            self.fault.reached("after-commit")   # committed to Redis, offsets not acked
+        self.positions.update(step.offsets)
+        if ack is not None:
+            ack()
+        h.seconds["publish"] += published - began
+        h.seconds["commit"] += committed - published
+        seconds = step.seconds + (committed - began)
+        result = step.result
+        if batch:
+            h.batches += 1
+            h.events += result.received
+            h.rerouted += step.rerouted
+            h.last_batch = time.time()
+        if self.metrics is None:
+            return
+        if batch or result.entries or result.notices or result.outcomes or result.dead_letters:
+            record_batch(self.metrics, result, seconds)
+        elif result.watermark:       # a tick that only moved stream time: not a batch
+            self.metrics.set_watermark(result.watermark, int(time.time() * 1000))
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.pipeline.assigned:
+            return False, "waiting for a partition assignment"
+        return super().ready()
