@@ -71,6 +71,7 @@ dashboards: $(STAMP)
 # repository appended after the installed package (for tests/ and bench/ only).
 VENV_COMPILED ?= .venv-compiled
 COMPILED_TESTS ?= tests/unit/engine tests/unit/test_codec.py tests/unit/test_catalogue.py \
+	tests/unit/test_codec_limits.py tests/unit/test_input_bounds.py tests/unit/test_ledger_encoding.py \
 	tests/unit/test_service.py tests/unit/test_sharded.py tests/unit/test_build_modes.py tests/compiled
 compiled:
 	PY=$(PY) scripts/build-compiled $(VENV_COMPILED)

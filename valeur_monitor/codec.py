@@ -3,6 +3,8 @@
 Valid records take a fast path (one msgspec decode into a closed struct, a few checks); anything
 that fails there is decoded again on the exhaustive path, which finds the precise dead-letter
 reason. Neither path lets an exception other than EventError out, whatever the bytes.
+The fast path's msgspec struct and the (pickled) input limits live in `codec_types`, which
+stays interpreted, so that mypyc can compile this module.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import msgspec
 from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor import reasons as R
 from valeur_monitor.catalogue.model import Catalogue
+from valeur_monitor.codec_types import FUTURE_LIMIT as FUTURE_LIMIT
+from valeur_monitor.codec_types import MAX_BYTES as MAX_BYTES
+from valeur_monitor.codec_types import MAX_DEPTH as MAX_DEPTH
+from valeur_monitor.codec_types import InputLimits as InputLimits
+from valeur_monitor.codec_types import Record
 from valeur_monitor.engine.event import CHANNELS, Event, parse_time
 from valeur_monitor.errors import EventError
 
-MAX_BYTES = 1 << 20         # default record size limit (1 MiB)
-MAX_DEPTH = 32              # default JSON nesting limit (the record object is depth 1)
 INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # what msgspec, orjson and Redis all carry
 _CHANNELS = frozenset(CHANNELS)
 _EXTENSION = re.compile(r"[a-z0-9]{1,20}\Z")
@@ -33,25 +38,7 @@ CLOUDEVENT_FIELDS = frozenset({*CANONICAL_FIELDS, "specversion", "subject", "dat
                                "dataschema"})
 
 
-class _Record(msgspec.Struct, forbid_unknown_fields=True):
-    """Every named top-level field of either form; anything else goes the exhaustive path."""
-
-    id: str
-    type: str
-    time: str
-    customer: str | msgspec.UnsetType = msgspec.UNSET
-    ref: str = ""
-    source: str | msgspec.UnsetType = msgspec.UNSET
-    channel: str | msgspec.UnsetType = msgspec.UNSET
-    team: str = ""
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
-    specversion: str | msgspec.UnsetType = msgspec.UNSET
-    subject: str | msgspec.UnsetType = msgspec.UNSET
-    datacontenttype: str | msgspec.UnsetType = msgspec.UNSET
-    dataschema: str | msgspec.UnsetType = msgspec.UNSET
-
-
-_fast_decoder = msgspec.json.Decoder(_Record)
+_fast_decoder = msgspec.json.Decoder(Record)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -91,7 +78,7 @@ class Codec:
         return Decoded(self.decode(data), data)
 
     # -- fast path: a closed struct, every check cheap; None = let the exhaustive path judge ---
-    def _fast(self, r: _Record) -> Event | None:
+    def _fast(self, r: Record) -> Event | None:
         customer: Any
         if r.specversion is _UNSET:
             if (r.subject is not _UNSET or r.datacontenttype is not _UNSET
@@ -290,18 +277,6 @@ def _as_bytes(raw: bytes | bytearray | memoryview | str) -> bytes:
 
 
 # -- the default codec: the active catalogue, the configured limits -----------------------------
-FUTURE_LIMIT = 7 * 86_400_000   # ms: no longer than the default late horizon (see Processor)
-
-
-@dataclass(frozen=True)
-class InputLimits:
-    """Bounds on input records (settings `input.*`)."""
-
-    max_bytes: int = MAX_BYTES
-    max_depth: int = MAX_DEPTH
-    future_ms: int = FUTURE_LIMIT
-
-
 _limits_in_use = InputLimits()
 _default: Codec | None = None
 

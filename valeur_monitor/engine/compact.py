@@ -24,86 +24,18 @@ from __future__ import annotations
 
 import msgspec
 
-from valeur_monitor.engine.event import Event
+# The structs of both versions: interpreted, so that mypyc can compile this module.
+from valeur_monitor.engine.compact_types import Clock as _Clock
+from valeur_monitor.engine.compact_types import Instant
+from valeur_monitor.engine.compact_types import Own as _Own
+from valeur_monitor.engine.compact_types import PromiseV1 as _Promise
+from valeur_monitor.engine.compact_types import RepeatV1 as _Repeat
+from valeur_monitor.engine.compact_types import StateV1 as _State
+from valeur_monitor.engine.compact_types import StateV2 as _State2
 from valeur_monitor.engine.state import CustomerState, Promise, Score
 
 MAGIC = b"\xc1\x02"   # 0xC1: never a msgpack first byte; then the format version
 MAGIC_V1 = b"\xc1\x01"
-
-Instant = int | None  # relative to a base; None for -1
-
-
-class _Promise(msgspec.Struct, array_like=True):
-    rule: int
-    ref: str
-    opened_at: int
-    open_event: str
-    budget: int
-    used: int
-    running_since: Instant
-    deadline: Instant
-    warn_at: Instant
-    broken_at: Instant
-    paused_at: Instant
-    warned: bool
-    due: Instant
-    tier: str
-    team: str
-    channel: str
-
-
-class _Repeat(msgspec.Struct, array_like=True):
-    rule: int
-    key: str
-    ages: list[int]          # clock - time of each contact
-    refs: list[str]
-
-
-class _State(msgspec.Struct, array_like=True):
-    customer: str
-    clock: int
-    pruned: Instant
-    seq: int
-    rules: list[str]
-    seen_prefix: str
-    seen_ids: list[str]
-    seen_ages: list[int]     # clock - event time, same order as the ids
-    pending: list[Event]
-    promises: list[tuple[str | None, _Promise]]   # the slot, None when it is `rule\x1fref`
-    repeats: list[_Repeat]
-    alert_windows: dict[str, list[int]]
-    alerts_fired: list[str]
-    score: Score
-    reasons: dict[str, float]
-    next_at: int
-    next_slot: str
-
-
-# Version 2: a promise's shared clock, and the promise itself (see the module docstring).
-_Clock = tuple[str, int, str, int, int, Instant, Instant, Instant, str, str, str]
-_Own = tuple[int, int, Instant, Instant, bool, Instant, str | None]
-
-
-class _State2(msgspec.Struct, array_like=True):
-    customer: str
-    clock: int
-    pruned: Instant
-    seq: int
-    rules: list[str]
-    seen_prefix: str
-    seen_ids: list[str]
-    seen_ages: list[int]
-    pending: list[Event]
-    clocks: list[_Clock]
-    promises: list[_Own]
-    repeats: list[tuple[int, str, list[int], list[str]]]
-    alert_windows: dict[str, list[int]]
-    alerts_fired: list[str]
-    score: tuple[float, dict[str, float], int, float, float]
-    reasons: dict[str, float]
-    next_at: int
-    next_slot: str
-
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_State)

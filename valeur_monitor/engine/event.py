@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
+
+# Event times: parsed and formatted in `times` (compiled by mypyc; this module keeps the Struct,
+# which cannot be), re-exported here where every caller has always found them.
+from valeur_monitor.engine.times import TIMESTAMP_PATTERN as TIMESTAMP_PATTERN
+from valeur_monitor.engine.times import format_time as format_time
+from valeur_monitor.engine.times import format_time_by_datetime as format_time_by_datetime
+from valeur_monitor.engine.times import parse_time as parse_time
 
 SCHEMA_VERSION = 1
 
@@ -31,93 +36,6 @@ class Event(msgspec.Struct, gc=False):
     def sort_key(self) -> tuple[int, str]:
         """Total order used everywhere events are replayed: event time, then id."""
         return (self.time, self.id)
-
-
-# RFC 3339 `date-time` with a mandatory offset, local year 1970..8999 (so every deadline derived
-# from it stays inside datetime's range); the same pattern is in the published JSON Schemas.
-TIMESTAMP_PATTERN = (
-    r"^(19[7-9][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
-    r"(?!\n)$"
-)
-_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-_EPOCH_DATE = date(1970, 1, 1)
-_HOURS: dict[str, int] = {}     # "YYYY-MM-DDThh" -> epoch ms (a stream has few distinct hours)
-_ZONES: dict[str, int] = {"Z": 0, "z": 0}   # "+01:00" -> ms to subtract
-# ":mm:ss[.fff]<zone>" -> ms to add to its hour, for tails already seen in a valid timestamp.
-# The pattern has no dependency between the "YYYY-MM-DDThh" head and this tail, so a known
-# head and a known tail make a valid timestamp: the common case is two dict look-ups.
-_TAILS: dict[str, int] = {}
-
-
-def parse_time(value: object) -> int:
-    """RFC 3339 timestamp with an explicit offset -> epoch milliseconds; ValueError otherwise."""
-    if not isinstance(value, str):
-        raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
-    hour = _HOURS.get(value[:13])
-    if hour is not None:
-        tail = _TAILS.get(value[13:])
-        if tail is not None:
-            return hour + tail
-    match = _TIMESTAMP.match(value)
-    if match is None:
-        raise ValueError(f"{value[:40]!r} is not an RFC 3339 timestamp with an offset "
-                         "(e.g. 2026-11-02T09:15:00+01:00), year 1970..8999")
-    hour = _HOURS.get(value[:13])
-    if hour is None:
-        try:   # the pattern cannot know month lengths: 2026-02-30 is refused here
-            day = (date.fromisoformat(value[:10]) - _EPOCH_DATE).days
-        except ValueError as exc:
-            raise ValueError(f"{value[:40]!r}: {exc}") from None
-        if len(_HOURS) > 100_000:
-            _HOURS.clear()
-        hour = _HOURS[value[:13]] = day * 86_400_000 + int(value[11:13]) * 3_600_000
-    ms = int(value[14:16]) * 60_000 + int(value[17:19]) * 1000
-    fraction, zone = match.group(5), match.group(6)
-    if fraction:
-        ms += int((fraction[1:] + "00")[:3])
-    offset = _ZONES.get(zone)
-    if offset is None:
-        minutes = int(zone[1:3]) * 60 + int(zone[4:6])
-        offset = _ZONES[zone] = minutes * 60_000 if zone[0] == "+" else -minutes * 60_000
-    if len(_TAILS) > 100_000:
-        _TAILS.clear()
-    _TAILS[value[13:]] = ms - offset
-    return hour + ms - offset
-
-
-_DAYS: dict[int, str] = {}     # day number since the epoch -> "YYYY-MM-DDT"
-# Below this (year 2096) datetime's float seconds round to the exact millisecond, so the
-# arithmetic below gives its very text; later instants go through datetime as before.
-_EXACT_UNTIL = 4_000_000_000_000
-
-
-def format_time(ms: int) -> str:
-    """Epoch milliseconds -> RFC 3339 in UTC, second precision unless milliseconds matter."""
-    if not 0 <= ms < _EXACT_UNTIL:
-        return format_time_by_datetime(ms)
-    day, rest = divmod(ms, 86_400_000)
-    head = _DAYS.get(day)
-    if head is None:   # the date through datetime once per day; the time of day by arithmetic
-        text = format_time_by_datetime(ms)
-        if len(_DAYS) > 100_000:
-            _DAYS.clear()
-        _DAYS[day] = text[:11]
-        return text
-    seconds, milli = divmod(rest, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if milli:
-        return f"{head}{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
-    return f"{head}{hours:02d}:{minutes:02d}:{seconds:02d}Z"
-
-
-def format_time_by_datetime(ms: int) -> str:
-    """The reference `format_time` (through datetime), for the first instant of each day."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    if ms % 1000:
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def to_canonical(event: Event) -> dict[str, Any]:

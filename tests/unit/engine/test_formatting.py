@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from valeur_monitor.engine import event as E
+from valeur_monitor.engine import times
 from valeur_monitor.engine.durations import format_duration, parse_duration
 from valeur_monitor.engine.event import format_time, format_time_by_datetime, parse_time
 
@@ -34,7 +34,7 @@ def test_format_duration_round_trips(ms: int) -> None:
 
 def test_known_tails_and_heads_make_a_valid_time() -> None:
     assert parse_time("2026-11-02T09:15:00+01:00") == parse_time("2026-11-02T08:15:00Z")
-    assert "2026-11-02T09" in {k for k in E._HOURS}
+    assert "2026-11-02T09" in {k for k in times._HOURS}
     try:
         parse_time("2026-11-02T09:15:00+01:00\n")
     except ValueError:

@@ -1,0 +1,86 @@
+"""The msgspec structs of the compact state encoding, versions 1 and 2 (not compiled).
+
+Apart from `engine.compact` so that mypyc can compile the encoder and decoder there (a msgspec
+Struct subclass cannot be compiled); the layout is documented in that module.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from valeur_monitor.engine.event import Event
+from valeur_monitor.engine.state import Score
+
+Instant = int | None  # relative to a base; None for -1
+
+
+class PromiseV1(msgspec.Struct, array_like=True):
+    rule: int
+    ref: str
+    opened_at: int
+    open_event: str
+    budget: int
+    used: int
+    running_since: Instant
+    deadline: Instant
+    warn_at: Instant
+    broken_at: Instant
+    paused_at: Instant
+    warned: bool
+    due: Instant
+    tier: str
+    team: str
+    channel: str
+
+
+class RepeatV1(msgspec.Struct, array_like=True):
+    rule: int
+    key: str
+    ages: list[int]          # clock - time of each contact
+    refs: list[str]
+
+
+class StateV1(msgspec.Struct, array_like=True):
+    customer: str
+    clock: int
+    pruned: Instant
+    seq: int
+    rules: list[str]
+    seen_prefix: str
+    seen_ids: list[str]
+    seen_ages: list[int]     # clock - event time, same order as the ids
+    pending: list[Event]
+    promises: list[tuple[str | None, PromiseV1]]   # the slot, None when it is `rule\x1fref`
+    repeats: list[RepeatV1]
+    alert_windows: dict[str, list[int]]
+    alerts_fired: list[str]
+    score: Score
+    reasons: dict[str, float]
+    next_at: int
+    next_slot: str
+
+
+# Version 2: a promise's shared clock, and the promise itself (see the module docstring).
+Clock = tuple[str, int, str, int, int, Instant, Instant, Instant, str, str, str]
+Own = tuple[int, int, Instant, Instant, bool, Instant, str | None]
+
+
+class StateV2(msgspec.Struct, array_like=True):
+    customer: str
+    clock: int
+    pruned: Instant
+    seq: int
+    rules: list[str]
+    seen_prefix: str
+    seen_ids: list[str]
+    seen_ages: list[int]
+    pending: list[Event]
+    clocks: list[Clock]
+    promises: list[Own]
+    repeats: list[tuple[int, str, list[int], list[str]]]
+    alert_windows: dict[str, list[int]]
+    alerts_fired: list[str]
+    score: tuple[float, dict[str, float], int, float, float]
+    reasons: dict[str, float]
+    next_at: int
+    next_slot: str
