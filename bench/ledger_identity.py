@@ -4,7 +4,8 @@
 one over the ledger (every entry, in (customer, seq) order), the scores and the dead letters
 (sorted lines), and one over the output files byte for byte. `--against REV` runs the same
 script on another revision of the package (a temporary git worktree) and says whether both
-canonical digests agree; `--workers N` runs the sharded runner instead of one process.
+canonical digests agree, and whether the output files agree byte for byte (`--strict`: they
+must); `--workers N` runs the sharded runner instead of one process.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--rules", default="rules")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--against", help="git revision to compare with (same file and rules)")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --against: the output files must also agree byte for byte")
     args = parser.parse_args()
     mine, files, count = digest(args.file, args.rules, args.workers)
     print(f"{mine}  {count} entries, canonical order  (this tree, workers={args.workers})")
@@ -84,10 +87,14 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
                            check=True, capture_output=True)
-    theirs = out.stdout.split()[0]
+    lines = out.stdout.splitlines()
+    theirs, their_files = lines[0].split()[0], lines[1].split()[0]
     print(f"{theirs}  ({args.against})")
-    print("identical" if theirs == mine else "DIFFERENT")
-    sys.exit(0 if theirs == mine else 1)
+    print(f"{their_files}  output files byte for byte ({args.against})")
+    same_bytes = their_files == files
+    print(("identical" if theirs == mine else "DIFFERENT") + ", output files " + (
+        "identical byte for byte" if same_bytes else "differ in bytes"))
+    sys.exit(0 if theirs == mine and (same_bytes or not args.strict) else 1)
 
 
 if __name__ == "__main__":

@@ -171,11 +171,28 @@ class _Table:
         return self.before[i] + min(ms, self.hi[i]) - self.lo[i]
 
     def between(self, start_ms: int, end_ms: int) -> int | None:
-        if not (self._reach(start_ms) and self._reach(end_ms)):
+        if not (self.start_ms <= start_ms and end_ms < self.end_ms and self.usable) and not (
+                self._reach(start_ms) and self._reach(end_ms)):
             return None
         return self._open_before(end_ms) - self._open_before(start_ms)
 
     def add(self, start_ms: int, business_ms: int) -> int | None:
+        # The common case first, inlined (it runs for nearly every promise opened): start
+        # inside the table and the answer found without growing it nor nearing the scan limit.
+        if self.start_ms <= start_ms < self.end_ms and self.usable:
+            hi = self.hi
+            j = bisect_right(hi, start_ms)
+            if j < len(hi):
+                lo, before, after = self.lo, self.before, self.after
+                first = lo[j]
+                target = before[j] + (first if first > start_ms else start_ms) - first + (
+                    business_ms)
+                k = bisect_left(after, target, j)
+                if k < len(after) and lo[k] - start_ms < _SURELY_WITHIN:
+                    return lo[k] + target - before[k]
+        return self._add(start_ms, business_ms)
+
+    def _add(self, start_ms: int, business_ms: int) -> int | None:
         if not self._reach(start_ms):
             return None
         limit = -1  # local midnight ten years after start's day, computed only when needed

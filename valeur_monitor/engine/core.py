@@ -15,16 +15,13 @@ from valeur_monitor.engine.explain import template
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
 from valeur_monitor.engine.ruleindex import OnIndex
 from valeur_monitor.engine.rules.model import Deadline, Effect, ExpectRule, RepeatRule, RuleSet
-from valeur_monitor.engine.scoring import apply_value, check_score_alerts, count_outcome
+from valeur_monitor.engine.scoring import apply_values, check_score_alerts, count_outcome
 from valeur_monitor.engine.state import CustomerState, Promise
 
 _Work = tuple[OnIndex | None, tuple[RepeatRule, ...], O.TypePlan | None]
 _IDLE: _Work = (None, (), None)
 _NO_MEMO: list[bool | None] = []
 PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
-
-
-_PROMISE_FIELDS = frozenset({"waited", "deadline", "overdue"})
 
 
 class Case(NamedTuple):
@@ -107,19 +104,22 @@ class Engine:
                 timer_at = state.next_at
             if timer_at > until:
                 timer_at = -1
-            if pending and 0 <= pending[0].time <= until and (
-                    timer_at < 0 or pending[0].time <= timer_at):
-                event = pending.pop(0)
-                if event.time > state.clock:
-                    state.clock = event.time
-                self._process(state, event, out, late=False)
-            elif timer_at >= 0:
-                if timer_at > state.clock:
-                    state.clock = timer_at
-                self._fire(state, state.next_slot, timer_at, out)
-            else:
+            if pending:
+                event = pending[0]
+                at = event.time
+                if 0 <= at <= until and (timer_at < 0 or at <= timer_at):
+                    del pending[0]
+                    if at > state.clock:
+                        state.clock = at
+                    self._process(state, event, out, late=False)
+                    continue
+            if timer_at < 0:
                 break
-        state.clock = max(state.clock, until)
+            if timer_at > state.clock:
+                state.clock = timer_at
+            self._fire(state, state.next_slot, timer_at, out)
+        if until > state.clock:
+            state.clock = until
         if state.clock - state.pruned >= PRUNE_EVERY:
             horizon = state.clock - self.settings.late_horizon
             state.seen = {k: t for k, t in state.seen.items() if t >= horizon}
@@ -145,9 +145,11 @@ class Engine:
     def next_due(self, state: CustomerState) -> int:
         """Earliest instant at which advancing this customer does something; -1 for never."""
         due = state.pending[0].time if state.pending else -1
-        timer = self._next_timer(state)
-        if timer is not None and (due < 0 or timer[0] < due):
-            due = timer[0]
+        if state.next_at == -2:
+            self._next_timer(state)
+        timer = state.next_at
+        if timer >= 0 and (due < 0 or timer < due):
+            due = timer
         return due
 
     # -- events -------------------------------------------------------------------------------
@@ -192,42 +194,45 @@ class Engine:
         tier: str | None = None
         ref = event.ref
         for step in plan.steps:
-            rule = step.rule
             slot = step.prefix + ref
             promise = promises.get(slot)
-            if promise is None and not step.open:
+            role = step.open
+            if promise is None and not role:
                 continue  # nothing to keep, cancel, pause or resume, nothing to open
+            rule = step.rule
             changed = False
+            # role tests inlined for the common ALWAYS (1) case: O.test only for conditions
             if promise is not None:
-                if step.keep and O.test(step.keep, groups, memo, event):
+                if (r := step.keep) and (r == 1 or O.test(r, groups, memo, event)):
                     outcome = "late" if promise.broken_at >= 0 else "kept"
                     if (rule.late if promise.broken_at >= 0 else rule.kept) is not None:
                         self._close(state, rule, promise, outcome, event, out, late)
                     del promises[slot]
                     promise = None
                     changed = True
-                elif step.cancel and O.test(step.cancel, groups, memo, event):
+                elif (r := step.cancel) and (r == 1 or O.test(r, groups, memo, event)):
                     if rule.broken is not None:  # reported once, by the rule owning the failure
                         out.outcomes.append(Outcome(rule.id, "cancelled", promise.team,
                                                     promise.channel))
                     del promises[slot]
                     promise = None
                     changed = True
-                elif step.pause and O.test(step.pause, groups, memo, event):
+                elif (r := step.pause) and (r == 1 or O.test(r, groups, memo, event)):
                     P.pause(rule, promise, event.time)
                     changed = True
-                elif step.resume and O.test(step.resume, groups, memo, event):
+                elif (r := step.resume) and (r == 1 or O.test(r, groups, memo, event)):
                     P.resume(rule, promise, event.time)
                     changed = True
-            if step.open and O.test(step.open, groups, memo, event) and not (
+            if role and (role == 1 or O.test(role, groups, memo, event)) and not (
                     promise is not None and promise.broken_at < 0 and rule.reopen == "ignore"):
                 # (a running clock goes on under "ignore": documented, first trigger wins)
                 if tier is None:
                     tier = str(event.data.get("tier", ""))
-                if step.deadline in opened:
-                    fresh = opened[step.deadline]
+                at = step.deadline
+                if at in opened:
+                    fresh = opened[at]
                 else:
-                    fresh = opened[step.deadline] = O.opening(rule, event, tier)
+                    fresh = opened[at] = O.opening(rule, event, tier)
                 if fresh is not None:
                     promises[slot] = O.promise_of(rule, event, tier, fresh[0], fresh[1])
                     changed = True
@@ -308,20 +313,24 @@ class Engine:
             worth = effect.values if effect.scale is None else V.values_of(effect, event)
         if worth:
             text = self._explain(state, case, outcome, effect, at, extra)
-            half_life = self.settings.half_life
             version = self.rules.version
+            score, reasons, entries = state.score, state.reasons, out.entries
+            apply_values(score, worth, at, self.settings.half_life)
+            customer, seq, events, ref = state.customer, state.seq, case.events, case.ref
+            team, channel, was_late = case.team, case.channel, case.late
             for dimension, amount, value in worth:
-                state.seq += 1
-                out.entries.append(LedgerEntry(  # positional: the hot path
-                    state.customer, state.seq, rule_id, outcome, dimension, amount, value, at,
-                    case.events, text, case.ref, case.team, case.channel, case.late, version))
-                apply_value(state.score, dimension, value, at, half_life)
+                seq += 1
+                entries.append(LedgerEntry(  # positional: the hot path
+                    customer, seq, rule_id, outcome, dimension, amount, value, at, events, text,
+                    ref, team, channel, was_late, version))
                 if value > 0:
-                    state.score.created += value
+                    score.created += value
                 else:
-                    state.score.destroyed -= value
-                state.reasons[rule_id] = state.reasons.get(rule_id, 0.0) + value
-            check_score_alerts(state, self._score_alerts, at, out.notices)
+                    score.destroyed -= value
+                reasons[rule_id] = reasons.get(rule_id, 0.0) + value
+            state.seq = seq
+            if self._score_alerts:
+                check_score_alerts(state, self._score_alerts, at, out.notices)
         if self._count_alerts:
             count_outcome(state, self._count_alerts, rule_id, outcome, at, out.notices)
 
@@ -336,10 +345,14 @@ class Engine:
             "channel": case.channel, "customer": state.customer,
             "type": event.type if event else ""}
         promise = case.promise
-        if promise is not None and not compiled.needs.isdisjoint(_PROMISE_FIELDS):
-            values["waited"] = format_duration(at - promise.opened_at)
-            values["deadline"] = format_time(promise.deadline)
-            if outcome != "broken":  # how late a keep was; a broken promise is not kept yet
+        if promise is not None and compiled.timed:  # only the ones the template shows
+            needs = compiled.needs
+            if "waited" in needs:
+                values["waited"] = format_duration(at - promise.opened_at)
+            if "deadline" in needs:
+                values["deadline"] = format_time(promise.deadline)
+            if "overdue" in needs and outcome != "broken":
+                # how late a keep was; a broken promise is not kept yet
                 values["overdue"] = format_duration(max(0, at - promise.deadline))
         if extra:
             values.update(extra)

@@ -17,6 +17,7 @@ DEFAULTS = {
 }
 FIELDS = frozenset({"title", "rule", "ref", "waited", "deadline", "overdue", "count", "key",
                     "within", "type", "team", "channel", "customer", "sla"})
+PROMISE_FIELDS = frozenset({"waited", "deadline", "overdue"})  # formatted from the promise
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
 
@@ -30,7 +31,7 @@ class Template:
     """A template split once into literal text and placeholders; `needs` says which fields
     it reads, so the costly ones (formatted times and durations) are computed only if used."""
 
-    __slots__ = ("needs", "parts", "tail")
+    __slots__ = ("needs", "parts", "tail", "timed")
 
     def __init__(self, text: str) -> None:
         # (literal before, placeholder, its data path or None for a plain field), then the tail
@@ -44,6 +45,7 @@ class Template:
         self.parts = tuple(parts)
         self.tail = text[last:]
         self.needs = frozenset(name for _, name, _ in parts)
+        self.timed = not self.needs.isdisjoint(PROMISE_FIELDS)  # shows a formatted time
 
     def render(self, values: dict[str, Any], event: Event | None) -> str:
         """Fill from `values` and the event's data fields; '?' for anything missing."""

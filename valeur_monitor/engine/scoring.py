@@ -30,6 +30,31 @@ def apply_value(score: Score, dimension: str, value: float, at: int, half_life: 
     score.dims[dimension] = score.dims.get(dimension, 0.0) + value
 
 
+def apply_values(score: Score, worth: tuple[tuple[str, float, float], ...], at: int,
+                 half_life: int | None) -> None:
+    """`apply_value` for each (dimension, amount, value) of one outcome, decaying once: the
+    same floats as one call per value (after the first, `at == score.at` and the factor is 1)."""
+    factor = 1.0
+    if half_life:
+        if at > score.at:
+            decay = decay_factor(at - score.at, half_life)
+            score.total *= decay
+            dims = score.dims
+            for dim in dims:
+                dims[dim] *= decay
+            score.at = at
+        elif at < score.at:
+            factor = decay_factor(score.at - at, half_life)
+    elif at > score.at:
+        score.at = at
+    dims = score.dims
+    for dimension, _, value in worth:
+        if factor != 1.0:
+            value *= factor
+        score.total += value
+        dims[dimension] = dims.get(dimension, 0.0) + value
+
+
 def score_at(score: Score, now: int, half_life: int | None) -> float:
     """The score as seen at `now` (decayed when the rules set a half-life)."""
     return score.total * decay_factor(now - score.at, half_life)

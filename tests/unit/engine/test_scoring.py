@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.engine.helpers import Driver, ev, rules
-from valeur_monitor.engine.scoring import score_at
-from valeur_monitor.engine.state import decode_state, encode_state
+from valeur_monitor.engine.scoring import apply_value, apply_values, score_at
+from valeur_monitor.engine.state import Score, decode_state, encode_state
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +55,26 @@ def test_state_round_trips_byte_for_byte() -> None:
     assert back == d.state
     assert encode_state(back) == data
     assert [e.id for e in back.pending] == ["e1", "e3"]
+
+
+_DIMS = st.sampled_from(["time", "money", "quality", "service"])
+_VALUE = st.floats(min_value=-50, max_value=50, allow_nan=False).map(lambda v: round(v, 2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.lists(st.tuples(_DIMS, _VALUE, st.integers(0, 10**9)), max_size=4),
+       worth=st.lists(st.tuples(_DIMS, _VALUE), min_size=1, max_size=4),
+       at=st.integers(0, 10**9), half_life=st.sampled_from([None, 0, 3_600_000, 86_400_000]))
+def test_apply_values_is_apply_value_per_value(
+        start: list[tuple[str, float, int]], worth: list[tuple[str, float]], at: int,
+        half_life: int | None) -> None:
+    """One outcome's values applied at once give the very floats of one call per value,
+    whether the outcome is later than the score, as late, or earlier (decayed)."""
+    one, many = Score(), Score()
+    for dim, value, when in start:
+        apply_value(one, dim, value, when, half_life)
+        apply_value(many, dim, value, when, half_life)
+    for dim, value in worth:
+        apply_value(one, dim, value, at, half_life)
+    apply_values(many, tuple((dim, abs(value), value) for dim, value in worth), at, half_life)
+    assert (many.total, many.dims, many.at) == (one.total, one.dims, one.at)
