@@ -109,13 +109,14 @@ class Codec:
         except ValueError:
             return None
         data = r.data
-        if data and (not _values_ok(data, 2, self.max_depth)
-                     or self.catalogue.check_data(r.type, data) is not None):
+        if data:
+            if (not _values_ok(data, 2, self.max_depth)
+                    or self.catalogue.check_data(r.type, data) is not None):
+                return None
+        elif self.catalogue.types[r.type].required:
             return None
-        if not data and self.catalogue.types[r.type].required:
-            return None
-        return Event(id=r.id, type=r.type, time=time, customer=customer, ref=r.ref,
-                     source=source, channel=channel, team=r.team, data=data)
+        # positional: Event's field order (id, type, time, customer, ref, source, channel, team)
+        return Event(r.id, r.type, time, customer, r.ref, source, channel, r.team, data)
 
     # -- exhaustive path: the precise reason ----------------------------------------------------
     def _exhaustive(self, data: bytes) -> Event:

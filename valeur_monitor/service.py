@@ -166,8 +166,9 @@ class Processor:
                       result: BatchResult, raws: Sequence[bytes] | None,
                       ) -> tuple[Sequence[Event], Sequence[int], Sequence[bytes] | None]:
         """Dead-letter `future_time` the events beyond the stream's reach; the others stay."""
-        cut = self._future_cut([e.time for e in events])
-        if all(e.time <= cut for e in events):
+        times = [e.time for e in events]
+        cut = self._future_cut(times)
+        if max(times) <= cut:
             return events, positions, raws
         kept = [k for k, e in enumerate(events) if e.time <= cut]
         for k, event in enumerate(events):
@@ -223,19 +224,31 @@ class Processor:
         # first-appearance order (not a set): the same order in every process and run
         states = self.store.load(dict.fromkeys(e.customer for e in events))
         out = Output()
-        engine = self.engine
-        too_late = 0
-        for k, (position, event) in enumerate(zip(positions, events, strict=True)):
-            engine.ingest(states[event.customer], event, out)
-            if len(out.too_late) > too_late:
-                too_late += 1
-                # the original bytes when the event came as a record (decode once, keep them)
-                raw = raws[k] if raws is not None else orjson.dumps(to_canonical(event))
-                result.dead_letters.append(DeadLetter(
-                    raw, reasons.TOO_LATE,
-                    f"event {event.id} is older than the late horizon of its customer", position))
-        out.too_late.clear()
+        ingest = self.engine.ingest
+        for event in events:
+            ingest(states[event.customer], event, out)
+        if out.too_late:
+            self._too_late(events, positions, raws, out.too_late, result)
+            out.too_late.clear()
         return Ingested(result, states, out, latest)
+
+    @staticmethod
+    def _too_late(events: Sequence[Event], positions: Sequence[int],
+                  raws: Sequence[bytes] | None, late: list[Event], result: BatchResult) -> None:
+        """Dead-letter `too_late` the events the engine refused (`late`: in ingest order, a
+        subsequence of `events` by identity), each with its position and original bytes."""
+        j = 0
+        for k, event in enumerate(events):
+            if j == len(late):
+                break
+            if event is not late[j]:
+                continue
+            j += 1
+            # the original bytes when the event came as a record (decode once, keep them)
+            raw = raws[k] if raws is not None else orjson.dumps(to_canonical(event))
+            result.dead_letters.append(DeadLetter(
+                raw, reasons.TOO_LATE,
+                f"event {event.id} is older than the late horizon of its customer", positions[k]))
 
     def advance_to(self, until: int) -> BatchResult:
         """Move stream time without events (timers, idle streams, end of input)."""
@@ -252,10 +265,13 @@ class Processor:
             due = [c for c in listed if c not in states]
             if due:
                 states.update(store.load(due))
-            for state in states.values():
-                engine.advance(state, watermark, out)
+            advance, next_due = engine.advance, engine.next_due
+            due_at: dict[str, int] = {}
+            for customer, state in states.items():
+                advance(state, watermark, out)
+                due_at[customer] = next_due(state)
             commit = Commit(states=states, watermark=watermark, entries=out.entries,
-                            due={c: engine.next_due(s) for c, s in states.items()})
+                            due=due_at)
             store.commit(commit)
             result.absorb(BatchResult(
                 events=out.processed, entries=out.entries, notices=out.notices,

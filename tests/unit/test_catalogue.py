@@ -7,9 +7,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from valeur_monitor import catalogue
+from valeur_monitor.catalogue.model import Catalogue, EventType, FieldSpec
 from valeur_monitor.cli.main import app
 from valeur_monitor.codec import decode
 from valeur_monitor.engine.rules import load_rules_text
@@ -169,3 +172,30 @@ def test_rules_check_takes_the_deployment_catalogue(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "unknown event type 'parcel.delivered'" in refused.output
     ok = runner.invoke(app, ["rules", "check", str(rules), "--catalogue", str(own)])
     assert ok.exit_code == 0, ok.output
+
+
+specs = st.builds(
+    FieldSpec, name=st.just("f"),
+    type=st.sampled_from([None, "string", "number", "integer", "boolean"]),
+    enum=st.none() | st.lists(st.sampled_from(["a", "b", "", "é"]), min_size=1,
+                              unique=True).map(tuple),
+    minimum=st.none() | st.integers(-3, 3) | st.floats(-3, 3),
+    maximum=st.none() | st.integers(-3, 3) | st.floats(-3, 3),
+    min_length=st.none() | st.integers(0, 3),
+    format=st.none() | st.just("date-time"))
+values = (st.none() | st.booleans() | st.integers(-5, 5) | st.integers()
+          | st.floats(allow_nan=False) | st.text(max_size=4)
+          | st.sampled_from(["a", "b", "", "2026-11-02T10:00:00Z"])
+          | st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=600, deadline=None, database=None)
+@given(specs, values)
+def test_check_data_shortcuts_agree_with_each_propertys_own_check(spec: FieldSpec,
+                                                                  value: object) -> None:
+    """check_data decides common values without calling `problem` (a set look-up, a length,
+    a range): it must say exactly what `problem` says, for any declared property."""
+    cat = Catalogue({"t": EventType("t", "a type", fields=(spec,))})
+    problem = spec.problem(value)
+    assert cat.check_data("t", {"f": value}) == (None if problem is None
+                                                 else f"data.f {problem}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,18 +22,28 @@ class FieldSpec:
     format: str | None = None               # only "date-time"
     description: str = ""
 
-    # False when any string satisfies this property (the common case: nothing to check)
-    strict_string: bool = field(init=False, repr=False, compare=False)
+    # What `check_data` accepts without calling `problem` (anything else asks `problem`):
     # The strings that satisfy it when that is all it checks (an enum): a set look-up
     valid_strings: frozenset[str] = field(init=False, repr=False, compare=False)
+    # strings at least this long satisfy it (a plain string: 0; with minLength: that), -1: none
+    min_chars: int = field(init=False, repr=False, compare=False)
+    # booleans satisfy it (a plain boolean property)
+    any_bool: bool = field(init=False, repr=False, compare=False)
+    # integers in [low, high] satisfy it (a number or integer property without enum)
+    int_range: tuple[float, float] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strict_string", not (
-            self.type == "string" and self.enum is None and self.min_length is None
-            and self.format is None))
+        plain = self.enum is None and self.format is None
         object.__setattr__(self, "valid_strings", frozenset(
             self.enum if self.enum is not None and self.type in (None, "string")
             and self.min_length is None and self.format is None else ()))
+        object.__setattr__(self, "min_chars", (self.min_length or 0) if plain
+                           and self.type == "string" else -1)
+        object.__setattr__(self, "any_bool", plain and self.type == "boolean")
+        object.__setattr__(self, "int_range", (
+            self.minimum if self.minimum is not None else -math.inf,
+            self.maximum if self.maximum is not None else math.inf)
+            if plain and self.type in ("number", "integer") else None)
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not satisfy this property (JSON Schema semantics), or None."""
@@ -132,10 +143,21 @@ class Catalogue:
                 return f"{etype} needs data.{name}"
         for name, value in data.items():
             spec = declared.get(name)
-            if spec is not None and (type(value) is not str or spec.strict_string):
-                if type(value) is str and value in spec.valid_strings:
-                    continue  # an allowed enum value
-                problem = spec.problem(value)
-                if problem is not None:
-                    return f"data.{name} {problem}"
+            if spec is None:
+                continue
+            # the common valid values, decided here without a call (exactly what `problem`
+            # accepts: see FieldSpec.__post_init__); anything else gets `problem`'s verdict
+            kind = type(value)
+            if kind is str:
+                if value in spec.valid_strings or 0 <= spec.min_chars <= len(value):
+                    continue
+            elif kind is int:
+                bounds = spec.int_range
+                if bounds is not None and bounds[0] <= value <= bounds[1]:
+                    continue
+            elif kind is bool and spec.any_bool:
+                continue
+            problem = spec.problem(value)
+            if problem is not None:
+                return f"data.{name} {problem}"
         return None
