@@ -72,7 +72,8 @@ dashboards: $(STAMP)
 VENV_COMPILED ?= .venv-compiled
 COMPILED_TESTS ?= tests/unit/engine tests/unit/test_codec.py tests/unit/test_catalogue.py \
 	tests/unit/test_codec_limits.py tests/unit/test_input_bounds.py tests/unit/test_ledger_encoding.py \
-	tests/unit/test_service.py tests/unit/test_sharded.py tests/unit/test_build_modes.py tests/compiled
+	tests/unit/test_service.py tests/unit/test_sharded.py tests/unit/test_build_modes.py \
+	tests/unit/test_contract.py tests/unit/test_reproducible.py tests/unit/streaming tests/compiled
 compiled:
 	PY=$(PY) scripts/build-compiled $(VENV_COMPILED)
 	VALEUR_COMPILED=1 PYTHONSAFEPATH=1 $(VENV_COMPILED)/bin/python -m pytest -q \

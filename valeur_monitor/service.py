@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from valeur_monitor import reasons
 from valeur_monitor.codec import Codec, decode, input_limits
@@ -88,6 +89,8 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Compiled by mypyc; the shard's runner subclasses it (its own future bound), hence the flag.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Processor:
     """Decode, dedupe, order, apply rules and commit, one batch at a time.
 

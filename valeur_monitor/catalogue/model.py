@@ -45,6 +45,12 @@ class FieldSpec:
             self.maximum if self.maximum is not None else math.inf)
             if plain and self.type in ("number", "integer") else None)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled to spawned shards: rebuilt through __init__ (a frozen dataclass compiled by
+        # mypyc refuses the attribute-by-attribute restore of the default protocol).
+        return (FieldSpec, (self.name, self.type, self.enum, self.minimum, self.maximum,
+                            self.min_length, self.format, self.description))
+
     def problem(self, value: Any) -> str | None:
         """Why `value` does not satisfy this property (JSON Schema semantics), or None."""
         if self.enum is not None and (not isinstance(value, str) or value not in self.enum):
@@ -87,6 +93,10 @@ class EventType:
     data_description: str = ""
     where: str = ""                         # file:line of its declaration
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EventType, (self.name, self.description, self.fields, self.required,
+                            self.data_description, self.where))
+
     def kinds(self) -> dict[str, str]:
         """Required data field -> kind (`time`, `enum`, or the JSON type)."""
         by_name = {f.name: f for f in self.fields}
@@ -117,6 +127,9 @@ class Catalogue:
         for name, etype in self.types.items():
             declared = {f.name: f for f in (*self.common, *etype.fields)}
             self._checks[name] = (etype.required, declared)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Catalogue, (self.types, self.common, self.files))
 
     def __contains__(self, name: object) -> bool:
         return name in self.types

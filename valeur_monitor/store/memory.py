@@ -5,11 +5,15 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+from mypy_extensions import mypyc_attr
+
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.store.base import Commit, ScoreView
 
 
+# Compiled by mypyc; test fakes subclass it, hence the flag.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryStore:
     """Keeps live state objects (no serialisation); `ledger_cap` None keeps every entry."""
 
