@@ -65,6 +65,8 @@ class Engine:
         self.expect_by_id = {r.id: r for r in rules.expect_rules}
         self._score_alerts = tuple(a for a in rules.alerts if a.score_below is not None)
         self._count_alerts = tuple(a for a in rules.alerts if a.outcome is not None)
+        self._counted = frozenset(a.outcome for a in self._count_alerts)  # outcomes they count
+        self._late_horizon = rules.settings.late_horizon
         self._on_index = {t: OnIndex(on) for t, (on, _, _) in rules.by_type.items() if on}
         self._repeat_within = {r.id: r.within for r in rules.repeat_rules}
         deadlines: list[Deadline] = []
@@ -79,7 +81,7 @@ class Engine:
         if event.id in state.seen:
             out.duplicates += 1
             return
-        if event.time < state.clock - self.settings.late_horizon:
+        if event.time < state.clock - self._late_horizon:
             out.too_late.append(event)
             return
         state.seen[event.id] = event.time
@@ -157,8 +159,9 @@ class Engine:
         index, repeat_rules, plan = self._work.get(event.type, _IDLE)
         if index is not None:
             for rule in index.matching(event):
-                self._emit(state, Case.of_event(rule.id, rule.title, event, late), "matched",
-                           rule.effect, event.time, out)
+                self._emit(state, Case(rule.id, rule.title, event.ref, event.team, event.channel,
+                                       (event.id,), event, late),
+                           "matched", rule.effect, event.time, out)
         for rrule in repeat_rules:
             if not rrule.matcher.matches(event):
                 continue
@@ -169,8 +172,7 @@ class Engine:
             slot = f"{rrule.id}\x1f{key}"
             horizon = event.time - rrule.within
             times = [(at, ref) for at, ref in state.repeats.get(slot, ()) if at > horizon]
-            if rrule.merge and event.ref and any(
-                    ref == event.ref and abs(event.time - at) <= rrule.merge for at, ref in times):
+            if rrule.merge and event.ref and _merges(times, event, rrule.merge):
                 state.repeats[slot] = times
                 continue  # the same contact seen twice (e.g. a call that opened a request)
             times.append((event.time, event.ref))
@@ -331,7 +333,7 @@ class Engine:
             state.seq = seq
             if self._score_alerts:
                 check_score_alerts(state, self._score_alerts, at, out.notices)
-        if self._count_alerts:
+        if outcome in self._counted:  # (count_outcome does nothing for other outcomes)
             count_outcome(state, self._count_alerts, rule_id, outcome, at, out.notices)
 
     @staticmethod
@@ -357,6 +359,15 @@ class Engine:
         if extra:
             values.update(extra)
         return compiled.render(values, event)
+
+
+def _merges(times: list[tuple[int, str]], event: Event, merge: int) -> bool:
+    """Whether `event` is a contact already counted: the same ref within `merge`."""
+    ref, at = event.ref, event.time
+    for when, other in times:  # noqa: SIM110 (a loop: no generator per counted contact)
+        if other == ref and abs(at - when) <= merge:
+            return True
+    return False
 
 
 def _touch(state: CustomerState, slot: str) -> None:
