@@ -236,13 +236,15 @@ class Engine:
                 else:
                     fresh = opened[at] = O.opening(rule, event, tier)
                 if fresh is not None:
-                    promises[slot] = O.promise_of(rule, event, tier, fresh[0], fresh[1])
+                    promise = promises[slot] = O.promise_of(rule, event, tier, fresh[0],
+                                                            fresh[1])
                     changed = True
                 elif promise is not None:
                     del promises[slot]
+                    promise = None
                     changed = True
-            if changed:
-                _touch(state, slot)
+            if changed:  # `promise` is what the slot holds now
+                _touch(state, slot, promise.due if promise is not None else -1)
 
     def _close(self, state: CustomerState, rule: ExpectRule, promise: Promise, outcome: str,
                event: Event, out: Output, late: bool) -> None:
@@ -272,7 +274,8 @@ class Engine:
 
     def _fire(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
         self._fire_slot(state, slot, at, out)
-        _touch(state, slot)
+        promise = state.promises.get(slot)
+        _touch(state, slot, promise.due if promise is not None else -1)
 
     def _fire_slot(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
         promise = state.promises[slot]
@@ -370,12 +373,11 @@ def _merges(times: list[tuple[int, str]], event: Event, merge: int) -> bool:
     return False
 
 
-def _touch(state: CustomerState, slot: str) -> None:
-    """Keep the state's earliest timer right after the promise in `slot` changed or went."""
+def _touch(state: CustomerState, slot: str, when: int) -> None:
+    """Keep the state's earliest timer right after the promise in `slot` changed or went;
+    `when` is its `due` now (-1: gone, or nothing due)."""
     if state.next_at == -2:
         return  # unknown already: the next read scans
-    promise = state.promises.get(slot)
-    when = promise.due if promise is not None else -1
     if state.next_at >= 0 and slot == state.next_slot:
         if 0 <= when <= state.next_at:
             state.next_at = when  # still the earliest

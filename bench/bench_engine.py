@@ -1,0 +1,102 @@
+"""`run` of this tree against another revision, interleaved with the bare loop, same file.
+
+`python -m bench.bench_engine FILE --against REV --runs 3` times the embedded `run` pipeline
+(memory store, no output files: bench.bench_run's `embedded_run`) of this tree and of REV (a
+temporary git worktree), each run in a fresh process, one after the other with a bare
+parse-and-count loop before each pair, so machine noise hits all three alike. It prints the
+medians: seconds, µs/event (wall and CPU) and the ratios to the bare loop of the same runs
+(wall, and CPU time: steadier when other processes share the cores).
+Both revisions use this tree's rules. On a shared machine only the ratios mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run in a child whose PYTHONPATH is the revision measured (its own valeur_monitor and bench).
+_CHILD = """
+import json, sys, time
+from pathlib import Path
+from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.runner.embedded import EmbeddedRunner
+from valeur_monitor.runner.inputs import read_batches
+from valeur_monitor.store.memory import MemoryStore
+from bench.bench_run import bare_loop
+
+path, rules, what = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+if what == "bare":
+    cpu = time.process_time()
+    wall = bare_loop(path)
+    print(json.dumps({"wall": wall, "cpu": time.process_time() - cpu}))
+    raise SystemExit
+ruleset = load_rules([rules])
+wall, cpu = time.perf_counter(), time.process_time()
+runner = EmbeddedRunner(ruleset, MemoryStore())
+with path.open("rb") as fh:
+    for batch in read_batches(fh, 2000):
+        runner.feed(batch)
+runner.finish()
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+"""
+
+
+def measure(tree: Path, path: Path, rules: str, what: str) -> dict[str, float]:
+    """Wall and CPU seconds of one run in a fresh process on the code of `tree`."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(path), rules, what], env=env,
+                         cwd=tree, check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def table(path: Path, runs: dict[str, list[dict[str, float]]]) -> str:
+    events = sum(1 for _ in path.open("rb"))
+    bare = statistics.median(r["wall"] for r in runs["bare loop"])
+    bare_cpu = statistics.median(r["cpu"] for r in runs["bare loop"])
+    lines = [f"| median of {len(runs['bare loop'])} runs, {events:,} events | seconds "
+             "| µs/event | CPU µs/event | ratio to bare loop | CPU ratio |",
+             "|---|---|---|---|---|---|"]
+    for name, results in runs.items():
+        wall = statistics.median(r["wall"] for r in results)
+        cpu = statistics.median(r["cpu"] for r in results)
+        lines.append(f"| {name} | {wall:.2f} | {wall / events * 1e6:.1f} "
+                     f"| {cpu / events * 1e6:.1f} | {bare / wall:.3f} | {bare_cpu / cpu:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("file")
+    parser.add_argument("--against", required=True, help="git revision to compare with")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rules", default="rules")
+    args = parser.parse_args()
+    path, rules = Path(args.file).resolve(), os.path.abspath(args.rules)
+    mine, theirs = "`run`, this tree", f"`run`, {args.against}"
+    runs: dict[str, list[dict[str, float]]] = {"bare loop": [], theirs: [], mine: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "rev"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree),
+                        args.against], check=True, capture_output=True)
+        try:
+            for _ in range(args.runs):
+                runs["bare loop"].append(measure(ROOT, path, rules, "bare"))
+                runs[theirs].append(measure(tree, path, rules, "run"))
+                runs[mine].append(measure(ROOT, path, rules, "run"))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           check=True, capture_output=True)
+    print(table(path, runs))
+
+
+if __name__ == "__main__":
+    main()
