@@ -47,6 +47,7 @@ MAX_U32 = 0xFFFFFFFF
 
 RAW = 0          # codec byte: stored as is
 ZSTD_1 = 1       # zstandard with the dictionaries `dicts/head-1.zdict` / `dicts/entry-1.zdict`
+_RAW, _ZSTD_1 = bytes((RAW,)), bytes((ZSTD_1,))
 LEVEL = 3        # zstd level: 1-3 cost the same here (≈ 20 µs per state), higher ones 5x more
 
 
@@ -157,15 +158,17 @@ def encode_head(state: CustomerState, *, compress: bool = True) -> bytes:
     raw = _row_encoder.encode(Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons,
                                   encode_state(state)))
     if not compress:
-        return bytes((RAW,)) + raw
-    return bytes((ZSTD_1,)) + codec().head_c.compress(raw)
+        return _RAW + raw
+    return _ZSTD_1 + codec().head_c.compress(raw)
 
 
 def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
     """A window frame for one ledger entry (its customer is the key's: left out)."""
-    raw = encode_entry(msgspec.structs.replace(entry, customer=""))
-    payload = (bytes((ZSTD_1,)) + codec().entry_c.compress(raw) if compress
-               else bytes((RAW,)) + raw)
+    e = entry
+    raw = ENTRY_MAGIC + _entry_encoder.encode(_Entry(   # `encode_entry` without the customer
+        e.time, e.seq, "", e.rule, e.outcome, e.dimension, e.amount, e.value, e.events,
+        e.explain, e.ref, e.team, e.channel, e.late, e.rules_version))
+    payload = _ZSTD_1 + codec().entry_c.compress(raw) if compress else _RAW + raw
     if len(payload) > MAX_PAYLOAD:
         raise OverflowError(f"ledger entry {entry.seq} of {len(payload)} bytes (limit "
                             f"{MAX_PAYLOAD})")
