@@ -1,8 +1,9 @@
 """Checksum of everything a run produces, to prove an optimisation changed no result.
 
 `python -m bench.ledger_identity FILE` runs `run` with the shipped rules and prints two SHA-256:
-one over the ledger (every entry, in (customer, seq) order), the scores and the dead letters
-(sorted lines), and one over the output files byte for byte. `--against REV` runs the same
+one over the ledger (every entry, in (customer, seq) order), the scores, the dead letters and,
+in one process, the notices (warnings and alerts; sorted lines), and one over the output files
+byte for byte. `--against REV` runs the same
 script on another revision of the package (a temporary git worktree) and says whether both
 canonical digests agree, and whether the output files agree byte for byte (`--strict`: they
 must); `--workers N` runs the sharded runner instead of one process.
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -24,13 +26,21 @@ import orjson
 def digest(path: str, rules: str = "rules", workers: int = 1) -> tuple[str, str, int]:
     """(canonical digest, digest of the output files' bytes, ledger entries) of a run."""
     from valeur_monitor.cli.run_cmd import run_files
+    from valeur_monitor.sinks.notices import NoticeWriter
 
     with tempfile.TemporaryDirectory() as tmp:
         out = {name: str(Path(tmp) / name) for name in ("ledger.jsonl", "scores.jsonl",
-                                                         "dead.jsonl")}
-        extra = {"workers": workers} if workers > 1 else {}
-        run_files([path], rules=[rules], ledger=out["ledger.jsonl"], scores=out["scores.jsonl"],
-                  dead_letters=out["dead.jsonl"], progress=False, **extra)
+                                                         "dead.jsonl", "notices.jsonl")}
+        # `run --workers N` takes no hooks (no --notices): notices are compared in one process
+        notices = NoticeWriter(out["notices.jsonl"]) if workers == 1 else None
+        extra: dict[str, Any] = {"workers": workers} if workers > 1 else {"hooks": [notices]}
+        try:
+            run_files([path], rules=[rules], ledger=out["ledger.jsonl"],
+                      scores=out["scores.jsonl"], dead_letters=out["dead.jsonl"],
+                      progress=False, **extra)
+        finally:
+            if notices is not None:
+                notices.close()
         files = hashlib.sha256()
         canonical = hashlib.sha256()
         for name, where in out.items():
