@@ -57,7 +57,7 @@ fuzz: $(STAMP)
 	grep -E '^Done|crash|Traceback' out/fuzz.log || true
 
 chaos: $(STAMP)
-	scripts/services start redis kafka
+	scripts/services start redis && scripts/services start kafka
 	VALEUR_CHAOS=1 $(BIN)/python -m pytest tests/chaos -s -ra
 
 dashboards: $(STAMP)
