@@ -30,6 +30,7 @@ from valeur_monitor.errors import EventError
 
 INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # what msgspec, orjson and Redis all carry
 _CHANNELS = frozenset(CHANNELS)
+_VALID_MEMO = 50_000        # remembered valid `data` shapes per codec (then forgotten at once)
 _EXTENSION = re.compile(r"[a-z0-9]{1,20}\Z")
 _UNSET: Any = msgspec.UNSET
 _TEXT = ("id", "type", "time", "customer", "ref", "source", "channel", "team")
@@ -56,6 +57,10 @@ class Codec:
     def __init__(self, catalogue: Catalogue, *, max_bytes: int = MAX_BYTES,
                  max_depth: int = MAX_DEPTH) -> None:
         self.catalogue = catalogue
+        self._types = catalogue.types   # the fast path's look-up (a Catalogue is frozen)
+        # (type, *data items) of string-valued `data` already found valid: most records repeat
+        # a few topics, tiers and statuses, so one set look-up replaces the field checks
+        self._valid: set[tuple[Any, ...]] = set()
         self.max_bytes = max_bytes
         self.max_depth = max_depth
 
@@ -79,30 +84,36 @@ class Codec:
 
     # -- fast path: a closed struct, every check cheap; None = let the exhaustive path judge ---
     def _fast(self, r: Record) -> Event | None:
+        # the struct's types are checked by msgspec: a text field is a str or UNSET
         customer: Any
+        source: Any
         if r.specversion is _UNSET:
             if (r.subject is not _UNSET or r.datacontenttype is not _UNSET
                     or r.dataschema is not _UNSET):
                 return None
             customer = r.customer
-            source = r.source if isinstance(r.source, str) else ""
+            source = r.source
+            if source is _UNSET:
+                source = ""
         else:
-            if r.specversion != "1.0" or not isinstance(r.source, str) or not r.source:
+            source = r.source
+            if r.specversion != "1.0" or source is _UNSET or not source:
                 return None
             if r.datacontenttype is not _UNSET and r.datacontenttype != "application/json":
                 return None
             if r.subject is not _UNSET and not r.subject:
                 return None
             customer = r.customer if r.customer is not _UNSET else r.subject
-            source = r.source
-        if not isinstance(customer, str) or not customer or not r.id:
+        if customer is _UNSET or not customer or not r.id:
             return None
-        channel = ""
-        if isinstance(r.channel, str):
-            if r.channel not in _CHANNELS:
-                return None
-            channel = r.channel
-        if r.type not in self.catalogue.types:
+        channel: Any = r.channel
+        if channel is _UNSET:
+            channel = ""
+        elif channel not in _CHANNELS:
+            return None
+        etype = r.type
+        types = self._types
+        if etype not in types:
             return None
         try:
             time = parse_time(r.time)
@@ -110,13 +121,29 @@ class Codec:
             return None
         data = r.data
         if data:
-            if (not _values_ok(data, 2, self.max_depth)
-                    or self.catalogue.check_data(r.type, data) is not None):
+            try:
+                known = (etype, *data.items()) in self._valid
+            except TypeError:   # an unhashable value (an object or array): checked below
+                known = False
+            if not known and not self._data_ok(etype, data):
                 return None
-        elif self.catalogue.types[r.type].required:
+        elif types[etype].required:
             return None
         # positional: Event's field order (id, type, time, customer, ref, source, channel, team)
-        return Event(r.id, r.type, time, customer, r.ref, source, channel, r.team, data)
+        return Event(r.id, etype, time, customer, r.ref, source, channel, r.team, data)
+
+    def _data_ok(self, etype: str, data: dict[str, Any]) -> bool:
+        """Whether `data` passes the limits and the catalogue; remembered when every value is
+        a string: then the verdict depends on the type and those exact strings only (a str
+        never equals another kind, so no other `data` can match the remembered key)."""
+        if not _values_ok(data, 2, self.max_depth) or self.catalogue.check_data(etype,
+                                                                                  data):
+            return False
+        if all(type(value) is str for value in data.values()):
+            if len(self._valid) >= _VALID_MEMO:
+                self._valid.clear()
+            self._valid.add((etype, *data.items()))
+        return True
 
     # -- exhaustive path: the precise reason ----------------------------------------------------
     def _exhaustive(self, data: bytes) -> Event:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from valeur_monitor.codec import decode
+from valeur_monitor.catalogue import active
+from valeur_monitor.codec import Codec, decode
 from valeur_monitor.engine.event import format_time, parse_time, to_canonical
 from valeur_monitor.errors import EventError
 
@@ -58,3 +59,30 @@ def test_refusals_carry_a_stable_reason(record: bytes, reason: str) -> None:
 def test_format_time_is_utc_rfc3339() -> None:
     assert format_time(parse_time("2026-11-02T09:15:00+01:00")) == "2026-11-02T08:15:00Z"
     assert format_time(1) == "1970-01-01T00:00:00.001Z"
+
+
+def test_remembered_valid_data_never_admits_different_data() -> None:
+    """The fast path remembers string-valued `data` it found valid; any other `data` (another
+    string, another kind of value equal in Python, a missing key) is still checked."""
+    codec = Codec(active())
+    opened = {**GOOD, "type": "request.opened", "data": {"topic": "invoice", "tier": "gold"}}
+    for _ in range(2):   # the second time from memory
+        assert codec.decode(orjson.dumps(opened)).data == {"topic": "invoice", "tier": "gold"}
+    for data, reason in [({"topic": "invoice", "tier": "platinum"}, "invalid_data"),
+                         ({"topic": "", "tier": "gold"}, "invalid_data"),
+                         ({"topic": "invoice", "tier": ["gold"]}, "invalid_data")]:
+        with pytest.raises(EventError) as info:
+            codec.decode(orjson.dumps({**opened, "data": data}))
+        assert info.value.reason == reason, data
+    resolved = {**GOOD, "type": "request.resolved"}
+    assert codec.decode(orjson.dumps({**resolved, "data": {"reopened": True}})).data == {
+        "reopened": True}
+    with pytest.raises(EventError):   # 1 == True in Python, not in the catalogue
+        codec.decode(orjson.dumps({**resolved, "data": {"reopened": 1}}))
+    status = {**GOOD, "type": "request.status_changed", "data": {"status": "open"}}
+    assert codec.decode(orjson.dumps(status)).data == {"status": "open"}
+    for data in [{"topic": "invoice", "tier": "gold"},   # known valid data, another type
+                 {"agent": "a1"}]:                       # its required field missing
+        with pytest.raises(EventError) as info:
+            codec.decode(orjson.dumps({**status, "data": data}))
+        assert info.value.reason == "invalid_data", data

@@ -35,11 +35,15 @@ class MemoryStore:
     def commit(self, commit: Commit) -> None:
         self._states.update(commit.states)
         self._due.update(commit.due)
-        for entry in commit.entries:
-            ledger = self._ledgers.setdefault(entry.customer, [])
+        cap, ledgers = self._cap, self._ledgers
+        # cap 0 keeps no ledger (a shard of `run --workers N`: its entries go to its files)
+        for entry in commit.entries if cap != 0 else ():
+            ledger = ledgers.get(entry.customer)
+            if ledger is None:
+                ledger = ledgers[entry.customer] = []
             ledger.append(entry)
-            if self._cap is not None and len(ledger) > self._cap:
-                del ledger[: len(ledger) - self._cap]
+            if cap is not None and len(ledger) > cap:
+                del ledger[: len(ledger) - cap]
         self._watermark = max(self._watermark, commit.watermark)
 
     def due(self, until: int, limit: int = 10_000) -> list[str]:
