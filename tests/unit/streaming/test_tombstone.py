@@ -1,0 +1,38 @@
+"""A Kafka tombstone (a record whose value is null) on the events topic is bad input like any
+other: a dead letter with its reason, and the batch goes on (no exception out of the worker's
+process step, which would otherwise be retried for ever on the same offsets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.unit.streaming.fakes import records_for
+from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.store.memory import MemoryStore
+from valeur_monitor.streaming.clock import StreamClock
+from valeur_monitor.streaming.outputs import OutputTopics, Record
+from valeur_monitor.streaming.pipeline import StreamPipeline
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+RULES = load_rules([ROOT / "rules"])
+
+
+def test_a_tombstone_is_dead_lettered_and_the_batch_goes_on() -> None:
+    clock = StreamClock("event", RULES.settings.lateness, wall=lambda: 0)
+    p = StreamPipeline(RULES, MemoryStore(), events_topic="events",
+                       outputs=OutputTopics("scores", "alerts", "dead"), clock=clock)
+    p.assign({0}, 1)
+    lines = [orjson.dumps({"id": f"e{i}", "type": "complaint.filed", "customer": "c1",
+                           "time": f"2027-03-22T10:{i}0:00+01:00", "data": {}}) for i in (1, 2)]
+    first, second = records_for(lines, 1)
+    tombstone = Record(0, first.offset + 1, b"c1", None)  # type: ignore[arg-type]
+    step = p.process_batch([first, tombstone, second._replace(offset=first.offset + 2)])
+    # e1 released (e2 is 10 minutes later: beyond the 5-minute lateness), e2 still buffered
+    assert [e.id for e in step.result.events] == ["e1"]
+    assert len(step.result.dead_letters) == 1
+    assert step.result.dead_letters[0].reason
