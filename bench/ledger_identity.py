@@ -92,7 +92,8 @@ def main() -> None:
         try:
             env = {**os.environ, "PYTHONPATH": str(tree)}
             out = subprocess.run([sys.executable, __file__, os.path.abspath(args.file),
-                                  "--rules", os.path.abspath(args.rules)],
+                                  "--rules", os.path.abspath(args.rules),
+                                  "--workers", str(args.workers)],
                                  env=env, cwd=tree, check=True, capture_output=True, text=True)
         finally:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],

@@ -64,7 +64,7 @@ class Codec:
         self.max_bytes = max_bytes
         self.max_depth = max_depth
 
-    def decode(self, raw: bytes | bytearray | memoryview | str) -> Event:
+    def decode(self, raw: bytes | bytearray | memoryview | str | None) -> Event:
         """Decode one record; raises EventError(reason, detail) for anything else."""
         data = raw if type(raw) is bytes else _as_bytes(raw)
         if len(data) > self.max_bytes and len(data.rstrip(b"\r\n")) > self.max_bytes:
@@ -77,7 +77,7 @@ class Codec:
         event = self._fast(record)
         return event if event is not None else self._exhaustive(data)
 
-    def decode_record(self, raw: bytes | bytearray | memoryview | str) -> Decoded:
+    def decode_record(self, raw: bytes | bytearray | memoryview | str | None) -> Decoded:
         """The event with its original bytes."""
         data = _as_bytes(raw)
         return Decoded(self.decode(data), data)
@@ -295,13 +295,17 @@ def _kind(value: Any) -> str:
             int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
-def _as_bytes(raw: bytes | bytearray | memoryview | str) -> bytes:
+def _as_bytes(raw: bytes | bytearray | memoryview | str | None) -> bytes:
     if isinstance(raw, str):
         try:
             return raw.encode("utf-8")
         except UnicodeEncodeError:
             raise EventError(R.BAD_ENCODING, "text with a lone surrogate") from None
-    return bytes(raw)
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return bytes(raw)
+    # a Kafka tombstone (null value) or anything else that is not a record's bytes
+    what = "no value (a tombstone)" if raw is None else f"a {type(raw).__name__}, not bytes"
+    raise EventError(R.MALFORMED_JSON, what)
 
 
 # -- the default codec: the active catalogue, the configured limits -----------------------------
@@ -335,7 +339,7 @@ def reset() -> None:
     _default = None
 
 
-def decode(raw: bytes | bytearray | memoryview | str) -> Event:
+def decode(raw: bytes | bytearray | memoryview | str | None) -> Event:
     """Decode one record with the default codec; raises EventError(reason, detail)."""
     return default_codec().decode(raw)
 

@@ -37,7 +37,7 @@ class Record(NamedTuple):
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None          # None: a tombstone (dead-lettered by the pipeline)
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
@@ -104,5 +104,5 @@ def _sources(records: Iterable[Record]) -> dict[bytes, Record]:
     partition/offset), so a dead letter carries its record as consumed."""
     found: dict[bytes, Record] = {}
     for r in records:
-        found.setdefault(r.value, r)
+        found.setdefault(r.value or b"", r)     # a tombstone's dead letter holds b""
     return found

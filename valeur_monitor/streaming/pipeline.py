@@ -138,21 +138,24 @@ class StreamPipeline:
         result = BatchResult(received=len(records), rules_version=self.processor.rules.version)
         decoded = _Decoded(result, [], [], [])
         for record in records:      # each record is decoded once, here
+            value = record.value
             try:
-                event = decode(record.value)
+                event = decode(value)
             except EventError as exc:
-                result.dead_letters.append(DeadLetter(record.value, exc.reason, exc.detail))
+                # a tombstone (null value) is kept as no bytes, the reason saying what it was
+                result.dead_letters.append(DeadLetter(value or b"", exc.reason, exc.detail))
                 continue
+            assert value is not None    # decoded, so it had bytes
             home = part(event.customer)
             if home != partition:
                 # Not keyed by customer (or keyed for another partition count): send it to the
                 # customer's partition, where it is ordered with that customer's other events.
                 decoded.reroute.append(Message(self.events_topic, event.customer.encode(),
-                                               record.value, record.headers, partition=home))
+                                               value, record.headers, partition=home))
                 result.received -= 1
             else:
                 decoded.events.append(event)
-                decoded.raws.append(record.value)
+                decoded.raws.append(value)
         return decoded
 
     def _apply(self, partition: int, records: Sequence[Record], decoded: _Decoded) -> Step:

@@ -10,6 +10,7 @@ idempotent enqueue (the same change gets the same webhook id).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,14 +28,32 @@ def notice_notes(notices: Iterable[Notice]) -> list[Notification]:
             for n in notices if n.kind in KINDS]
 
 
-def notice_from_json(value: bytes) -> Notification | None:
-    """A customer-alerts topic message (Notice.to_json) as a notification, None if unusable."""
+def notice_from_json(value: bytes | None) -> Notification | None:
+    """A customer-alerts topic message (Notice.to_json) as a notification, None if unusable
+    (a tombstone included)."""
     try:
-        data = orjson.loads(value)
+        data = orjson.loads(value)  # type: ignore[arg-type]  # None: TypeError, unusable
         kind = KINDS[data["kind"]]
         return Notification(kind, str(data["customer"]), parse_time(data["time"]), data)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def score_row_from_json(value: bytes | None) -> dict[str, Any] | None:
+    """A score-updates topic message as a row, None if unusable: a tombstone, not an object,
+    no customer, a score that is not a finite number, an `at` that is not a time. Checked on
+    the way in: a bad row kept pending in Redis would fail every later flush."""
+    try:
+        row = orjson.loads(value)  # type: ignore[arg-type]
+        if not (isinstance(row, dict) and isinstance(row.get("customer"), str)
+                and row["customer"] and type(row.get("score")) in (int, float)
+                and math.isfinite(row["score"])):
+            return None
+        if row.get("at"):
+            parse_time(row["at"])
+    except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError):
+        return None
+    return row
 
 
 class ScoreChanges:

@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from valeur_monitor.service import BatchResult
 from valeur_monitor.sinks.files import score_row
 from valeur_monitor.store.base import ScoreView
-from valeur_monitor.webhooks.changes import ScoreChanges, notice_from_json, notice_notes
+from valeur_monitor.webhooks.changes import (
+    ScoreChanges,
+    notice_from_json,
+    notice_notes,
+    score_row_from_json,
+)
 from valeur_monitor.webhooks.outbox import Outbox
 
 log = logging.getLogger("valeur_monitor.webhooks")
@@ -59,11 +62,12 @@ def feed_from_kafka(consumer: Any, outbox: Outbox, changes: ScoreChanges, *, ale
                     else:
                         notes.append(note)
                 elif tp.topic == scores_topic:
-                    try:
-                        rows.append(orjson.loads(record.value))
-                    except orjson.JSONDecodeError:
+                    row = score_row_from_json(record.value)
+                    if row is None:
                         log.warning("unreadable score-updates record at %s/%d", tp.partition,
                                     record.offset)
+                    else:
+                        rows.append(row)
         now = clock()
         outbox.add(notes)
         changes.offer(rows, now)

@@ -36,3 +36,15 @@ def test_a_tombstone_is_dead_lettered_and_the_batch_goes_on() -> None:
     assert [e.id for e in step.result.events] == ["e1"]
     assert len(step.result.dead_letters) == 1
     assert step.result.dead_letters[0].reason
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, ["x"], {"id": "e1"}])
+def test_the_codec_refuses_what_is_not_a_record_with_a_reason(value: object) -> None:
+    from valeur_monitor import reasons as R
+    from valeur_monitor.codec import decode
+    from valeur_monitor.errors import EventError
+
+    with pytest.raises(EventError) as caught:
+        decode(value)  # type: ignore[arg-type]
+    assert caught.value.reason == R.MALFORMED_JSON
+    assert ("tombstone" if value is None else "not bytes") in caught.value.detail
