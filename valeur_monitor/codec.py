@@ -64,8 +64,9 @@ class Codec:
         self.max_bytes = max_bytes
         self.max_depth = max_depth
 
-    def decode(self, raw: bytes | bytearray | memoryview | str | None) -> Event:
-        """Decode one record; raises EventError(reason, detail) for anything else."""
+    def decode(self, raw: object) -> Event:
+        """Decode one record (bytes or text; a null value or any other object is refused too);
+        raises EventError(reason, detail) for anything that is not a valid event."""
         data = raw if type(raw) is bytes else _as_bytes(raw)
         if len(data) > self.max_bytes and len(data.rstrip(b"\r\n")) > self.max_bytes:
             raise EventError(R.TOO_LARGE, f"record longer than the {self.max_bytes:,}-byte "
@@ -77,7 +78,7 @@ class Codec:
         event = self._fast(record)
         return event if event is not None else self._exhaustive(data)
 
-    def decode_record(self, raw: bytes | bytearray | memoryview | str | None) -> Decoded:
+    def decode_record(self, raw: object) -> Decoded:
         """The event with its original bytes."""
         data = _as_bytes(raw)
         return Decoded(self.decode(data), data)
@@ -295,7 +296,7 @@ def _kind(value: Any) -> str:
             int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
-def _as_bytes(raw: bytes | bytearray | memoryview | str | None) -> bytes:
+def _as_bytes(raw: object) -> bytes:
     if isinstance(raw, str):
         try:
             return raw.encode("utf-8")
@@ -339,7 +340,7 @@ def reset() -> None:
     _default = None
 
 
-def decode(raw: bytes | bytearray | memoryview | str | None) -> Event:
+def decode(raw: object) -> Event:
     """Decode one record with the default codec; raises EventError(reason, detail)."""
     return default_codec().decode(raw)
 

@@ -45,6 +45,6 @@ def test_the_codec_refuses_what_is_not_a_record_with_a_reason(value: object) -> 
     from valeur_monitor.errors import EventError
 
     with pytest.raises(EventError) as caught:
-        decode(value)  # type: ignore[arg-type]
+        decode(value)
     assert caught.value.reason == R.MALFORMED_JSON
     assert ("tombstone" if value is None else "not bytes") in caught.value.detail
