@@ -86,6 +86,21 @@ def event_date(value: bytes) -> tuple[date | None, int | None, str]:
         return None, None, ""
 
 
+def one_line(value: bytes | None) -> bytes | None:
+    """A record as one archive line; None for a tombstone (a null value: nothing to replay).
+
+    A day file holds one record per line (sealing sorts lines, replays read lines), so line
+    breaks inside a record become spaces: in a JSON document they can only be whitespace
+    between tokens (a string cannot hold a raw one), so the event read back is the same.
+    """
+    if value is None:
+        return None
+    value = value.rstrip(b"\r\n")
+    if b"\n" in value or b"\r" in value:
+        value = value.replace(b"\r", b" ").replace(b"\n", b" ")
+    return value + b"\n"
+
+
 class DayFile:
     """One day's data file and sidecar in `folder`."""
 
@@ -114,12 +129,14 @@ class DayFile:
                 fh.truncate(self.meta.size)
                 os.fsync(fh.fileno())
 
-    def append(self, records: Iterable[tuple[str, int, int, bytes]]) -> int:
+    def append(self, records: Iterable[tuple[str, int, int, bytes | None]]) -> int:
         """Append (topic, partition, offset, value) records as one gzip member; returns count."""
         lines: list[bytes] = []
         for topic, partition, offset, value in records:
-            lines.append(value.rstrip(b"\n") + b"\n")
-            self.meta.cover(topic, partition, offset)
+            line = one_line(value)
+            if line is not None:
+                lines.append(line)
+            self.meta.cover(topic, partition, offset)   # a tombstone's offset is done too
         if not lines:
             return 0
         with self.data.open("ab") as fh:

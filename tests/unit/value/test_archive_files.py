@@ -78,3 +78,20 @@ def test_dates_undated_records_inputs_and_retention(tmp_path: Path) -> None:
     removed = expire(day_files(tmp_path), 14, date(2026, 11, 2))
     assert sorted(p.name for p in removed) == ["events-2026-10-01.jsonl.gz",
                                                "events-2026-10-01.offsets.json"]
+
+
+def test_a_record_is_one_line_and_a_tombstone_none(tmp_path: Path) -> None:
+    """A pretty-printed record (line breaks between JSON tokens) is archived as one line that
+    decodes to the same event; a tombstone is not archived but its offset counts as done."""
+    pretty = orjson.dumps(orjson.loads(_rec(1, 9)), option=orjson.OPT_INDENT_2).replace(
+        b"\n", b"\r\n")
+    assert pretty.count(b"\n") > 3
+    day = DayFile(tmp_path, "events-2026-11-02")
+    assert day.append([("ev", 0, 1, pretty), ("ev", 0, 2, None),
+                       ("ev", 0, 3, _rec(2, 8) + b"\n")]) == 2
+    lines = _lines(day.data)
+    assert [orjson.loads(line) for line in lines] == [orjson.loads(_rec(1, 9)),
+                                                      orjson.loads(_rec(2, 8))]
+    assert archived_offsets([day]) == {("ev", 0): 3}
+    day.seal()
+    assert [orjson.loads(line)["id"] for line in _lines(day.data)] == ["e2", "e1"]
