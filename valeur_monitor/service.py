@@ -74,10 +74,12 @@ class Ingested:
     latest: int | None        # latest event time of the batch, None without a valid event
 
 
-def _as_bytes(record: bytes | bytearray | memoryview | str) -> bytes:
+def _as_bytes(record: object) -> bytes:
     if isinstance(record, str):
         return record.encode("utf-8", "surrogatepass")   # the codec says why it is refused
-    return bytes(record)
+    if isinstance(record, (bytearray, memoryview)):
+        return bytes(record)
+    return b""      # None (a tombstone) or not a record at all: a malformed_json dead letter
 
 
 def _position(letter: DeadLetter) -> int:

@@ -48,3 +48,16 @@ def test_the_codec_refuses_what_is_not_a_record_with_a_reason(value: object) -> 
         decode(value)
     assert caught.value.reason == R.MALFORMED_JSON
     assert ("tombstone" if value is None else "not bytes") in caught.value.detail
+
+
+def test_the_processor_dead_letters_a_null_record_and_goes_on() -> None:
+    from valeur_monitor import reasons as R
+    from valeur_monitor.service import Processor
+
+    good = orjson.dumps({"id": "e1", "type": "complaint.filed", "customer": "c1",
+                         "time": "2027-03-22T10:10:00+01:00", "data": {}})
+    batch = Processor(RULES, MemoryStore()).ingest([None, good, 7])  # type: ignore[list-item]
+    assert batch.latest is not None              # e1 was decoded and ingested
+    result = batch.result
+    assert [(d.reason, d.raw, d.index) for d in result.dead_letters] == [
+        (R.MALFORMED_JSON, b"", 0), (R.MALFORMED_JSON, b"", 2)]
