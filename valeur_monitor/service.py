@@ -149,8 +149,9 @@ class Processor:
 
     # A batch in two steps, so that processes sharing out customers can agree on stream time:
     # `ingest` (decode, dedupe, buffer), then `settle` at the watermark of the whole batch.
-    def ingest(self, records: Sequence[bytes | str]) -> Ingested:
-        """Decode and ingest records; stream time does not move yet."""
+    def ingest(self, records: Sequence[object]) -> Ingested:
+        """Decode and ingest raw records (bytes or text; anything else — a Kafka tombstone's None
+        — is a dead letter); stream time does not move yet."""
         result = BatchResult(received=len(records), rules_version=self.rules.version)
         events: list[Event] = []
         positions: list[int] = []
