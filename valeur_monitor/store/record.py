@@ -37,6 +37,8 @@ import zstandard
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
 from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.record_types import Entry as _Entry
+from valeur_monitor.store.record_types import Row
 
 MAGIC = b"\xc2\x02"
 LAYOUT = 2
@@ -49,39 +51,6 @@ RAW = 0          # codec byte: stored as is
 ZSTD_1 = 1       # zstandard with the dictionaries `dicts/head-1.zdict` / `dicts/entry-1.zdict`
 _RAW, _ZSTD_1 = bytes((RAW,)), bytes((ZSTD_1,))
 LEVEL = 3        # zstd level: 1-3 cost the same here (≈ 20 µs per state), higher ones 5x more
-
-
-class Row(msgspec.Struct, array_like=True):
-    """The head: the score row readers need, then the engine's state bytes (opaque here)."""
-
-    total: float
-    at: int
-    created: float
-    destroyed: float
-    dims: dict[str, float]
-    reasons: dict[str, float]
-    state: bytes
-
-
-class _Entry(msgspec.Struct, array_like=True):
-    """A ledger entry without field names (the compact form kept in Redis)."""
-
-    time: int
-    seq: int
-    customer: str
-    rule: str
-    outcome: str
-    dimension: str
-    amount: float
-    value: float
-    events: tuple[str, ...]
-    explain: str
-    ref: str
-    team: str
-    channel: str
-    late: bool
-    rules_version: str
-
 
 ENTRY_MAGIC = b"\xc1\x01"   # 0xC1 is never a msgpack first byte: older entries are maps
 _entry_encoder = msgspec.msgpack.Encoder()
