@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: fuzz demo test install services services-stop lint typecheck rules bench dashboards clean chaos stack \
-	sources-full compiled
+	sources-full compiled dist
 
 # setuptools announces every editable install with a warning (a wheel build has none): hidden.
 $(STAMP): pyproject.toml
@@ -64,8 +64,8 @@ dashboards: $(STAMP)
 	$(BIN)/python -m deploy.monitoring.generate
 	$(BIN)/python -m deploy.k8s.generate
 
-# The engine compiled by mypyc (docs/architecture.md "Compiled engine"): a wheel built with
-# VALEUR_MYPYC=1 in its own venv, where the engine tests and the compiled-vs-pure output
+# The build compiled by mypyc (docs/architecture.md "Compiled engine"): the default wheel, built
+# in its own venv, where the tests of the compiled modules and the compiled-vs-pure output
 # identity (tests/compiled) run. The editable install and the main suite stay pure Python.
 # pytest imports the compiled package, not the sources here: no cwd on sys.path, and the
 # repository appended after the installed package (for tests/ and bench/ only).
@@ -85,6 +85,13 @@ compiled:
 	VALEUR_COMPILED=1 PYTHONSAFEPATH=1 $(VENV_COMPILED)/bin/python -m pytest -q \
 		-p no:cacheprovider -o pythonpath= --import-mode=append $(COMPILED_TESTS) \
 		$(addprefix --deselect ,$(COMPILED_DESELECT))
+
+# The shipped wheel in dist/: compiled by mypyc (a C compiler and the Python headers are put
+# here first when apt-get can), pure Python with a loud warning if no compiler works, pure on
+# purpose with VALEUR_MYPYC=0. docs/architecture.md, "Compiled engine (mypyc)".
+dist: $(STAMP)
+	-test "$(VALEUR_MYPYC)" = 0 || scripts/build-deps $(BIN)/python
+	$(BIN)/python -m pip wheel --no-deps -w dist .
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

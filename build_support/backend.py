@@ -1,10 +1,12 @@
-"""PEP 517 backend: setuptools, plus what mypyc needs to build when VALEUR_MYPYC=1 asks for it.
+"""PEP 517 backend: setuptools, plus what mypyc needs to compile a wheel (unless VALEUR_MYPYC=0).
 
 mypyc type-checks the modules it compiles, so the isolated build environment needs mypy and the
 packages (or stubs) those modules import: `[tool.valeur-monitor.mypyc] build-requires` names
 them, and their version ranges are taken from the project's own dependency lists (one home).
-Editable installs stay pure Python whatever the environment says: compiled modules next to the
-sources would shadow them and edits would silently stop taking effect.
+A wheel is compiled by default (setup.py: `auto`, with a loud pure fallback when no C compiler
+works; `1` compile or fail; `0` pure). Editable installs stay pure Python whatever the
+environment says: compiled modules next to the sources would shadow them and edits would
+silently stop taking effect.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def compiling() -> bool:
-    return os.environ.get(FLAG, "0") not in ("", "0")
+    """Whether a wheel build may compile (setup.py decides, and checks the value)."""
+    return os.environ.get(FLAG, "").strip() != "0"
 
 
 def compile_requires() -> list[str]:
@@ -56,11 +59,14 @@ def _name(spec: str) -> str:
 def _pure() -> Iterator[None]:
     """setup.py runs with compilation off: the hooks that only ask for requirements or metadata
     run it too (before mypy is even installed), and mypyc would otherwise compile each time."""
-    saved = os.environ.pop(FLAG, None)
+    saved = os.environ.get(FLAG)
+    os.environ[FLAG] = "0"
     try:
         yield
     finally:
-        if saved is not None:
+        if saved is None:
+            del os.environ[FLAG]
+        else:
             os.environ[FLAG] = saved
 
 
@@ -97,8 +103,8 @@ def prepare_metadata_for_build_editable(metadata_directory: str,
 
 def build_editable(wheel_directory: str, config_settings: dict[str, Any] | None = None,
                    metadata_directory: str | None = None) -> str:
-    if compiling():
-        print(f"{FLAG} ignored: an editable install stays pure Python", file=sys.stderr)
+    if os.environ.get(FLAG, "").strip() == "1":
+        print(f"{FLAG}=1 ignored: an editable install stays pure Python", file=sys.stderr)
     with _pure():
         return str(_setuptools.build_editable(wheel_directory, config_settings,
                                               metadata_directory))

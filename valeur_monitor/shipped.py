@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -15,3 +16,14 @@ def shipped(*parts: str) -> Path:
     """The shipped file or folder `parts` (e.g. "streams", "catalogue.yaml")."""
     bundled = BUNDLED.joinpath(*parts)
     return bundled if bundled.exists() else CHECKOUT.joinpath(*parts)
+
+
+def build_info() -> dict[str, str]:
+    """How this copy was built: `mypyc` is `compiled` or `pure`, `asked` the VALEUR_MYPYC mode
+    of the wheel build (`auto`, `compiled`, `pure`; `editable` for a checkout), `fallback` why an
+    `auto` build ended pure Python (empty otherwise). Written into a wheel by setup.py."""
+    written = BUNDLED / "build.json"
+    if not written.is_file():
+        return {"mypyc": "pure", "asked": "editable", "fallback": ""}
+    info = json.loads(written.read_text(encoding="utf-8"))
+    return {key: str(info.get(key, "")) for key in ("mypyc", "asked", "fallback")}

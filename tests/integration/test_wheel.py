@@ -1,4 +1,7 @@
-"""A wheel runs on its own: the shipped rules, catalogue, topology and mappings travel inside it."""
+"""A wheel runs on its own: the shipped rules, catalogue, topology and mappings travel inside it;
+VALEUR_MYPYC=0 builds it pure Python, and without a working C compiler the default (compiled)
+build falls back to pure Python with a loud warning. The compiled default wheel itself is built
+and checked by `make compiled` (tests/compiled/test_default_wheel.py): it takes minutes."""
 
 from __future__ import annotations
 
@@ -18,15 +21,64 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def build(out: Path, **env: str) -> tuple[Path, str]:
+    """A wheel built as a user's `pip wheel .` builds it (isolated build environment, the
+    pinned backend), with `env` on top of ours; pip's -v output (the backend's stderr)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("VALEUR_MYPYC", "CC")}
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps",
+                           "-w", str(out), str(ROOT)],
+                          capture_output=True, text=True, check=False, env={**base, **env})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (built,) = out.glob("valeur_monitor-*.whl")
+    return built, done.stdout + done.stderr
+
+
+def build_info(wheel: Path) -> dict[str, str]:
+    return dict(orjson.loads(zipfile.ZipFile(wheel).read("valeur_monitor/_shipped/build.json")))
+
+
+def extensions(wheel: Path) -> list[str]:
+    return [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith((".so", ".pyd"))]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    # With build isolation, as a user's `pip install` builds it (the pinned build backend).
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True, env={**os.environ, "VALEUR_MYPYC": "0"})
-    (built,) = out.glob("valeur_monitor-*.whl")
+    built, _ = build(tmp_path_factory.mktemp("wheel"), VALEUR_MYPYC="0")
     return built
+
+
+def test_valeur_mypyc_0_builds_a_pure_wheel_without_warning(wheel: Path) -> None:
+    assert wheel.name.endswith("-py3-none-any.whl"), wheel.name
+    assert not extensions(wheel)
+    assert build_info(wheel) == {"mypyc": "pure", "asked": "pure", "fallback": ""}
+
+
+def test_without_a_c_compiler_the_default_build_is_pure_and_says_so(tmp_path: Path) -> None:
+    # The default asks for mypyc (its build requirements are installed), but the compiler is
+    # a command that fails: the wheel is pure Python, the warning is on the backend's stderr
+    # and written into the wheel.
+    built, output = build(tmp_path, CC="false")
+    assert built.name.endswith("-py3-none-any.whl"), built.name
+    assert not extensions(built)
+    assert "WARNING: valeur-monitor is built as PURE PYTHON" in output, output[-3000:]
+    assert "no working C compiler" in output
+    info = build_info(built)
+    assert info["mypyc"] == "pure" and info["asked"] == "auto", info
+    assert info["fallback"].startswith("no working C compiler"), info
+
+
+@pytest.mark.parametrize(("flag", "expected"), [
+    ("1", "VALEUR_MYPYC=1: no working C compiler"),     # asked for: compile or fail
+    ("yes", "VALEUR_MYPYC='yes': use 1"),               # unknown value: refused
+])
+def test_compile_or_fail_and_unknown_values_stop_the_build(flag: str, expected: str) -> None:
+    # setup.py alone (no wheel): it decides before anything is built.
+    env = {**os.environ, "VALEUR_MYPYC": flag, "CC": "false"}
+    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert expected in done.stderr, done.stderr[-2000:]
+    assert "PURE PYTHON" not in done.stderr
 
 
 def test_the_wheel_carries_the_shipped_files(wheel: Path) -> None:
