@@ -1,10 +1,18 @@
-"""Embedded `run` throughput on simulated events vs a bare parse-and-count loop, same file."""
+"""Embedded `run` throughput on simulated events vs a bare parse-and-count loop, same file.
+
+`--compiled` measures the same with the mypyc-compiled build, as shipped (the default wheel that
+`make compiled` installs in .venv-compiled): this script re-runs itself in that interpreter,
+checks it imports the compiled modules, and writes bench/results/run-compiled.md instead of
+run.md. Compare runs of both builds by their ratios to the bare loop (each measured with it).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -90,7 +98,19 @@ def main() -> None:
                         help="also run with this Redis store URL (a test database)")
     parser.add_argument("--redis-lines", type=int, default=200_000,
                         help="events of the file used for the Redis comparison")
+    parser.add_argument("--compiled", action="store_true",
+                        help="measure the mypyc-compiled build (after `make compiled`)")
+    parser.add_argument("--compiled-python", default=".venv-compiled/bin/python")
     args = parser.parse_args()
+    if args.compiled and os.environ.get(COMPILED_RUN) != "1":
+        sys.exit(in_compiled_build(args.compiled_python))
+    compiled = os.environ.get(COMPILED_RUN) == "1"
+    if compiled:  # the build asked for, not the sources of this checkout
+        import valeur_monitor.engine.core as core
+        import valeur_monitor.service as service
+
+        assert not str(core.__file__).endswith(".py"), core.__file__
+        assert not str(service.__file__).endswith(".py"), service.__file__
     path = Path(args.file)
     if not path.exists():
         write_jsonl(path, SimulationConfig(seed=7, customers=args.customers, days=args.days))
@@ -101,8 +121,9 @@ def main() -> None:
         run.append(embedded_run(path))
         sharded.append(sharded_run(path, args.workers))
     b, r, w = (statistics.median(x) for x in (bare, run, sharded))
+    build = " (mypyc-compiled build)" if compiled else ""
     table = (
-        f"| measure (median of {args.runs} runs, {events:,} events) | seconds | events/s "
+        f"| measure{build} (median of {args.runs} runs, {events:,} events) | seconds | events/s "
         "| ratio to bare loop |\n|---|---|---|---|\n"
         f"| bare loop: orjson.loads + dict add | {b:.2f} | {events / b:,.0f} | 1.00 |\n"
         f"| `valeur-monitor run` pipeline (memory store) | {r:.2f} | {events / r:,.0f} "
@@ -131,7 +152,21 @@ def main() -> None:
             f"| Redis store (`run --store redis://`) | {rs:.2f} | {n / rs:,.0f} "
             f"| {m / rs:.3f} |\n")
     print(table)
-    Path("bench/results/run.md").write_text(table)
+    Path("bench/results/run-compiled.md" if compiled else "bench/results/run.md").write_text(table)
+
+
+COMPILED_RUN = "VALEUR_BENCH_COMPILED"
+ROOT = Path(__file__).resolve().parent.parent
+# -P: no cwd on sys.path; the repository appended, so `bench` is found but `valeur_monitor`
+# comes from the interpreter's own installation (the compiled wheel), not these sources.
+RERUN = ("import runpy, sys; sys.path.append(sys.argv.pop(1)); "
+         "runpy.run_module('bench.bench_run', run_name='__main__')")
+
+
+def in_compiled_build(python: str) -> int:
+    """This benchmark, same arguments, run by `python` (the compiled build's interpreter)."""
+    return subprocess.run([python, "-P", "-c", RERUN, str(ROOT), *sys.argv[1:]], cwd=ROOT,
+                          env={**os.environ, COMPILED_RUN: "1"}, check=False).returncode
 
 
 if __name__ == "__main__":
