@@ -296,17 +296,31 @@ def _kind(value: Any) -> str:
             int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
-def _as_bytes(raw: object) -> bytes:
+def record_bytes(raw: object) -> tuple[bytes, EventError | None]:
+    """A record's bytes as kept (dead letters, outputs) and, if they cannot be decoded, why:
+    the one home of both. Text is UTF-8 (a lone surrogate kept by `surrogatepass`, refused
+    `bad_encoding`); a null value (a Kafka tombstone) or any other object that is not a
+    record's bytes is kept as b"" and refused `malformed_json`, saying what it was."""
+    if isinstance(raw, bytes):
+        return raw if type(raw) is bytes else bytes(raw), None
     if isinstance(raw, str):
         try:
-            return raw.encode("utf-8")
+            return raw.encode("utf-8"), None
         except UnicodeEncodeError:
-            raise EventError(R.BAD_ENCODING, "text with a lone surrogate") from None
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        return bytes(raw)
-    # a Kafka tombstone (null value) or anything else that is not a record's bytes
+            return (raw.encode("utf-8", "surrogatepass"),
+                    EventError(R.BAD_ENCODING, "text with a lone surrogate"))
+    if isinstance(raw, (bytearray, memoryview)):
+        return bytes(raw), None
     what = "no value (a tombstone)" if raw is None else f"a {type(raw).__name__}, not bytes"
-    raise EventError(R.MALFORMED_JSON, what)
+    return b"", EventError(R.MALFORMED_JSON, what)
+
+
+def _as_bytes(raw: object) -> bytes:
+    """The bytes to decode; EventError (with the reason) when there are none to decode."""
+    data, problem = record_bytes(raw)
+    if problem is not None:
+        raise problem
+    return data
 
 
 # -- the default codec: the active catalogue, the configured limits -----------------------------

@@ -10,7 +10,7 @@ import orjson
 from mypy_extensions import mypyc_attr
 
 from valeur_monitor import reasons
-from valeur_monitor.codec import Codec, decode, input_limits
+from valeur_monitor.codec import Codec, decode, input_limits, record_bytes
 from valeur_monitor.engine.core import Engine, Output
 from valeur_monitor.engine.event import Event, format_time, to_canonical
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
@@ -72,14 +72,6 @@ class Ingested:
     states: dict[str, CustomerState]
     out: Output
     latest: int | None        # latest event time of the batch, None without a valid event
-
-
-def _as_bytes(record: object) -> bytes:
-    if isinstance(record, str):
-        return record.encode("utf-8", "surrogatepass")   # the codec says why it is refused
-    if isinstance(record, (bytearray, memoryview)):
-        return bytes(record)
-    return b""      # None (a tombstone) or not a record at all: a malformed_json dead letter
 
 
 def _position(letter: DeadLetter) -> int:
@@ -158,7 +150,14 @@ class Processor:
         raws: list[bytes] = []
         decode_one = self.codec.decode if self.codec is not None else decode
         for i, record in enumerate(records):
-            raw = record if isinstance(record, bytes) else _as_bytes(record)
+            if type(record) is bytes:
+                raw = record
+            else:   # text, a tombstone's None, anything: the bytes kept, and why not usable
+                raw, problem = record_bytes(record)
+                if problem is not None:
+                    result.dead_letters.append(DeadLetter(raw, problem.reason, problem.detail,
+                                                          i))
+                    continue
             try:
                 events.append(decode_one(raw))
             except EventError as exc:

@@ -39,6 +39,25 @@ def check_patterns(source: str) -> None:
             raise ValueError(f"regex {literal[:40]} cannot be used: {why}") from None
 
 
+def compile_checked(source: str, allowed: frozenset[str]) -> tuple[Any, frozenset[str]]:
+    """The compiled CEL program of `source` and the names it reads, refused (ValueError with
+    the parser's column, or the unknown names) unless it reads only `allowed` names and every
+    `matches` regex literal compiles: one check for rule conditions and source mappings."""
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(_first_line(str(exc))) from None
+    names = free_names(program, source)
+    unknown = sorted(names - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown name(s) {', '.join(unknown)} in {source!r}; "
+            f"use {', '.join(sorted(allowed))}"
+        )
+    check_patterns(source)
+    return program, names
+
+
 class Condition:
     """A compiled CEL expression evaluated against one event."""
 
@@ -46,18 +65,7 @@ class Condition:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        try:
-            program = cel.compile(source)
-        except (ValueError, RuntimeError) as exc:
-            raise ValueError(_first_line(str(exc))) from None
-        names = free_names(program, source)
-        unknown = sorted(names - VARIABLES)
-        if unknown:
-            raise ValueError(
-                f"unknown name(s) {', '.join(unknown)} in {source!r}; "
-                f"use {', '.join(sorted(VARIABLES))}"
-            )
-        check_patterns(source)
+        program, names = compile_checked(source, VARIABLES)
         self._program = program
         # Only the names the expression reads are converted to CEL values.
         self._needs = tuple(sorted(names))
@@ -160,18 +168,7 @@ class Expression:
 
     def __init__(self, source: str, allowed: frozenset[str]) -> None:
         self.source = source
-        try:
-            program = cel.compile(source)
-        except (ValueError, RuntimeError) as exc:
-            raise ValueError(_first_line(str(exc))) from None
-        names = free_names(program, source)
-        unknown = sorted(names - allowed)
-        if unknown:
-            raise ValueError(
-                f"unknown name(s) {', '.join(unknown)} in {source!r}; "
-                f"use {', '.join(sorted(allowed))}"
-            )
-        check_patterns(source)
+        program, names = compile_checked(source, allowed)
         self._program = program
         self.variables = names
         self._functions = bool(_CALLS.search(source))

@@ -61,3 +61,22 @@ def test_the_processor_dead_letters_a_null_record_and_goes_on() -> None:
     result = batch.result
     assert [(d.reason, d.raw, d.index) for d in result.dead_letters] == [
         (R.MALFORMED_JSON, b"", 0), (R.MALFORMED_JSON, b"", 2)]
+
+
+@pytest.mark.parametrize("record", [None, 7, "text with a lone \ud800 surrogate",
+                                    bytearray(b"{not json"), memoryview(b"[1]")])
+def test_the_processor_and_the_codec_agree_on_a_records_bytes_and_reason(record: object) -> None:
+    """One home for a record's raw bytes: the dead letter keeps what `record_bytes` keeps, with
+    the very reason and detail the codec raises for the same record."""
+    from valeur_monitor.codec import decode, record_bytes
+    from valeur_monitor.errors import EventError
+    from valeur_monitor.service import Processor
+
+    with pytest.raises(EventError) as caught:
+        decode(record)
+    kept, _ = record_bytes(record)
+    letters = Processor(RULES, MemoryStore()).ingest([record]).result.dead_letters
+    assert [(d.raw, d.reason, d.detail) for d in letters] == [
+        (kept, caught.value.reason, caught.value.detail)]
+    if isinstance(record, str):
+        assert kept == record.encode("utf-8", "surrogatepass")   # the text is kept whole
