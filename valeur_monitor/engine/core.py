@@ -78,20 +78,26 @@ class Engine:
     # -- entry points -------------------------------------------------------------------------
     def ingest(self, state: CustomerState, event: Event, out: Output) -> None:
         """Accept one event: buffered until stream time passes it, or applied late at once."""
-        if event.id in state.seen:
+        # each field read once into a local: compiled, a Struct attribute read is a generic
+        # look-up, not the slot load the interpreter specialises it to
+        event_id, seen = event.id, state.seen
+        if event_id in seen:
             out.duplicates += 1
             return
-        if event.time < state.clock - self._late_horizon:
+        at, clock = event.time, state.clock
+        if at < clock - self._late_horizon:
             out.too_late.append(event)
             return
-        state.seen[event.id] = event.time
-        if event.time >= state.clock:
+        seen[event_id] = at
+        if at >= clock:
             pending = state.pending
-            if pending and (pending[-1].time > event.time or (
-                    pending[-1].time == event.time and pending[-1].id > event.id)):
-                bisect.insort(pending, event, key=Event.sort_key)
-            else:
-                pending.append(event)  # the common case: in order
+            if pending:
+                last = pending[-1]
+                last_at = last.time
+                if last_at > at or (last_at == at and last.id > event_id):
+                    bisect.insort(pending, event, key=Event.sort_key)
+                    return
+            pending.append(event)  # the common case: in order
         else:
             out.late += 1
             self._process(state, event, out, late=True)
@@ -99,6 +105,7 @@ class Engine:
     def advance(self, state: CustomerState, until: int, out: Output) -> None:
         """Move the customer's stream time to `until`: release events, fire timers, in order."""
         pending = state.pending
+        clock = state.clock   # a local copy, written back at each change (nothing else sets it)
         while True:
             timer_at = state.next_at
             if timer_at == -2:
@@ -111,23 +118,23 @@ class Engine:
                 at = event.time
                 if 0 <= at <= until and (timer_at < 0 or at <= timer_at):
                     del pending[0]
-                    if at > state.clock:
-                        state.clock = at
+                    if at > clock:
+                        clock = state.clock = at
                     self._process(state, event, out, late=False)
                     continue
             if timer_at < 0:
                 break
-            if timer_at > state.clock:
-                state.clock = timer_at
+            if timer_at > clock:
+                clock = state.clock = timer_at
             self._fire(state, state.next_slot, timer_at, out)
-        if until > state.clock:
-            state.clock = until
-        if state.clock - state.pruned >= PRUNE_EVERY:
-            horizon = state.clock - self.settings.late_horizon
+        if until > clock:
+            clock = state.clock = until
+        if clock - state.pruned >= PRUNE_EVERY:
+            horizon = clock - self.settings.late_horizon
             state.seen = {k: t for k, t in state.seen.items() if t >= horizon}
             if state.repeats:
                 state.repeats = self._live_repeats(state.repeats, horizon)
-            state.pruned = state.clock
+            state.pruned = clock
 
     def _live_repeats(self, repeats: dict[str, list[tuple[int, str]]], horizon: int
                       ) -> dict[str, list[tuple[int, str]]]:
@@ -192,7 +199,7 @@ class Engine:
         promises = state.promises
         groups = plan.groups
         memo: list[bool | None] = [None] * len(groups) if groups else _NO_MEMO
-        opened: dict[int, O.Opened] = {}
+        opened: dict[int, O.Opened] | None = None   # made when a first promise opens
         tier: str | None = None
         ref = event.ref
         for step in plan.steps:
@@ -206,8 +213,9 @@ class Engine:
             # role tests inlined for the common ALWAYS (1) case: O.test only for conditions
             if promise is not None:
                 if (r := step.keep) and (r == 1 or O.test(r, groups, memo, event)):
-                    outcome = "late" if promise.broken_at >= 0 else "kept"
-                    if (rule.late if promise.broken_at >= 0 else rule.kept) is not None:
+                    broken = promise.broken_at >= 0
+                    outcome = "late" if broken else "kept"
+                    if (rule.late if broken else rule.kept) is not None:
                         self._close(state, rule, promise, outcome, event, out, late)
                     del promises[slot]
                     promise = None
@@ -231,6 +239,8 @@ class Engine:
                 if tier is None:
                     tier = str(event.data.get("tier", ""))
                 at = step.deadline
+                if opened is None:
+                    opened = {}
                 if at in opened:
                     fresh = opened[at]
                 else:
@@ -264,12 +274,13 @@ class Engine:
     @staticmethod
     def _next_timer(state: CustomerState) -> tuple[int, str] | None:
         if state.next_at == -2:  # not known (a state from before the field, or after a removal)
-            state.next_at, state.next_slot = -1, ""
+            best, best_slot = -1, ""
             for slot, promise in state.promises.items():
                 when = promise.due
-                if when >= 0 and (state.next_at < 0 or when < state.next_at or (
-                        when == state.next_at and slot < state.next_slot)):
-                    state.next_at, state.next_slot = when, slot
+                if when >= 0 and (best < 0 or when < best or (
+                        when == best and slot < best_slot)):
+                    best, best_slot = when, slot
+            state.next_at, state.next_slot = best, best_slot
         return (state.next_at, state.next_slot) if state.next_at >= 0 else None
 
     def _fire(self, state: CustomerState, slot: str, at: int, out: Output) -> None:
@@ -376,13 +387,14 @@ def _merges(times: list[tuple[int, str]], event: Event, merge: int) -> bool:
 def _touch(state: CustomerState, slot: str, when: int) -> None:
     """Keep the state's earliest timer right after the promise in `slot` changed or went;
     `when` is its `due` now (-1: gone, or nothing due)."""
-    if state.next_at == -2:
+    next_at = state.next_at
+    if next_at == -2:
         return  # unknown already: the next read scans
-    if state.next_at >= 0 and slot == state.next_slot:
-        if 0 <= when <= state.next_at:
+    if next_at >= 0 and slot == state.next_slot:
+        if 0 <= when <= next_at:
             state.next_at = when  # still the earliest
         else:
             state.next_at = -2  # the earliest moved later or went: find the new earliest
-    elif when >= 0 and (state.next_at < 0 or when < state.next_at or (
-            when == state.next_at and slot < state.next_slot)):
+    elif when >= 0 and (next_at < 0 or when < next_at or (
+            when == next_at and slot < state.next_slot)):
         state.next_at, state.next_slot = when, slot
