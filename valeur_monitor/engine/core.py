@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from valeur_monitor.engine import obligations as O
 from valeur_monitor.engine import promises as P
@@ -24,18 +24,27 @@ _NO_MEMO: list[bool | None] = []
 PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
 
 
-class Case(NamedTuple):
-    """What an outcome is about: the rule, the case's ref, team and channel, its events."""
+class Case:
+    """What an outcome is about: the rule, the case's ref, team and channel, its events.
 
-    rule_id: str
-    title: str
-    ref: str
-    team: str
-    channel: str
-    events: tuple[str, ...]          # ids of the causing events
-    event: Event | None              # the event that decided it (None for a timer)
-    late: bool                       # decided by an event that arrived after the clock
-    promise: Promise | None = None   # the promise kept or broken, for expect rules
+    A plain class with slots, not a NamedTuple: one is made per outcome, and compiled it is a
+    native object (built and read without a Python-level `__new__` or property calls)."""
+
+    __slots__ = ("channel", "event", "events", "late", "promise", "ref", "rule_id", "team",
+                 "title")
+
+    def __init__(self, rule_id: str, title: str, ref: str, team: str, channel: str,
+                 events: tuple[str, ...], event: Event | None, late: bool,
+                 promise: Promise | None = None) -> None:
+        self.rule_id = rule_id
+        self.title = title
+        self.ref = ref
+        self.team = team
+        self.channel = channel
+        self.events = events          # ids of the causing events
+        self.event = event            # the event that decided it (None for a timer)
+        self.late = late              # decided by an event that arrived after the clock
+        self.promise = promise        # the promise kept or broken, for expect rules
 
     @staticmethod
     def of_event(rule_id: str, title: str, event: Event, late: bool) -> Case:
