@@ -270,11 +270,10 @@ class Processor:
             due = [c for c in listed if c not in states]
             if due:
                 states.update(store.load(due))
-            advance, next_due = engine.advance, engine.next_due
-            due_at: dict[str, int] = {}
-            for customer, state in states.items():
-                advance(state, watermark, out)
-                due_at[customer] = next_due(state)
+            advance = engine.advance
+            # advancing returns the customer's next due instant (Engine.next_due)
+            due_at = {customer: advance(state, watermark, out)
+                      for customer, state in states.items()}
             commit = Commit(states=states, watermark=watermark, entries=out.entries,
                             due=due_at)
             store.commit(commit)

@@ -111,17 +111,17 @@ class Engine:
             out.late += 1
             self._process(state, event, out, late=True)
 
-    def advance(self, state: CustomerState, until: int, out: Output) -> None:
-        """Move the customer's stream time to `until`: release events, fire timers, in order."""
+    def advance(self, state: CustomerState, until: int, out: Output) -> int:
+        """Move the customer's stream time to `until`: release events, fire timers, in order.
+        Returns what `next_due` would say now (the caller indexes the customer by it)."""
         pending = state.pending
         clock = state.clock   # a local copy, written back at each change (nothing else sets it)
         while True:
-            timer_at = state.next_at
-            if timer_at == -2:
+            next_at = state.next_at
+            if next_at == -2:
                 self._next_timer(state)  # not known: one scan
-                timer_at = state.next_at
-            if timer_at > until:
-                timer_at = -1
+                next_at = state.next_at
+            timer_at = next_at if next_at <= until else -1
             if pending:
                 event = pending[0]
                 at = event.time
@@ -144,6 +144,11 @@ class Engine:
             if state.repeats:
                 state.repeats = self._live_repeats(state.repeats, horizon)
             state.pruned = clock
+        # next_due, from what the loop read last: the earliest timer is known (scanned above)
+        due = pending[0].time if pending else -1
+        if next_at >= 0 and (due < 0 or next_at < due):
+            due = next_at
+        return due
 
     def _live_repeats(self, repeats: dict[str, list[tuple[int, str]]], horizon: int
                       ) -> dict[str, list[tuple[int, str]]]:
