@@ -356,7 +356,8 @@ def reset() -> None:
 
 def decode(raw: object) -> Event:
     """Decode one record with the default codec; raises EventError(reason, detail)."""
-    return default_codec().decode(raw)
+    codec = _default   # (once per record: no call to find it when it exists)
+    return (codec if codec is not None else default_codec()).decode(raw)
 
 
 def from_dict(obj: dict[str, Any]) -> Event:

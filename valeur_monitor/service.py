@@ -223,11 +223,11 @@ class Processor:
                        result: BatchResult, raws: Sequence[bytes] | None = None) -> Ingested:
         if events and self.future_limit > 0:
             events, positions, raws = self._bound_future(events, positions, result, raws)
-        latest = max((e.time for e in events), default=None)
+        latest = max([e.time for e in events]) if events else None
         if latest is not None:
             self.max_event_time = max(self.max_event_time, latest)
         # first-appearance order (not a set): the same order in every process and run
-        states = self.store.load(dict.fromkeys(e.customer for e in events))
+        states = self.store.load(dict.fromkeys([e.customer for e in events]))
         out = Output()
         ingest = self.engine.ingest
         for event in events:
