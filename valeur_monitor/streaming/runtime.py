@@ -122,13 +122,22 @@ class WorkerRuntime(Supervised):
         async with self.lock:
             await self._reload_if_asked()
             began = time.perf_counter()
-            step = await self._retry("process", lambda: self._process(records),
+            previous = self._inflight
+            publishing: list[asyncio.Task[bool]] = []
+
+            def processed(step: Step) -> None:
+                # In the loop, as soon as the outputs are built: they are published (after
+                # N-1's commit) while the processing thread still encodes N's commit.
+                publishing.append(asyncio.create_task(self._publish(step, previous)))
+
+            step = await self._retry("process", lambda: self._process(records, processed),
                                      undo=self._undo)
             self.health.seconds["process"] += time.perf_counter() - began
             if self.fault is not None:
                 self.fault.reached("after-process")
             await self._settle()            # N-1 done: offsets and commits stay in order
-            self._inflight = asyncio.create_task(self._finish(step, ack, batch=True))
+            self._inflight = asyncio.create_task(
+                self._finish(step, ack, batch=True, published=publishing[-1]))
 
     async def flushed(self) -> None:
         """Wait until every batch handed over so far is committed and acked."""
@@ -153,16 +162,34 @@ class WorkerRuntime(Supervised):
         self.pipeline.discard()
         self._retrying = True
 
-    async def _process(self, records: Sequence[Record]) -> Step:
+    async def _process(self, records: Sequence[Record],
+                       processed: Callable[[Step], None]) -> Step:
         if self._retrying:      # states were dropped: reload them once Redis has the batch
             await self._settle()  # in flight (its states are no longer in memory)
             self._retrying = False
-        return await asyncio.to_thread(self._process_sync, records)
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self._process_sync, records,
+                                       lambda step: loop.call_soon_threadsafe(processed, step))
 
-    def _process_sync(self, records: Sequence[Record]) -> Step:
+    def _process_sync(self, records: Sequence[Record],
+                      processed: Callable[[Step], object]) -> Step:
         step = self.pipeline.process_batch(records)
+        processed(step)         # its outputs may go out now; its commit is encoded meanwhile
         step.pending = self.pipeline.prepare()
         return step
+
+    async def _publish(self, step: Step, previous: asyncio.Task[None] | None) -> bool:
+        """Publish a processed batch's outputs once the batch before it is committed (acks
+        stay in order); False, publishing nothing, if that batch failed (`consume` raises)."""
+        if previous is not None:
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None:
+                return False
+        began = time.perf_counter()
+        if step.messages:
+            await self._retry("publish", lambda: self.publisher.publish(step.messages))
+        self.health.seconds["publish"] += time.perf_counter() - began
+        return True
 
     def _advance(self) -> Step | None:
         step = self.pipeline.advance()
@@ -170,15 +197,20 @@ class WorkerRuntime(Supervised):
             step.pending = self.pipeline.prepare()
         return step
 
-    async def _finish(self, step: Step, ack: Callable[[], None] | None, *, batch: bool) -> None:
-        """Publish, then commit (the commit point), then ack and count."""
+    async def _finish(self, step: Step, ack: Callable[[], None] | None, *, batch: bool,
+                      published: asyncio.Task[bool] | None = None) -> None:
+        """Publish (or wait for the publishing started by `consume`), then commit (the
+        commit point), then ack and count."""
         h = self.health
         began = time.perf_counter()
-        if step.messages:
+        if published is not None:
+            await published
+        elif step.messages:
             await self._retry("publish", lambda: self.publisher.publish(step.messages))
+            h.seconds["publish"] += time.perf_counter() - began
         if batch and self.fault is not None:
             self.fault.reached("after-publish")
-        published = time.perf_counter()
+        published_at = time.perf_counter()
         pending = step.pending
         if pending is not None:
             await self._retry("commit",
@@ -189,8 +221,7 @@ class WorkerRuntime(Supervised):
         self.positions.update(step.offsets)
         if ack is not None:
             ack()
-        h.seconds["publish"] += published - began
-        h.seconds["commit"] += committed - published
+        h.seconds["commit"] += committed - published_at
         seconds = step.seconds + (committed - began)
         result = step.result
         if batch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -17,7 +18,7 @@ from tests.unit.streaming.test_pipeline import (
     differences,
     pipeline,
 )
-from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.memory import MemoryStore
 from valeur_monitor.streaming.drain import drain
@@ -120,3 +121,44 @@ def test_due_answers_from_prepared_commits_until_they_are_applied() -> None:
     scope.apply(pending)
     assert inner.due(1_000) == ["early", "plain"]
     assert sorted(scope.due(1_000)) == ["early", "plain"]
+
+
+class EncodingStore(SharedStore):
+    """Encodes commits apart from applying them (as RedisStore does), each encoding waiting
+    until the outputs of its batch were handed to the publisher (10 s at most)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published = [threading.Event() for _ in range(3)]
+        self.overlapped: list[bool] = []
+
+    def prepare(self, commit: Commit) -> Commit:
+        self.overlapped.append(self.published[len(self.overlapped)].wait(10))
+        return Commit(states={c: decode_state(encode_state(s)) for c, s in commit.states.items()},
+                      due=dict(commit.due), entries=list(commit.entries),
+                      watermark=commit.watermark)
+
+    def apply(self, commit: Commit) -> None:
+        self.commit(commit)
+
+
+async def test_outputs_go_out_while_the_commit_is_still_being_encoded() -> None:
+    """A batch's outputs are published as soon as it is processed, while its commit is
+    encoded (it would wait 10 s for nothing if they went out after it)."""
+    store = EncodingStore()
+
+    class Noting(RecordingPublisher):
+        async def publish(self, messages: Sequence[Message]) -> None:
+            store.published[self.calls].set()
+            await super().publish(messages)
+
+    publisher = Noting()
+    runtime = WorkerRuntime(pipeline(store, set(range(PARTITIONS))), publisher)
+    acks: list[int] = []
+    records = records_for(LINES, PARTITIONS)
+    batches = [records[i:i + 200] for i in range(0, len(records), 200)][:3]
+    for n, batch in enumerate(batches):
+        await runtime.consume(batch, lambda n=n: acks.append(n))
+    await runtime.flushed()
+    assert store.overlapped == [True, True, True]
+    assert acks == [0, 1, 2] and store.commit_calls == 3 and publisher.calls == 3
