@@ -1,6 +1,7 @@
 """Train the zstandard dictionaries of the Redis value (store/record.py) on simulated customers.
 
 `python -m bench.train_zdict --version 1` writes valeur_monitor/store/dicts/{head,entry}-1.zdict
+(version 2: `--version 2 --kinds head`, heads holding a version-3 compact state)
 from a simulated week (seed 1, not the seeds the benchmarks measure on) run with the shipped
 rules: heads (score row + compact state) sampled at several moments of each customer's week,
 and ledger entries. A dictionary is part of the storage format: a new one gets a new version
@@ -54,9 +55,13 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1500)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--size", type=int, default=16384, help="dictionary bytes")
+    parser.add_argument("--kinds", nargs="+", default=["head", "entry"],
+                        choices=["head", "entry"], help="the record kinds to train for")
     args = parser.parse_args()
     heads, entries = samples(args.customers, args.days)
     for kind, data in (("head", heads), ("entry", entries)):
+        if kind not in args.kinds:
+            continue
         pick = random.Random(2)
         chosen = pick.sample(data, min(len(data), 50_000))
         trained = zstandard.train_dictionary(args.size, chosen, level=3, threads=1)

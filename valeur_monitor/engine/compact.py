@@ -1,187 +1,65 @@
-"""The compact encoding of a customer state: what the Redis store keeps for every customer.
+"""The compact encoding of a customer state (version 3): what the Redis store keeps per customer.
 
-The plain msgpack of `CustomerState` repeats every field name of every promise, the rule id in
-each promise key and value, and full epoch milliseconds everywhere. This form writes:
+Every state is encoded again at each store commit that touches it (the worker and `run --store
+redis://`), so this form is built to be written by msgspec in one call, with no Python work per
+dedupe mark, promise or repeat time:
 
-* positional arrays instead of maps (no field names);
-* each rule id once per state, referred to by its index (promises, repeat windows);
-* instants relative to a base (the promise's opening, the customer's clock), so that they fit
-  in 5 bytes instead of 9; -1 ("none") is nil;
-* dedupe marks as one shared prefix, the id suffixes and their age behind the clock — the same
-  marks, the same 7-day guarantee, pruned exactly as before;
-* (version 2) the SLA clock of a promise — ref, opening, budget, running/paused times, deadline,
-  tier, team, channel — once for all the rules that declare the same obligation (a request is
-  tracked by two or three rules, a callback by three): each promise keeps only its rule, its
-  warning, breaking and next-attention times, and an index into the state's clocks.
+* positional arrays instead of maps: the state, its score and each promise are arrays of their
+  fields in declaration order (no field names); a promise is preceded by its slot;
+* instants as they are (epoch ms, -1 for none): nothing is relative to the customer's clock, so
+  the bytes of a part that did not change — the dedupe marks already kept, an untouched promise,
+  the repeat windows — are the same at every commit, whatever the clock did;
+* the dedupe marks as the engine keeps them (event id -> event time), pruned as before.
 
-It starts with the byte 0xC1, which msgpack never uses, so the plain form of older states is
-still read (`decode`), as is version 1 of this form; `decode(encode(s)) == s` for every state
-the engine makes. Version 2 is written from plain tuples (no intermediate structs): encoding is
-on the hot path of every store commit.
+Plain epoch milliseconds and full ids repeat the same bytes all over a state: the store
+compresses each head with a zstandard dictionary trained on this form (`store/record.py`, codec
+2), which takes them back to the size of the relative form of version 2 — at a quarter of its
+encoding cost (docs/benchmarks.md, "State encoding, fifth wave").
+
+It starts with 0xC1 (never a msgpack first byte) and the version, so states stored in the plain
+form or in versions 1 and 2 (`engine.compact_old`) are still read: `decode` takes them all, and
+`decode(encode(s)) == s` for every state the engine makes.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-# The structs of both versions: interpreted, so that mypyc can compile this module.
-from valeur_monitor.engine.compact_types import Clock as _Clock
-from valeur_monitor.engine.compact_types import Instant
-from valeur_monitor.engine.compact_types import Own as _Own
-from valeur_monitor.engine.compact_types import PromiseV1 as _Promise
-from valeur_monitor.engine.compact_types import RepeatV1 as _Repeat
-from valeur_monitor.engine.compact_types import StateV1 as _State
-from valeur_monitor.engine.compact_types import StateV2 as _State2
+from valeur_monitor.engine import compact_old
+from valeur_monitor.engine.compact_types import StateV3 as _State3
 from valeur_monitor.engine.state import CustomerState, Promise, Score
 
-MAGIC = b"\xc1\x02"   # 0xC1: never a msgpack first byte; then the format version
-MAGIC_V1 = b"\xc1\x01"
+MAGIC = b"\xc1\x03"   # 0xC1: never a msgpack first byte; then the format version
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_State)
-_decoder2 = msgspec.msgpack.Decoder(_State2)
-
-
-def _rel(value: int, base: int) -> Instant:
-    return None if value < 0 else value - base
-
-
-def _abs(value: Instant, base: int) -> int:
-    return -1 if value is None else value + base
-
-
-def _common_prefix(ids: list[str]) -> str:
-    """The longest prefix all ids share (that of the smallest and the largest)."""
-    first, last = min(ids), max(ids)
-    end = 0
-    for a, b in zip(first, last, strict=False):
-        if a != b:
-            break
-        end += 1
-    return first[:end]
+_enc = msgspec.msgpack.Encoder().encode
+_decoder3 = msgspec.msgpack.Decoder(_State3)
+_astuple = msgspec.structs.astuple
 
 
 def encode(state: CustomerState) -> bytes:
-    """Compact, deterministic bytes of a state (version 2)."""
-    rules: dict[str, int] = {}
-    clocks: dict[_Clock, int] = {}
-    clock = state.clock
-    promises: list[_Own] = []
-    for slot, p in state.promises.items():
-        rule, ref, base = p.rule, p.ref, p.opened_at
-        index = rules.get(rule)
-        if index is None:
-            index = rules[rule] = len(rules)
-        shared: _Clock = (
-            ref, base, p.open_event, p.budget, p.used,
-            None if p.running_since < 0 else p.running_since - base,
-            None if p.deadline < 0 else p.deadline - base,
-            None if p.paused_at < 0 else p.paused_at - base, p.tier, p.team, p.channel)
-        at = clocks.get(shared)
-        if at is None:
-            at = clocks[shared] = len(clocks)
-        promises.append((
-            index, at, None if p.warn_at < 0 else p.warn_at - base,
-            None if p.broken_at < 0 else p.broken_at - base, p.warned,
-            None if p.due < 0 else p.due - base,
-            None if len(slot) == len(rule) + 1 + len(ref) and slot == f"{rule}\x1f{ref}"
-            else slot))
-    repeats = []
-    for slot, window in state.repeats.items():
-        rule, _, key = slot.partition("\x1f")
-        index = rules.get(rule)
-        if index is None:
-            index = rules[rule] = len(rules)
-        repeats.append((index, key, [clock - at for at, _ in window], [ref for _, ref in window]))
-    seen = state.seen
-    if len(seen) > 1:
-        prefix = _common_prefix(list(seen))
-        cut = len(prefix)
-        ids = [i[cut:] for i in seen] if cut else list(seen)
-    else:
-        prefix, ids = "", list(seen)
-    score = state.score
-    return MAGIC + _encoder.encode((
-        state.customer, clock, None if state.pruned < 0 else state.pruned - clock, state.seq,
-        list(rules), prefix, ids, [clock - t for t in seen.values()], state.pending,
-        list(clocks), promises, repeats, state.alert_windows, state.alerts_fired,
-        (score.total, score.dims, score.at, score.created, score.destroyed), state.reasons,
+    """Compact, deterministic bytes of a state (version 3)."""
+    promises = state.promises
+    return MAGIC + _enc((
+        state.customer, state.clock, state.pruned, state.seq, state.seen, state.pending,
+        list(zip(promises, map(_astuple, promises.values()), strict=True)), state.repeats,
+        state.alert_windows, state.alerts_fired, _astuple(state.score), state.reasons,
         state.next_at, state.next_slot))
 
 
 def decode(data: bytes) -> CustomerState:
-    """Inverse of `encode` (and of version 1)."""
-    if data[:2] == MAGIC_V1:
-        return _decode_v1(data)
-    s = _decoder2.decode(memoryview(data)[len(MAGIC):])
-    clock, rules, prefix, clocks = s.clock, s.rules, s.seen_prefix, s.clocks
-    promises = {}
-    for index, at, warn_at, broken_at, warned, due, slot in s.promises:
-        ref, base, open_event, budget, used, running, deadline, paused, tier, team, channel = (
-            clocks[at])
-        rule = rules[index]
-        promises[f"{rule}\x1f{ref}" if slot is None else slot] = Promise(
-            rule, ref, base, open_event, budget, used,
-            -1 if running is None else running + base,
-            -1 if deadline is None else deadline + base,
-            -1 if warn_at is None else warn_at + base,
-            -1 if broken_at is None else broken_at + base,
-            -1 if paused is None else paused + base, warned,
-            -1 if due is None else due + base, tier, team, channel)
-    repeats = {f"{rules[index]}\x1f{key}": [(clock - age, ref) for age, ref in
-                                             zip(ages, refs, strict=True)]
-               for index, key, ages, refs in s.repeats}
-    seen = dict(zip([prefix + i for i in s.seen_ids] if prefix else s.seen_ids,
-                    [clock - age for age in s.seen_ages], strict=True))
+    """Inverse of `encode`, and of versions 1 and 2 (`engine.compact_old`)."""
+    version = data[:2]
+    if version != MAGIC:
+        if version == compact_old.MAGIC_V2:
+            return compact_old.decode_v2(data)
+        if version == compact_old.MAGIC_V1:
+            return compact_old.decode_v1(data)
+        raise ValueError(f"unknown compact state version {data[1:2]!r} (written by a newer "
+                         "version?)")
+    s = _decoder3.decode(memoryview(data)[len(MAGIC):])
     total, dims, score_at, created, destroyed = s.score
     return CustomerState(
-        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, s.pending, promises, repeats,
-        s.alert_windows, s.alerts_fired, Score(total, dims, score_at, created, destroyed),
-        s.reasons, s.next_at, s.next_slot)
-
-
-def encode_v1(state: CustomerState) -> bytes:
-    """Version 1 of this form (kept to test that states stored by older versions still read)."""
-    rules: dict[str, int] = {}
-    clock = state.clock
-    promises = []
-    for slot, p in state.promises.items():
-        index = rules.setdefault(p.rule, len(rules))
-        base = p.opened_at
-        promises.append((None if slot == f"{p.rule}\x1f{p.ref}" else slot, _Promise(
-            index, p.ref, base, p.open_event, p.budget, p.used, _rel(p.running_since, base),
-            _rel(p.deadline, base), _rel(p.warn_at, base), _rel(p.broken_at, base),
-            _rel(p.paused_at, base), p.warned, _rel(p.due, base), p.tier, p.team, p.channel)))
-    repeats = []
-    for slot, window in state.repeats.items():
-        rule, _, key = slot.partition("\x1f")
-        repeats.append(_Repeat(rules.setdefault(rule, len(rules)), key,
-                               [clock - at for at, _ in window], [ref for _, ref in window]))
-    ids = list(state.seen)
-    prefix = _common_prefix(ids) if len(ids) > 1 else ""
-    cut = len(prefix)
-    return MAGIC_V1 + _encoder.encode(_State(
-        state.customer, clock, _rel(state.pruned, clock), state.seq, list(rules), prefix,
-        [i[cut:] for i in ids], [clock - t for t in state.seen.values()], state.pending,
-        promises, repeats, state.alert_windows, state.alerts_fired, state.score,
-        state.reasons, state.next_at, state.next_slot))
-
-
-def _decode_v1(data: bytes) -> CustomerState:
-    s = _decoder.decode(memoryview(data)[len(MAGIC_V1):])
-    clock, rules, prefix = s.clock, s.rules, s.seen_prefix
-    promises = {}
-    for slot, p in s.promises:
-        rule, base = rules[p.rule], p.opened_at
-        promises[f"{rule}\x1f{p.ref}" if slot is None else slot] = Promise(
-            rule, p.ref, base, p.open_event, p.budget, p.used, _abs(p.running_since, base),
-            _abs(p.deadline, base), _abs(p.warn_at, base), _abs(p.broken_at, base),
-            _abs(p.paused_at, base), p.warned, _abs(p.due, base), p.tier, p.team, p.channel)
-    repeats = {f"{rules[r.rule]}\x1f{r.key}": [(clock - age, ref) for age, ref in
-                                               zip(r.ages, r.refs, strict=True)]
-               for r in s.repeats}
-    seen = dict(zip([prefix + i for i in s.seen_ids] if prefix else s.seen_ids,
-                    [clock - age for age in s.seen_ages], strict=True))
-    return CustomerState(
-        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, s.pending, promises, repeats,
-        s.alert_windows, s.alerts_fired, s.score, s.reasons, s.next_at, s.next_slot)
+        s.customer, s.clock, s.pruned, s.seq, s.seen, s.pending,
+        {slot: Promise(*fields) for slot, fields in s.promises}, s.repeats, s.alert_windows,
+        s.alerts_fired, Score(total, dims, score_at, created, destroyed), s.reasons, s.next_at,
+        s.next_slot)

@@ -1,4 +1,4 @@
-"""The msgspec structs of the compact state encoding, versions 1 and 2 (not compiled).
+"""The msgspec structs of the compact state encoding, versions 1 to 3 (not compiled).
 
 Apart from `engine.compact` so that mypyc can compile the encoder and decoder there (a msgspec
 Struct subclass cannot be compiled); the layout is documented in that module.
@@ -78,6 +78,27 @@ class StateV2(msgspec.Struct, array_like=True):
     clocks: list[Clock]
     promises: list[Own]
     repeats: list[tuple[int, str, list[int], list[str]]]
+    alert_windows: dict[str, list[int]]
+    alerts_fired: list[str]
+    score: tuple[float, dict[str, float], int, float, float]
+    reasons: dict[str, float]
+    next_at: int
+    next_slot: str
+
+
+# Version 3: the fields of a promise and of the state in declaration order (engine/compact.py).
+PromiseV3 = tuple[str, str, int, str, int, int, int, int, int, int, int, bool, int, str, str, str]
+
+
+class StateV3(msgspec.Struct, array_like=True):
+    customer: str
+    clock: int
+    pruned: int
+    seq: int
+    seen: dict[str, int]
+    pending: list[Event]
+    promises: list[tuple[str, PromiseV3]]      # (slot, fields)
+    repeats: dict[str, list[tuple[int, str]]]
     alert_windows: dict[str, list[int]]
     alerts_fired: list[str]
     score: tuple[float, dict[str, float], int, float, float]

@@ -26,7 +26,6 @@ The codec byte names the dictionary, so a new one can be shipped while old value
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -49,7 +48,8 @@ MAX_U32 = 0xFFFFFFFF
 
 RAW = 0          # codec byte: stored as is
 ZSTD_1 = 1       # zstandard with the dictionaries `dicts/head-1.zdict` / `dicts/entry-1.zdict`
-_RAW, _ZSTD_1 = bytes((RAW,)), bytes((ZSTD_1,))
+ZSTD_2 = 2       # zstandard with `dicts/head-2.zdict` (heads holding a version-3 state)
+_RAW = bytes((RAW,))
 LEVEL = 3        # zstd level: 1-3 cost the same here (≈ 20 µs per state), higher ones 5x more
 
 ENTRY_MAGIC = b"\xc1\x01"   # 0xC1 is never a msgpack first byte: older entries are maps
@@ -83,41 +83,42 @@ _row_encoder = msgspec.msgpack.Encoder()
 _row_decoder = msgspec.msgpack.Decoder(Row)
 
 
-@dataclass(frozen=True)
-class Codec:
-    """Compressors of one dictionary version (heads and entries have a dictionary each)."""
-
-    head_c: zstandard.ZstdCompressor
-    head_d: zstandard.ZstdDecompressor
-    entry_c: zstandard.ZstdCompressor
-    entry_d: zstandard.ZstdDecompressor
+# The dictionaries shipped (dicts/{kind}-{version}.zdict, bench/train_zdict.py). Heads are
+# written with codec 2, whose dictionary was trained on heads holding a version-3 compact state
+# (plain instants and ids, engine/compact.py); codec 1 (version-2 states) is still read.
+# Entries have not changed: codec 1.
+_DICTS = {("head", ZSTD_1), ("entry", ZSTD_1), ("head", ZSTD_2)}
+HEAD_CODEC, ENTRY_CODEC = ZSTD_2, ZSTD_1
+_HEAD, _ENTRY = bytes((HEAD_CODEC,)), bytes((ENTRY_CODEC,))
 
 
 @cache
-def codec(version: int = ZSTD_1) -> Codec:
-    """The compressors of a dictionary version (loaded once per process)."""
+def _dictionary(kind: str, version: int) -> zstandard.ZstdCompressionDict:
     folder = resources.files("valeur_monitor.store") / "dicts"
+    return zstandard.ZstdCompressionDict((folder / f"{kind}-{version}.zdict").read_bytes())
 
-    def pair(kind: str) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
-        data = zstandard.ZstdCompressionDict((folder / f"{kind}-{version}.zdict").read_bytes())
-        # no frame magic, checksum or dictionary id: the codec byte says all that, and on
-        # records this small those 9 bytes would be a fifth of an entry
-        return (zstandard.ZstdCompressor(level=LEVEL, dict_data=data, write_checksum=False,
-                                         write_dict_id=False, write_content_size=True),
-                zstandard.ZstdDecompressor(dict_data=data))
 
-    head_c, head_d = pair("head")
-    entry_c, entry_d = pair("entry")
-    return Codec(head_c, head_d, entry_c, entry_d)
+@cache
+def compressor(kind: str, version: int) -> zstandard.ZstdCompressor:
+    """The compressor of a record kind with a dictionary version (made once per process)."""
+    # no frame magic, checksum or dictionary id: the codec byte says all that, and on
+    # records this small those 9 bytes would be a fifth of an entry
+    return zstandard.ZstdCompressor(level=LEVEL, dict_data=_dictionary(kind, version),
+                                    write_checksum=False, write_dict_id=False,
+                                    write_content_size=True)
+
+
+@cache
+def decompressor(kind: str, version: int) -> zstandard.ZstdDecompressor:
+    return zstandard.ZstdDecompressor(dict_data=_dictionary(kind, version))
 
 
 def _unpack(kind: str, data: bytes | memoryview) -> bytes:
     mode = data[0]
     if mode == RAW:
         return bytes(data[1:])
-    if mode == ZSTD_1:
-        c = codec(ZSTD_1)
-        return (c.head_d if kind == "head" else c.entry_d).decompress(data[1:])
+    if (kind, mode) in _DICTS:
+        return decompressor(kind, mode).decompress(data[1:])
     raise ValueError(f"unknown codec {mode} in a stored {kind} (written by a newer version?)")
 
 
@@ -128,7 +129,7 @@ def encode_head(state: CustomerState, *, compress: bool = True) -> bytes:
                                   encode_state(state)))
     if not compress:
         return _RAW + raw
-    return _ZSTD_1 + codec().head_c.compress(raw)
+    return _HEAD + compressor("head", HEAD_CODEC).compress(raw)
 
 
 def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
@@ -137,7 +138,8 @@ def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
     raw = ENTRY_MAGIC + _entry_encoder.encode(_Entry(   # `encode_entry` without the customer
         e.time, e.seq, "", e.rule, e.outcome, e.dimension, e.amount, e.value, e.events,
         e.explain, e.ref, e.team, e.channel, e.late, e.rules_version))
-    payload = _ZSTD_1 + codec().entry_c.compress(raw) if compress else _RAW + raw
+    payload = (_ENTRY + compressor("entry", ENTRY_CODEC).compress(raw) if compress
+               else _RAW + raw)
     if len(payload) > MAX_PAYLOAD:
         raise OverflowError(f"ledger entry {entry.seq} of {len(payload)} bytes (limit "
                             f"{MAX_PAYLOAD})")
