@@ -27,3 +27,15 @@ def build_info() -> dict[str, str]:
         return {"mypyc": "pure", "asked": "editable", "fallback": ""}
     info = json.loads(written.read_text(encoding="utf-8"))
     return {key: str(info.get(key, "")) for key in ("mypyc", "asked", "fallback")}
+
+
+def build_warning() -> str | None:
+    """What the command line says on stderr when this copy fell back to pure Python at build
+    time (pip hides the build's own warning unless run with -v); None otherwise."""
+    info = build_info()
+    if info["mypyc"] == "compiled" or not info["fallback"]:
+        return None
+    return (f"this valeur-monitor was built as pure Python, not compiled by mypyc "
+            f"({info['fallback']}): about 1.3x more CPU per event. Reinstall it where a C "
+            "compiler and the Python headers work, or build it with VALEUR_MYPYC=0 to choose "
+            "pure Python (no warning).")

@@ -53,11 +53,31 @@ def test_valeur_mypyc_0_builds_a_pure_wheel_without_warning(wheel: Path) -> None
     assert build_info(wheel) == {"mypyc": "pure", "asked": "pure", "fallback": ""}
 
 
-def test_without_a_c_compiler_the_default_build_is_pure_and_says_so(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fallback(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     # The default asks for mypyc (its build requirements are installed), but the compiler is
-    # a command that fails: the wheel is pure Python, the warning is on the backend's stderr
-    # and written into the wheel.
-    built, output = build(tmp_path, CC="false")
+    # a command that fails.
+    return build(tmp_path_factory.mktemp("fallback"), CC="false")
+
+
+def run_unpacked(wheel: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`valeur-monitor ARGS` from `wheel` unpacked, in an empty folder."""
+    site, work = tmp_path / "site", tmp_path / "work"
+    zipfile.ZipFile(wheel).extractall(site)
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALEUR_")}
+    env["PYTHONPATH"] = str(site)            # ahead of the editable checkout on sys.path
+    code = ("import sys, valeur_monitor; print(valeur_monitor.__file__);"
+            "from valeur_monitor.cli.main import main; sys.argv[0] = 'valeur-monitor'; main()")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=work, env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def test_without_a_c_compiler_the_default_build_is_pure_and_says_so(
+        fallback: tuple[Path, str], tmp_path: Path) -> None:
+    # The wheel is pure Python; the warning is on the backend's stderr, written into the
+    # wheel, and said by the installed command line (pip hides a build's output without -v).
+    built, output = fallback
     assert built.name.endswith("-py3-none-any.whl"), built.name
     assert not extensions(built)
     assert "WARNING: valeur-monitor is built as PURE PYTHON" in output, output[-3000:]
@@ -65,6 +85,10 @@ def test_without_a_c_compiler_the_default_build_is_pure_and_says_so(tmp_path: Pa
     info = build_info(built)
     assert info["mypyc"] == "pure" and info["asked"] == "auto", info
     assert info["fallback"].startswith("no working C compiler"), info
+    done = run_unpacked(built, tmp_path, "rules", "check", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "warning: this valeur-monitor was built as pure Python" in done.stderr, done.stderr
+    assert "no working C compiler" in done.stderr
 
 
 @pytest.mark.parametrize(("flag", "expected"), [
@@ -90,20 +114,13 @@ def test_the_wheel_carries_the_shipped_files(wheel: Path) -> None:
 
 
 def test_an_unpacked_wheel_runs_from_an_empty_folder(wheel: Path, tmp_path: Path) -> None:
-    site, work = tmp_path / "site", tmp_path / "work"
-    zipfile.ZipFile(wheel).extractall(site)
-    work.mkdir()
-    events = work / "events.jsonl"
+    events = tmp_path / "events.jsonl"
     write_jsonl(events, SimulationConfig(seed=3, customers=40, days=2))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALEUR_")}
-    env["PYTHONPATH"] = str(site)            # ahead of the editable checkout on sys.path
-    code = ("import sys, valeur_monitor; print(valeur_monitor.__file__);"
-            "from valeur_monitor.cli.main import main; sys.argv[0] = 'valeur-monitor'; main()")
-    done = subprocess.run([sys.executable, "-c", code, "run", str(events), "--json"],
-                          cwd=work, env=env, capture_output=True, text=True, check=False)
+    done = run_unpacked(wheel, tmp_path, "run", str(events), "--json")
     assert done.returncode == 0, done.stderr
     first, _, rest = done.stdout.partition("\n")
-    assert first.startswith(str(site)), first   # the unpacked wheel ran, not the checkout
+    assert first.startswith(str(tmp_path / "site")), first   # the unpacked wheel ran
+    assert "warning:" not in done.stderr      # pure on purpose (VALEUR_MYPYC=0): no warning
     summary = orjson.loads(rest)
     assert summary["events_applied"] > 100 and summary["ledger_entries"] > 0, summary
     assert summary["by_rule"], summary      # the shipped rules were found and used

@@ -28,6 +28,7 @@ from valeur_monitor.cli.topics_cmd import topics_app
 from valeur_monitor.cli.webhooks_cmd import webhooks_app
 from valeur_monitor.cli.worker_cmd import worker_command
 from valeur_monitor.errors import ValeurError
+from valeur_monitor.shipped import build_warning
 
 EXIT_INTERNAL = 70      # EX_SOFTWARE: a bug, reported in one line
 
@@ -63,6 +64,9 @@ app.add_typer(store_app, name="store")
 def main() -> None:
     """Run the CLI; an error that escaped a command is still one masked line, no traceback
     (``VALEUR_DEBUG=1`` shows it)."""
+    notice = build_warning()   # an installed wheel that fell back to pure Python says so
+    if notice:
+        print(f"warning: {notice}", file=sys.stderr)
     try:
         app()
     except ValeurError as exc:
