@@ -2,7 +2,7 @@
 
 `python -m bench.bench_compiled` (after `make compiled`): each measure runs in a fresh
 interpreter, the pure one from `.venv` (the editable sources), the compiled one from
-`.venv-compiled` (the VALEUR_MYPYC=1 wheel), each checked to be the build it claims. The
+`.venv-compiled` (the default, compiled wheel), each checked to be the build it claims. The
 pipeline is `bench.bench_run.embedded_run` (decode, engine, memory store, no output); the
 baseline its `bare_loop`. Wall and CPU time (`process_time` of the run itself: imports and
 the rules load excluded), medians of `--runs`. On a shared machine CPU time is the fairer
