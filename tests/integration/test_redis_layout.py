@@ -183,3 +183,49 @@ def test_store_migrate_converts_a_layout_1_store(redis_db_url: str,
         assert [e.seq for e in store.ledger("c-1")] == [1, 2, 3, 4]
     finally:
         store.close()
+
+
+def test_a_value_written_by_the_previous_state_version_reads_and_is_rewritten(
+        store: RedisStore, redis_client: redis.Redis) -> None:
+    # Before the fifth wave, heads held a version-2 compact state compressed with codec 1:
+    # such a value must load exactly, keep its window, and take the current form at its next
+    # commit, with nothing lost.
+    import msgspec
+
+    from valeur_monitor.engine.compact_old import encode_v2
+    from valeur_monitor.engine.state import Promise
+    from valeur_monitor.store.record import (
+        HEADER,
+        ZSTD_1,
+        ZSTD_2,
+        Row,
+        Value,
+        compressor,
+    )
+
+    state = CustomerState(
+        "c-1", clock=T0 + 5 * DAY, pruned=T0 + 5 * DAY,
+        seen={f"evt-7-{i}": T0 + i * 1000 for i in range(30)},
+        promises={"reply\x1freq-1": Promise("reply", "req-1", T0, "evt-7-1", 3_600_000,
+                                            running_since=T0, deadline=T0 + 3_600_000,
+                                            due=T0 + 3_600_000, team="billing")},
+        repeats={"repeat-contact\x1fbilling": [(T0, "req-1"), (T0 + DAY, "req-2")]})
+    store.commit(commit_of(state, [entry("c-1", s, T0 + s * DAY) for s in (1, 2)], T0 + 2 * DAY))
+    key = store.customer_key("c-1")
+    data = redis_client.get(key)
+    magic, mark, length, count, open_length = HEADER.unpack_from(data)
+    start = HEADER.size + open_length
+    s = state.score
+    old_head = bytes((ZSTD_1,)) + compressor("head", ZSTD_1).compress(msgspec.msgpack.encode(
+        Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons, encode_v2(state))))
+    redis_client.set(key, HEADER.pack(magic, mark, len(old_head), count, open_length)
+                     + data[HEADER.size:start] + old_head + data[start + length:])
+    assert store.load(["c-1"])["c-1"] == state
+    assert [e.seq for e in store.ledger("c-1")] == [1, 2]
+    loaded = store.load(["c-1"])["c-1"]
+    loaded.seen["evt-7-99"] = T0 + 3 * DAY
+    store.commit(commit_of(loaded, [entry("c-1", 3, T0 + 3 * DAY)], T0 + 3 * DAY))
+    data = redis_client.get(key)
+    assert Value("c-1", data).state() == loaded
+    assert data[HEADER.size + HEADER.unpack_from(data)[4]] == ZSTD_2     # the current codec
+    assert [e.seq for e in store.ledger("c-1")] == [1, 2, 3]
