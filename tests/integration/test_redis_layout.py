@@ -229,3 +229,30 @@ def test_a_value_written_by_the_previous_state_version_reads_and_is_rewritten(
     assert Value("c-1", data).state() == loaded
     assert data[HEADER.size + HEADER.unpack_from(data)[4]] == ZSTD_2     # the current codec
     assert [e.seq for e in store.ledger("c-1")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("head", [
+    bytes((9,)) + b"from a newer release",                 # a head codec this release lacks
+    bytes((2,)) + b"\x28\xb5\x2f\xfd not zstd at all",     # corrupt compressed bytes
+    b"\x00" + b"\x97\x01",                                  # raw, but not a score row
+    b"",                                                    # no head at all
+])
+def test_a_stored_value_that_cannot_be_decoded_is_a_permanent_error_without_the_customer(
+        store: RedisStore, redis_client: redis.Redis, head: bytes) -> None:
+    # A worker or `run` meeting such a value must stop with one clear line (retrying cannot
+    # help), not loop on a raw msgspec/zstd traceback; the message names no customer.
+    from valeur_monitor.store.record import HEADER
+
+    state = CustomerState("c-secret-42", clock=T0)
+    store.commit(commit_of(state, [entry("c-secret-42", 1, T0)], T0))
+    key = store.customer_key("c-secret-42")
+    data = redis_client.get(key)
+    magic, mark, length, count, open_length = HEADER.unpack_from(data)
+    start = HEADER.size + open_length
+    redis_client.set(key, HEADER.pack(magic, mark, len(head), count, open_length)
+                     + data[HEADER.size:start] + head + data[start + length:])
+    with pytest.raises(StorePermanentError, match="cannot decode") as caught:
+        store.load(["c-secret-42"])
+    assert "c-secret-42" not in str(caught.value)
+    assert "Nothing was written" in str(caught.value)
+    assert store.load(["c-other"])["c-other"] == CustomerState("c-other")
