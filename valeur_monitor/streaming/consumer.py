@@ -66,20 +66,28 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 busy = time.monotonic() - fetched
                 stale = busy > TOP_UP_AFTER and self._buffered()
                 records, active = await self._wait_next_records(1.0)
-                if records and stale and _count(records) < self._max_records():
+                generation: int = self.app.consumer_generation_id
+                if (records and stale and self.flow_active
+                        and _count(records) < self._max_records()):
                     more, _ = await self._wait_next_records(min(busy, TOP_UP_WAIT))
                     records = _joined(records, more)
                 fetched = time.monotonic()
                 await asyncio.sleep(0)
                 if not records or self.should_stop:
                     continue
-                if not self.flow_active:       # rebalancing: read again from the commits
+                # Rebalancing, or a rebalance happened during the top-up (a fetch waits for
+                # the flow to resume): the first fetch's records may belong to partitions this
+                # worker no longer owns. Read again from the committed offsets.
+                if self._rebalanced(generation):
                     await self.perform_seek()
                     continue
                 batch = await self._batch(records, active)
+                if self._rebalanced(generation):
+                    await self.perform_seek()
+                    continue
                 if batch:
                     try:
-                        await sink.consume(batch, self._acker(batch))
+                        await sink.consume(batch, self._acker(batch, generation))
                     except Exception as exc:    # permanent (auth, OOM, data lost) or a bug:
                         from valeur_monitor.streaming.app import fatal  # fail-stop, unacked,
 
@@ -96,6 +104,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
+    def _rebalanced(self, generation: int) -> bool:
+        return not self.flow_active or self.app.consumer_generation_id != generation
+
     def _buffered(self) -> bool:
         """Whether aiokafka holds fetched records not yet returned (then no fetch is pending
         for their broker: what arrived since is still there). True when it cannot tell."""
@@ -106,8 +117,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _max_records(self) -> int:
         return int(self.app.conf.broker_max_poll_records or 0) or 1 << 30
 
-    def _acker(self, batch: list[Record]) -> Ack:
-        generation: int = self.app.consumer_generation_id
+    def _acker(self, batch: list[Record], generation: int) -> Ack:
+        """Acks under the generation the records were fetched in (stale after a rebalance)."""
 
         def ack() -> None:
             self.ack_batch(batch, generation)

@@ -2,10 +2,13 @@
 
 `WorkerRuntime` orders the steps of every batch so that the Redis commit is the commit point:
 
-    process (commit staged, then encoded) -> publish outputs, wait for acks -> apply the
-    commit -> ack offsets
+    process (outputs built, then the commit encoded) -> publish the outputs (once the batch
+    before is committed; started while the commit is still encoded), wait for acks -> apply
+    the commit -> ack offsets
 
-and pipelines batches: N+1 is processed while N is published and applied (in that order).
+and pipelines batches: N+1 is processed while N is published and applied (in that order). An
+attempt that fails before its commit is encoded withdraws the outputs still waiting to go out
+(`_abandon`); outputs already sent stay sent (at-least-once outputs, docs/streaming.md).
 The synchronous steps are `StreamPipeline`'s (`streaming/pipeline.py`); the exactly-once
 argument is in its docstring.
 """
@@ -123,21 +126,31 @@ class WorkerRuntime(Supervised):
             await self._reload_if_asked()
             began = time.perf_counter()
             previous = self._inflight
-            publishing: list[asyncio.Task[bool]] = []
+            publishing: list[_Outgoing] = []
 
             def processed(step: Step) -> None:
                 # In the loop, as soon as the outputs are built: they are published (after
                 # N-1's commit) while the processing thread still encodes N's commit.
-                publishing.append(asyncio.create_task(self._publish(step, previous)))
+                out = _Outgoing()
+                out.task = asyncio.create_task(self._publish(step, previous, out))
+                publishing.append(out)
 
-            step = await self._retry("process", lambda: self._process(records, processed),
-                                     undo=self._undo)
+            def undo() -> None:
+                _abandon(publishing)
+                self._undo()
+
+            try:
+                step = await self._retry("process", lambda: self._process(records, processed),
+                                         undo=undo)
+            except BaseException:
+                _abandon(publishing)     # a batch that will not commit: publish none of it
+                raise
             self.health.seconds["process"] += time.perf_counter() - began
             if self.fault is not None:
                 self.fault.reached("after-process")
             await self._settle()            # N-1 done: offsets and commits stay in order
             self._inflight = asyncio.create_task(
-                self._finish(step, ack, batch=True, published=publishing[-1]))
+                self._finish(step, ack, batch=True, published=publishing[-1].task))
 
     async def flushed(self) -> None:
         """Wait until every batch handed over so far is committed and acked."""
@@ -178,13 +191,18 @@ class WorkerRuntime(Supervised):
         step.pending = self.pipeline.prepare()
         return step
 
-    async def _publish(self, step: Step, previous: asyncio.Task[None] | None) -> bool:
+    async def _publish(self, step: Step, previous: asyncio.Task[None] | None,
+                       out: _Outgoing | None = None) -> bool:
         """Publish a processed batch's outputs once the batch before it is committed (acks
         stay in order); False, publishing nothing, if that batch failed (`consume` raises)."""
         if previous is not None:
             await asyncio.wait([previous])
             if previous.cancelled() or previous.exception() is not None:
                 return False
+        # From here the outputs go out: `_abandon` no longer cancels this task (a failed
+        # attempt then publishes again on its retry: at-least-once, as after a crash).
+        if out is not None:
+            out.sending = True
         began = time.perf_counter()
         if step.messages:
             await self._retry("publish", lambda: self.publisher.publish(step.messages))
@@ -240,3 +258,22 @@ class WorkerRuntime(Supervised):
         if not self.pipeline.assigned:
             return False, "waiting for a partition assignment"
         return super().ready()
+
+
+
+class _Outgoing:
+    """One processing attempt's publishing: cancellable until it starts sending."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[bool] | None = None
+        self.sending = False
+
+
+def _abandon(outgoing: list[_Outgoing]) -> None:
+    """A failed attempt's outputs: not published if their task still waits for the batch
+    before (the usual case while a batch is in flight). A task already sending is let finish:
+    outputs are at-least-once (docs/streaming.md), and a half-cancelled send helps no one."""
+    for out in outgoing:
+        if out.task is not None and not out.sending:
+            out.task.cancel()
+    outgoing.clear()
