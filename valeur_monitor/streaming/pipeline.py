@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from valeur_monitor.codec import decode
+from valeur_monitor.codec import decode, record_bytes
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import EventError
@@ -142,8 +142,9 @@ class StreamPipeline:
             try:
                 event = decode(value)
             except EventError as exc:
-                # a tombstone (null value) is kept as no bytes, the reason saying what it was
-                result.dead_letters.append(DeadLetter(value or b"", exc.reason, exc.detail))
+                # the bytes kept as the codec keeps them (b"" for a tombstone: the reason says)
+                result.dead_letters.append(DeadLetter(record_bytes(value)[0], exc.reason,
+                                                      exc.detail))
                 continue
             assert value is not None    # decoded, so it had bytes
             home = part(event.customer)
