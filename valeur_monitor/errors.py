@@ -71,6 +71,11 @@ class StorePermanentError(StoreError):
     """Retrying cannot help: authentication, ACL, script error, OOM with noeviction, config."""
 
 
+class StoreValueUndecodable(StorePermanentError, ValueError):
+    """A stored customer value this release cannot decode: written by a newer release (a state
+    version or head codec it does not know) or corrupted. A ValueError too: it is bad data."""
+
+
 class StoreDataLost(StorePermanentError):
     """Redis lost (or rolled back) data this process wrote: restart without persistence, flush,
     failover to an empty replica. Writing on would mix old and new states."""

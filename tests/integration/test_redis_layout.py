@@ -256,3 +256,6 @@ def test_a_stored_value_that_cannot_be_decoded_is_a_permanent_error_without_the_
     assert "c-secret-42" not in str(caught.value)
     assert "Nothing was written" in str(caught.value)
     assert store.load(["c-other"])["c-other"] == CustomerState("c-other")
+    # the readers (API, explain, export) meet the same value the same way: one clear error
+    with pytest.raises(StorePermanentError, match="cannot decode"):
+        RedisReader(store.client).score("c-secret-42")

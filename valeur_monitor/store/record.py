@@ -35,6 +35,7 @@ import zstandard
 
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
+from valeur_monitor.errors import StoreValueUndecodable
 from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.record_types import Entry as _Entry
 from valeur_monitor.store.record_types import Row
@@ -163,7 +164,10 @@ class Value:
     def row(self) -> Row:
         if self._row is None:
             head = memoryview(self._data)[self._head_start:self._head_end]
-            self._row = _row_decoder.decode(_unpack("head", head))
+            try:
+                self._row = _row_decoder.decode(_unpack("head", head))
+            except Exception as exc:
+                raise undecodable(exc) from exc
         return self._row
 
     def score(self) -> ScoreView:
@@ -172,7 +176,11 @@ class Value:
                          dict(r.reasons))
 
     def state(self) -> CustomerState:
-        return decode_state(self.row().state)
+        row = self.row()
+        try:
+            return decode_state(row.state)
+        except Exception as exc:
+            raise undecodable(exc) from exc
 
     def state_bytes(self) -> bytes:
         return self.row().state
@@ -205,8 +213,22 @@ class Value:
         return self._entry(frames[-1][2]) if frames else None
 
     def _entry(self, payload: memoryview) -> LedgerEntry:
-        entry = decode_entry(_unpack("entry", payload))
+        try:
+            entry = decode_entry(_unpack("entry", payload))
+        except Exception as exc:
+            raise undecodable(exc) from exc
         return msgspec.structs.replace(entry, customer=self.customer)
+
+
+def undecodable(exc: Exception) -> StoreValueUndecodable:
+    """Whatever fails while decoding a stored value's bytes (zstd, msgpack, a state version or
+    codec this release does not know) means the same to every reader and writer: retrying cannot
+    help, and a raw traceback would loop a worker. No customer id: the message reaches logs."""
+    return StoreValueUndecodable(
+        f"Redis holds a customer value this version cannot decode ({type(exc).__name__}: "
+        f"{exc}). Nothing was written. Written by a newer release: upgrade every worker, `run` "
+        "and API process before they read it. Corrupted: restore it from a backup, or delete "
+        "that customer's key and replay its events", operation="load")
 
 
 def encode_open(counts: list[tuple[str, int]]) -> bytes:

@@ -161,16 +161,9 @@ class RedisStore:
             return {}
         out: dict[str, CustomerState] = {}
         for customer, value in zip(wanted, self._values(wanted, "load"), strict=True):
-            out[customer] = self._state(value) if value is not None else CustomerState(customer)
+            # a value that cannot be decoded raises StorePermanentError (record.undecodable)
+            out[customer] = value.state() if value is not None else CustomerState(customer)
         return out
-
-    def _state(self, value: Value) -> CustomerState:
-        try:
-            return value.state()
-        # Whatever fails while decoding stored bytes (zstd, msgpack, a version this release does
-        # not know) means the same: retrying cannot help, and a raw traceback would loop.
-        except Exception as exc:
-            raise StorePermanentError(self._undecodable(exc), operation="load") from exc
 
     def _values(self, customers: list[str], operation: str) -> list[Value | None]:
         """The stored values of these customers (None: unknown), one round trip."""
@@ -262,14 +255,6 @@ class RedisStore:
                 f"version reads and writes key layout {K.LAYOUT} (one key per customer). "
                 "Nothing was written. Stop the writers and run `valeur-monitor store migrate`, "
                 "or start over into an empty store (a re-run of the input rebuilds it)")
-
-    def _undecodable(self, exc: Exception) -> str:
-        # No customer id here: the message goes to logs (find the key with a SCAN if needed).
-        return (f"Redis at {self.url} (prefix {self.keys.prefix!r}) holds a customer value "
-                f"this version cannot decode ({type(exc).__name__}: {exc}). Nothing was "
-                "written. Written by a newer release: upgrade every worker, `run` and API "
-                "process before they read it. Corrupted: restore it from a backup, or delete "
-                "that customer's key and replay its events")
 
     def _lost(self, reply: str) -> str:
         why = ("was restarted without persistence, flushed or failed over to an empty replica"
