@@ -16,6 +16,7 @@ from valeur_monitor.codec import default_codec
 
 LIVE_FLUSH = 0.2  # seconds without new input after which received lines are processed
 CHUNK = 1 << 20   # bytes read at a time (files and pipes)
+BOM = b"\xef\xbb\xbf"  # UTF-8 signature that Windows tools put before a file's first line
 
 
 def open_input(name: str) -> BinaryIO:
@@ -72,12 +73,17 @@ def read_batches(stream: BinaryIO, size: int,
 
 class LineSplitter:
     """Bytes in, complete non-blank lines out; a line over `limit` is cut to its first
-    `limit + 2` bytes (enough for the codec to call it too large) and the rest is skipped."""
+    `limit + 2` bytes (enough for the codec to call it too large) and the rest is skipped.
+
+    A UTF-8 signature (BOM) before the first line is dropped: it marks the file's encoding,
+    not the record (RFC 8259 lets a parser ignore it), and Excel or PowerShell exports start
+    with one; anywhere else it stays part of its line (and the codec refuses that line)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit + 1        # the newline does not count against the record limit
         self._parts: list[bytes] = []  # the unfinished line, in pieces (joined once: linear)
         self._size = 0
+        self._first = True            # the next line taken is the input's first
 
     def feed(self, chunk: bytes) -> list[bytes]:
         pieces = chunk.split(b"\n")
@@ -110,6 +116,12 @@ class LineSplitter:
         line = b"".join(self._parts)
         self._parts.clear()
         self._size = 0
+        if self._first:
+            # The first line always passes here (it is the first piece of some chunk), so
+            # this is the one place that sees the input's first bytes, however they were cut.
+            self._first = False
+            if line.startswith(BOM):
+                line = line[len(BOM):]
         return line
 
 
