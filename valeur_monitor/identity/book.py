@@ -31,7 +31,8 @@ class IdentityRow:
 
 def parse_identities(text: str, name: str, *, region: str | None = None) -> list[IdentityRow]:
     """Rows of a mapping file; IdentityError listing every problem as `file:line: message`."""
-    reader = csv.reader(io.StringIO(text))
+    # Excel's "CSV UTF-8" starts with a signature (BOM): not part of the header's first name.
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     problems: list[str] = []
     rows: list[IdentityRow] = []
     header = next(reader, None)

@@ -9,7 +9,7 @@ from typing import BinaryIO
 import orjson
 
 from valeur_monitor.errors import BrokerError
-from valeur_monitor.runner.inputs import open_input
+from valeur_monitor.runner.inputs import BOM, open_input
 from valeur_monitor.service import DeadLetter
 from valeur_monitor.settings import Settings
 from valeur_monitor.sources.mapper import Mapped, Mapper
@@ -20,6 +20,24 @@ LINES_PER_CHUNK = 2000
 
 def read_chunks(stream: BinaryIO, fmt: str) -> Iterator[tuple[bytes, int]]:
     """(bytes to map, bytes consumed) pieces: one JSON document, or batches of lines."""
+    skipped = _skip_signature(stream)
+    for chunk, consumed in _chunks(stream, fmt):
+        yield chunk, consumed + skipped
+        skipped = 0
+
+
+def _skip_signature(stream: BinaryIO) -> int:
+    """Drops a UTF-8 signature (BOM) that starts the file: it marks the encoding of Windows
+    exports, it is not part of the first payload (a JSON document would not parse with it)."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None and peek(len(BOM))[:len(BOM)] == BOM:
+        stream.read(len(BOM))
+        return len(BOM)
+    return 0
+
+
+def _chunks(stream: BinaryIO, fmt: str) -> Iterator[tuple[bytes, int]]:
+    """The pieces of `read_chunks`, from the first payload on."""
     if fmt == "json":
         data = stream.read(WHOLE_JSON_LIMIT + 1)
         if len(data) <= WHOLE_JSON_LIMIT:

@@ -50,3 +50,27 @@ def test_import_writes_events_and_dead_letters(tmp_path: Path) -> None:
 def test_import_needs_one_output() -> None:
     result = runner.invoke(app, ["import", "zendesk", "x.json"])
     assert result.exit_code == 2
+
+
+def test_import_reads_exports_and_identities_saved_with_a_signature(tmp_path: Path) -> None:
+    """Windows tools (Excel's "CSV UTF-8", PowerShell) start files with a UTF-8 BOM: the
+    export pages (one JSON document, or JSON lines) and the identities map the same."""
+    bom = b"\xef\xbb\xbf"
+    page = orjson.loads((DATA / "zendesk-export.jsonl").read_bytes().splitlines()[0])
+    pretty = orjson.dumps(page, option=orjson.OPT_INDENT_2)
+    files = {"plain": (pretty, (DATA / "identities.csv").read_bytes()),
+             "signed": (bom + pretty, bom + (DATA / "identities.csv").read_bytes())}
+    outputs = {}
+    for name, (export, identities) in files.items():
+        (tmp_path / f"{name}.json").write_bytes(export)
+        (tmp_path / f"{name}.csv").write_bytes(identities)
+        out = tmp_path / f"{name}.events.jsonl"
+        result = runner.invoke(app, ["import", "zendesk", str(tmp_path / f"{name}.json"),
+                                     "-o", str(out), "--identities",
+                                     str(tmp_path / f"{name}.csv"), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert not Path(f"{out}.dead.jsonl").exists() or not Path(
+            f"{out}.dead.jsonl").read_bytes()
+        outputs[name] = out.read_bytes()
+    assert outputs["plain"].count(b"\n") >= 3
+    assert outputs["signed"] == outputs["plain"]
