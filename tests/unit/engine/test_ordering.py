@@ -67,6 +67,28 @@ def test_older_than_the_late_horizon_is_refused() -> None:
     assert len(d.out.entries) == 1
 
 
+
+def test_dedupe_marks_are_dropped_exactly_when_they_age_out() -> None:
+    """Daily pruning keeps the marks the late horizon can still need, in arrival order, and no
+    others: the same marks whether or not a prune had anything to drop (21 days, 2 events a
+    day, some out of order)."""
+    from valeur_monitor.engine.event import format_time
+    d, horizon = Driver(RULES), 7 * 86_400_000
+    expected: dict[str, int] = {}
+    pruned, start = d.state.pruned, t("2026-11-02T08:00:00Z")
+    for i in range(42):
+        at = start + i * 43_200_000 - (3_600_000 if i % 5 == 3 else 0)
+        d.feed(ev(f"e{i}", "survey.answered", format_time(at), score=4),
+               until=format_time(at + 60_000))
+        expected[f"e{i}"] = at
+        if d.state.pruned != pruned:
+            pruned = d.state.pruned
+            expected = {k: v for k, v in expected.items() if v >= pruned - horizon}
+        assert list(d.state.seen.items()) == list(expected.items())
+    assert 10 <= len(d.state.seen) <= 16   # a week and a day of marks at most, never all 42
+    d.feed(ev("e41", "survey.answered", format_time(start + 41 * 43_200_000), score=4))
+    assert d.out.duplicates == 1
+
 def _story(customer: str, base: str) -> list[Event]:
     b = t(base)
 
