@@ -26,6 +26,7 @@ The codec byte names the dictionary, so a new one can be shipped while old value
 from __future__ import annotations
 
 import struct
+import threading
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -93,25 +94,44 @@ HEAD_CODEC, ENTRY_CODEC = ZSTD_2, ZSTD_1
 _HEAD, _ENTRY = bytes((HEAD_CODEC,)), bytes((ENTRY_CODEC,))
 
 
+_local = threading.local()
+
+
 @cache
 def _dictionary(kind: str, version: int) -> zstandard.ZstdCompressionDict:
     folder = resources.files("valeur_monitor.store") / "dicts"
     return zstandard.ZstdCompressionDict((folder / f"{kind}-{version}.zdict").read_bytes())
 
 
-@cache
 def compressor(kind: str, version: int) -> zstandard.ZstdCompressor:
-    """The compressor of a record kind with a dictionary version (made once per process)."""
-    # no frame magic, checksum or dictionary id: the codec byte says all that, and on
-    # records this small those 9 bytes would be a fifth of an entry
-    return zstandard.ZstdCompressor(level=LEVEL, dict_data=_dictionary(kind, version),
-                                    write_checksum=False, write_dict_id=False,
-                                    write_content_size=True)
+    """The compressor of a record kind with a dictionary version, one per thread: a zstandard
+    (de)compressor used by two threads at once can produce wrong bytes, and the worker encodes
+    a batch while its commit thread compresses the one before."""
+    found: dict[tuple[str, int], zstandard.ZstdCompressor] | None = getattr(
+        _local, "compressors", None)
+    if found is None:
+        found = _local.compressors = {}
+    comp = found.get((kind, version))
+    if comp is None:
+        # no frame magic, checksum or dictionary id: the codec byte says all that, and on
+        # records this small those 9 bytes would be a fifth of an entry
+        comp = found[(kind, version)] = zstandard.ZstdCompressor(
+            level=LEVEL, dict_data=_dictionary(kind, version), write_checksum=False,
+            write_dict_id=False, write_content_size=True)
+    return comp
 
 
-@cache
 def decompressor(kind: str, version: int) -> zstandard.ZstdDecompressor:
-    return zstandard.ZstdDecompressor(dict_data=_dictionary(kind, version))
+    """The decompressor of a record kind with a dictionary version, one per thread."""
+    found: dict[tuple[str, int], zstandard.ZstdDecompressor] | None = getattr(
+        _local, "decompressors", None)
+    if found is None:
+        found = _local.decompressors = {}
+    dec = found.get((kind, version))
+    if dec is None:
+        dec = found[(kind, version)] = zstandard.ZstdDecompressor(
+            dict_data=_dictionary(kind, version))
+    return dec
 
 
 def _unpack(kind: str, data: bytes | memoryview) -> bytes:
@@ -123,29 +143,65 @@ def _unpack(kind: str, data: bytes | memoryview) -> bytes:
     raise ValueError(f"unknown codec {mode} in a stored {kind} (written by a newer version?)")
 
 
+def head_raw(state: CustomerState) -> bytes:
+    """The head of a customer's value before its codec byte and compression: the score row
+    and the state bytes (msgpack)."""
+    s = state.score
+    return _row_encoder.encode(Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons,
+                                   encode_state(state)))
+
+
 def encode_head(state: CustomerState, *, compress: bool = True) -> bytes:
     """The head of a customer's value: its score row and its state bytes."""
-    s = state.score
-    raw = _row_encoder.encode(Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons,
-                                  encode_state(state)))
+    raw = head_raw(state)
     if not compress:
         return _RAW + raw
     return _HEAD + compressor("head", HEAD_CODEC).compress(raw)
 
 
-def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
-    """A window frame for one ledger entry (its customer is the key's: left out)."""
+def entry_raw(entry: LedgerEntry) -> bytes:
+    """A window frame's payload before its codec byte and compression (`encode_entry` without
+    the customer: the key's)."""
     e = entry
-    raw = ENTRY_MAGIC + _entry_encoder.encode(_Entry(   # `encode_entry` without the customer
+    return ENTRY_MAGIC + _entry_encoder.encode(_Entry(
         e.time, e.seq, "", e.rule, e.outcome, e.dimension, e.amount, e.value, e.events,
         e.explain, e.ref, e.team, e.channel, e.late, e.rules_version))
+
+
+def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
+    """A window frame for one ledger entry (its customer is the key's: left out)."""
+    raw = entry_raw(entry)
     payload = (_ENTRY + compressor("entry", ENTRY_CODEC).compress(raw) if compress
                else _RAW + raw)
+    return frame(entry.time, entry.seq, payload)
+
+
+def frame(time: int, seq: int, payload: bytes) -> bytes:
+    """A window frame: its header (time in s, seq, length), then the payload."""
     if len(payload) > MAX_PAYLOAD:
-        raise OverflowError(f"ledger entry {entry.seq} of {len(payload)} bytes (limit "
-                            f"{MAX_PAYLOAD})")
-    when = min(max(entry.time // 1000, 0), MAX_U32)
-    return FRAME.pack(when, entry.seq, len(payload)) + payload
+        raise OverflowError(f"ledger entry {seq} of {len(payload)} bytes (limit {MAX_PAYLOAD})")
+    return FRAME.pack(min(max(time // 1000, 0), MAX_U32), seq, len(payload)) + payload
+
+
+# A payload this short stays within MAX_PAYLOAD once compressed (zstd's bound: n + n/256 +
+# 64), so its compression may wait for the sending thread without moving where it can fail.
+SAFE_RAW = 65_000
+
+
+def compress_all(kind: str, raws: list[bytes]) -> list[bytes]:
+    """`raws` compressed (codec byte first) as `encode_head`/`encode_frame` would, byte for
+    byte, in one call that releases the GIL (python-zstandard's C backend): the commit thread
+    compresses while the next batch runs."""
+    if not raws:
+        return []
+    codec = HEAD_CODEC if kind == "head" else ENTRY_CODEC
+    prefix = _HEAD if kind == "head" else _ENTRY
+    comp = compressor(kind, codec)
+    if not hasattr(comp, "multi_compress_to_buffer"):   # pragma: no cover - CFFI backend
+        return [prefix + comp.compress(r) for r in raws]
+    data: list[Any] = raws          # the stubs want list[bytes | bytearray | memoryview]
+    out = comp.multi_compress_to_buffer(data, threads=1)
+    return [prefix + out[i].tobytes() for i in range(len(out))]
 
 
 class Value:
@@ -251,8 +307,12 @@ UPDATE = struct.Struct(">IHHI")     # state seq, new frames, open length, head l
 def encode_update(state: CustomerState, opened: bytes, frames: list[bytes], *,
                   compress: bool = True) -> bytes:
     """One customer's part of a commit (one script argument): its seq, counts, head, frames."""
-    head = encode_head(state, compress=compress)
-    return b"".join((UPDATE.pack(state.seq, len(frames), len(opened), len(head)), opened, head,
+    return update(state.seq, opened, encode_head(state, compress=compress), frames)
+
+
+def update(seq: int, opened: bytes, head: bytes, frames: list[bytes]) -> bytes:
+    """`encode_update` from a head and frames already encoded."""
+    return b"".join((UPDATE.pack(seq, len(frames), len(opened), len(head)), opened, head,
                      *frames))
 
 

@@ -45,6 +45,7 @@ from valeur_monitor.store.redis_commit import (
     EPOCH_MISMATCH,
     ROLLED_BACK,
     WRONG_LAYOUT,
+    Prepared,
     chunks,
     commit_call,
     decode_entry,
@@ -194,9 +195,10 @@ class RedisStore:
         if prepared is not None:
             self.apply(prepared)
 
-    def prepare(self, commit: Commit) -> tuple[list[str], list[Any]] | None:
+    def prepare(self, commit: Commit) -> Prepared | None:
         """Encode a commit for `apply` (None: nothing to write). The commit's states may change
-        in place afterwards: a worker processes its next batch while this one is applied."""
+        in place afterwards: a worker processes its next batch while this one is applied.
+        Compression is left to `apply` (`redis_commit.Prepared`): it runs without the GIL."""
         if not commit.states and not commit.due and commit.watermark <= 0:
             return None
         try:
@@ -207,9 +209,9 @@ class RedisStore:
             raise StorePermanentError(f"cannot encode the batch for Redis ({exc}); nothing "
                                       "was written", operation="commit") from None
 
-    def apply(self, prepared: tuple[list[str], list[Any]]) -> None:
+    def apply(self, prepared: Prepared) -> None:
         """Send a prepared commit: one script call (prepared commits go in order)."""
-        keys, args = prepared
+        keys, args = prepared.keys, prepared.arguments()
         self._run("commit", self._ensure_epoch)
         epoch = self._epoch
         assert epoch is not None

@@ -19,14 +19,20 @@ from valeur_monitor.store.census import open_rules
 from valeur_monitor.store.keys import Keys
 from valeur_monitor.store.record import (
     MAX_U32,
+    SAFE_RAW,
+    compress_all,
     decode_entry,
     encode_entry,
     encode_frame,
+    encode_head,
     encode_open,
-    encode_update,
+    entry_raw,
+    frame,
+    head_raw,
+    update,
 )
 
-__all__ = ["COMMIT_LUA", "commit_call", "decode_entry", "encode_entry", "num"]
+__all__ = ["COMMIT_LUA", "Prepared", "commit_call", "decode_entry", "encode_entry", "num"]
 
 # Error replies of the script (prefixes of the message), mapped to StoreDataLost by the store.
 EPOCH_MISMATCH = "VMEPOCH"
@@ -155,13 +161,47 @@ def num(value: float) -> str:
     return repr(float(value))
 
 
+class Prepared:
+    """A commit encoded for the script, but for the zstd compression of its heads and frames:
+    `arguments`, called by the thread that sends it, compresses them all in two calls that
+    release the GIL, so the next batches' engine work runs meanwhile (on another core). The
+    result is the same bytes as compressing each at once; it is kept for a retried send."""
+
+    def __init__(self, keys: list[str], common: list[Any], customers: list[tuple[int, bytes, int]],
+                 heads: list[bytes], frames: list[tuple[int, int, bytes]]) -> None:
+        self.keys = keys
+        self.common = common          # the script's arguments before the customers'
+        self.customers = customers    # (state seq, open counts, new frames) per customer
+        self.heads = heads            # raw heads, one per customer
+        self.frames = frames          # (time, seq, raw payload) of every new frame, in order
+        self._arguments: list[Any] | None = None
+
+    def arguments(self) -> list[Any]:
+        """The script's ARGV after the two epoch arguments (compressed on first use)."""
+        if self._arguments is None:
+            heads = compress_all("head", self.heads)
+            payloads = compress_all("entry", [raw for _, _, raw in self.frames])
+            args = list(self.common)
+            at = 0
+            for i, (seq, opened, count) in enumerate(self.customers):
+                framed = [frame(t, s, p) for (t, s, _), p in
+                          zip(self.frames[at:at + count], payloads[at:at + count], strict=True)]
+                at += count
+                args.append(update(seq, opened, heads[i], framed))
+            self._arguments = args
+            self.heads, self.frames = [], []
+        return self._arguments
+
+
 def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int | None = None,
-                *, compress: bool = True) -> tuple[list[str], list[Any]]:
-    """(KEYS, ARGV without the two epoch arguments) of the commit script for `commit`.
+                *, compress: bool = True) -> Prepared:
+    """The commit script's call for `commit` (KEYS, and ARGV without the two epoch arguments).
 
     Everything is encoded here, before anything is sent, so an encoding failure can never
-    leave a batch half-written. `ledger_max_age` (ms): window entries older than that behind
-    the commit's watermark are dropped (None: only the count bounds the window)."""
+    leave a batch half-written (only compression waits for `Prepared.arguments`: it cannot
+    fail, a payload too long to be sure of its compressed length is compressed here).
+    `ledger_max_age` (ms): window entries older than that behind the commit's watermark are
+    dropped (None: only the count bounds the window)."""
     entries: dict[str, list[LedgerEntry]] = {}
     for entry in commit.entries:
         entries.setdefault(entry.customer, []).append(entry)
@@ -170,16 +210,28 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
         raise ValueError(f"ledger entries for {len(missing)} customer(s) without a state in "
                          "the commit")
     key_list: list[str] = [keys.epoch, keys.watermark, keys.ranking, keys.due, keys.open_totals]
-    per_customer: list[bytes] = []
+    customers: list[tuple[int, bytes, int]] = []
+    heads: list[bytes] = []
+    frames: list[tuple[int, int, bytes]] = []
+    done: list[bytes] = []               # without compression: the arguments at once
     ranking: list[str] = []
     value_key = keys.value
     for customer, state in commit.states.items():
         mine = entries.get(customer, ())
         if len(mine) > 1:
             mine = sorted(mine, key=_seq)
-        per_customer.append(encode_update(
-            state, _open_counts(state),
-            [encode_frame(e, compress=compress) for e in mine], compress=compress))
+        opened = _open_counts(state)
+        if not compress:
+            done.append(update(state.seq, opened, encode_head(state, compress=False),
+                               [encode_frame(e, compress=False) for e in mine]))
+        else:
+            customers.append((state.seq, opened, len(mine)))
+            heads.append(head_raw(state))
+            for e in mine:
+                raw = entry_raw(e)
+                if len(raw) > SAFE_RAW:   # its length is checked now: raises OverflowError
+                    encode_frame(e)
+                frames.append((e.time, e.seq, raw))
         key_list.append(value_key(customer))
         ranking += (num(state.score.total), customer)
     due: list[str] = []
@@ -194,9 +246,8 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
         cutoff = min((commit.watermark - ledger_max_age) // 1000, MAX_U32)
     # the value's frame count is a u16: a window never holds more than 65,535 entries
     args: list[Any] = [str(commit.watermark), str(min(ledger_cap, 0xFFFF)), str(cutoff),
-                       _pack(ranking), _pack(due), _pack(undue), str(len(commit.states)),
-                       *per_customer]
-    return key_list, args
+                       _pack(ranking), _pack(due), _pack(undue), str(len(commit.states)), *done]
+    return Prepared(key_list, args, customers, heads, frames)
 
 
 # open rules of a state, in promise order -> the header's counts (few distinct lists: a state
