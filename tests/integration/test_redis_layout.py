@@ -146,6 +146,28 @@ def test_a_pipelined_commit_that_fails_is_raised_at_the_next_call(
     assert [e.seq for e in store.ledger("c-1")] == [1, 2]
 
 
+def test_a_pipelined_cache_asks_redis_only_for_customers_it_held_at_the_start(
+        store: RedisStore, redis_db_url: str, redis_client: redis.Redis) -> None:
+    old = CustomerState("old")
+    store.commit(commit_of(old, [entry("old", 1, T0)], T0))
+    inner = RedisStore.from_url(redis_db_url, ledger_cap=4)
+    cached = CachedStore(inner, pipelined=True, group=1)
+    states = cached.load(["old", "new"])
+    assert states["old"].seq == 1 and states["old"].score == old.score
+    assert states["new"] == CustomerState("new") and cached.loaded == 1   # "new": not asked
+    cached.commit(commit_of(states["new"], [entry("new", 1, T0)], T0))
+    cached.flush()
+    redis_client.hset("vm:epoch", "id", "someone-else")   # the data-loss check will refuse
+    cached.commit(commit_of(states["new"], [entry("new", 2, T0)], T0))
+    with pytest.raises(StoreError, match="lost data"):
+        cached.flush()
+    # after the failure the customers are read again: "new" is in Redis now, as committed
+    again = cached.load(["new", "other"])
+    assert again["new"].seq == 1 and cached.loaded == 2
+    assert again["other"] == CustomerState("other")
+    inner.close()
+
+
 def test_store_migrate_converts_a_layout_1_store(redis_db_url: str,
                                                  redis_client: redis.Redis) -> None:
     from valeur_monitor.engine.state import encode_state

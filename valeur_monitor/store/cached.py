@@ -12,12 +12,18 @@ used further: the due index and the watermark are kept here too (the due index r
 store once), so nothing waits for Redis between batches. Commits of up to `group` batches are
 merged — 1, 2, 4... batches at the start of a run, so a short run or one that fails early still
 commits batch by batch — and a customer touched by several of them is encoded once, in its
-latest state. They are encoded in the caller's thread and sent by one background thread while
-the next batches run; at most one is in flight and they reach Redis in order, each
-all-or-nothing. `flush` (readers call it through `reader_of`) and `close` send and wait for
-everything. A failure is raised by the next
+latest state. They are encoded in the caller's thread (compressed by the sending thread:
+`redis_commit.Prepared`) and sent by one background thread while the next batches run; at most
+one is in flight and they reach Redis in order, each all-or-nothing. `flush` (readers call it
+through `reader_of`) and `close` send and wait for everything. A failure is raised by the next
 commit or flush. Redis may lag the run by a few batches whose outputs were already written: a
 crash is repaired, as before, by running the input again (dedupe marks skip what Redis has).
+
+Being the only writer also means that a customer this process has not committed is in Redis
+only if it was there at the start: the store's customers (its ranking ZSET) are read once, like
+the due index, and a customer not among them starts empty without a round trip (each such
+round trip waited behind the commit script running on the server). After a failed commit they
+are read again.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from valeur_monitor.store.memory import DueIndex
 
 GROUP = 8               # batches merged into one Redis commit
 GROUP_STATES = 20_000   # ...or fewer when that many customers are waiting
+KNOWN_MAX = 1_000_000   # customers read at the start at most (beyond, each load asks Redis)
 
 
 class CachedStore:
@@ -53,15 +60,36 @@ class CachedStore:
         self._next_group = 1       # grows to `group`: 1, 2, 4, ... batches per Redis commit
         self._due: DueIndex | None = None
         self._watermark: int | None = None
+        self._known: set[str] | None = None    # customers in Redis at the start (pipelined)
+        self._known_read = False
 
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         cache = self.cache
         wanted = list(customers)
         missing = [c for c in wanted if c not in cache]
+        if missing and self._prepare is not None:
+            known = self._known_customers()
+            if known is not None:
+                for c in missing:
+                    if c not in known:
+                        cache[c] = CustomerState(c)
+                missing = [c for c in missing if c in known]
         if missing:   # never committed by this process: what the inner store has is current
             cache.update(self.inner.load(missing))
             self.loaded += len(missing)
         return {c: cache[c] for c in wanted}
+
+    def _known_customers(self) -> set[str] | None:
+        """The customers the store held when read (None: too many to keep, ask each time)."""
+        if not self._known_read:
+            self._wait()
+            inner: Any = self.inner
+            client, key = inner.client, inner.keys.ranking
+            count = int(client.zcard(key))
+            self._known = (set() if count == 0 else None if count > KNOWN_MAX else
+                           {m.decode() for m in client.zrange(key, 0, -1)})
+            self._known_read = True
+        return self._known
 
     def commit(self, commit: Commit) -> None:
         if self._prepare is None:
@@ -119,6 +147,7 @@ class CachedStore:
         self.cache.clear()
         self._merged, self._batches = None, 0
         self._due, self._watermark = None, None
+        self._known, self._known_read = None, False   # read again: Redis holds what it holds
 
     def flush(self) -> None:
         """Send every merged commit and wait until Redis has applied them."""
