@@ -34,8 +34,9 @@ from typing import Any
 import msgspec
 import zstandard
 
+from valeur_monitor.engine import compact
 from valeur_monitor.engine.ledger import LedgerEntry
-from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
+from valeur_monitor.engine.state import CustomerState, decode_state
 from valeur_monitor.errors import StoreValueUndecodable
 from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.record_types import Entry as _Entry
@@ -148,7 +149,7 @@ def head_raw(state: CustomerState) -> bytes:
     and the state bytes (msgpack)."""
     s = state.score
     return _row_encoder.encode(Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons,
-                                   encode_state(state)))
+                                   compact.encode(state)))   # = encode_state, called directly
 
 
 def encode_head(state: CustomerState, *, compress: bool = True) -> bytes:
