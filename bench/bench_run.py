@@ -20,11 +20,13 @@ from pathlib import Path
 import orjson
 
 from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.runner.embedded import EmbeddedRunner
 from valeur_monitor.runner.inputs import read_batches
 from valeur_monitor.runner.sharded import ShardedRunner
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
-from valeur_monitor.store.memory import MemoryStore
+from valeur_monitor.store.base import Store
+from valeur_monitor.store.factory import open_store
 
 
 def bare_loop(path: Path) -> float:
@@ -37,11 +39,17 @@ def bare_loop(path: Path) -> float:
     return time.perf_counter() - began
 
 
+def run_store(rules: RuleSet) -> Store:
+    """The memory store as `run` opens it (cli/run_cmd.py): the rules' ledger window."""
+    return open_store("memory", ledger_cap=rules.settings.ledger_cap,
+                      ledger_max_age=rules.settings.ledger_max_age, cache=True)
+
+
 def embedded_run(path: Path) -> float:
     """The real pipeline of `valeur-monitor run` (decode, engine, memory store), no output."""
     rules = load_rules(["rules"])
     began = time.perf_counter()
-    runner = EmbeddedRunner(rules, MemoryStore())
+    runner = EmbeddedRunner(rules, run_store(rules))
     with path.open("rb") as fh:
         for batch in read_batches(fh, 2000):
             runner.feed(batch)

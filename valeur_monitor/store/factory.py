@@ -17,11 +17,15 @@ def open_store(url: str, *, ledger_cap: int | None = None,
                cache: bool = False) -> Store:
     """The store for `url`; Redis connects with `options` (settings.redis_options()).
 
-    `ledger_cap`/`ledger_max_age`: the Redis window of each customer's ledger (count, ms);
+    `ledger_cap`/`ledger_max_age`: the window of each customer's ledger (count, ms; the memory
+    store keeps the count window, None: every entry);
     `cache`: keep loaded states in memory and pipeline commits (store/cached.py) — only for a
     process that is the store's one writer (`run`); a worker keeps its own per-partition cache."""
     if url in ("", "memory", "memory://"):
-        return MemoryStore(ledger_cap=None)
+        # the same count window as Redis (`run --serve`, `explain` read it); every entry goes to
+        # the ledger sink. Keeping all of them grew `run`'s heap by ≈ 150 MB a week and without
+        # bound under `run --follow` (docs/benchmarks.md, "Engine, sixth wave")
+        return MemoryStore(ledger_cap=ledger_cap)
     if url.lower().startswith(("redis://", "rediss://", "unix://")):
         from valeur_monitor.store.redis import RedisStore
 
