@@ -10,7 +10,6 @@ own CLI: ``faust --datadir /tmp/vm -A valeur_monitor.streaming.app worker`` (the
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import random
@@ -33,6 +32,7 @@ from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
 from valeur_monitor.store.census import census_for
 from valeur_monitor.store.factory import open_store
+from valeur_monitor.streaming import heap
 from valeur_monitor.streaming.clock import StreamClock, key_hash
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
 from valeur_monitor.streaming.consumer import install
@@ -42,7 +42,6 @@ from valeur_monitor.streaming.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 EXIT_FATAL = 70
-GC_THRESHOLDS = (50_000, 20, 100)   # gen0 allocations, gen0 runs per gen1, gen1 per gen2
 # The processing thread holds the GIL while the loop publishes the batch before and the commit
 # thread sends it: each of their steps waits up to this for the GIL (Python's default: 5 ms).
 SWITCH_INTERVAL = 0.001
@@ -176,10 +175,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                               clock=StreamClock(worker.clock, rules.settings.lateness,
                                                 idle_after=int(worker.idle_after * 1000)))
     runtime = WorkerRuntime(pipeline, FaustPublisher(app), metrics)
-    # The states of owned partitions stay in memory: with the default thresholds the cyclic GC
-    # walks all of them every ~70k allocations (≈ 13 % of a busy worker's time, measured).
-    # Nearly everything is freed by reference counting; cycles are still collected, rarely.
-    gc.set_threshold(*GC_THRESHOLDS)
+    # The states of owned partitions stay in memory: the cyclic GC must not walk them often
+    # (≈ 13 % of a busy worker's time with the default thresholds, measured), nor pause long.
+    heap.configure()
+    runtime.settle_heap = heap.settle
     sys.setswitchinterval(SWITCH_INTERVAL)
     # `rules reload` / SIGHUP: the runtime switches rules between batches (valeur_monitor/reload)
     runtime.reloader = Reloader(settings.rule_paths(), settings.rules_label, metrics.registry)

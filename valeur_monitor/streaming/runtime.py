@@ -62,12 +62,16 @@ class WorkerRuntime(Supervised):
         self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
         self._inflight: asyncio.Task[None] | None = None   # the batch being published/applied
         self._retrying = False
+        # Called between batches after an assignment or a reload (the app sets heap.settle)
+        self.settle_heap: Callable[[], None] | None = None
 
     async def _reload_if_asked(self) -> None:
         """Between batches, under the lock: switch rules if a reload was requested."""
         if self.reloader is not None and self.reloader.requested:
             await self._settle()
             self.reloader.apply(self.pipeline.processor, self.positions, self.pipeline.reached)
+            if self.settle_heap is not None:
+                self.settle_heap()
 
     async def _settle(self) -> None:
         """Wait until the batch in flight is published, applied and acked (re-raises its
@@ -86,6 +90,8 @@ class WorkerRuntime(Supervised):
         async with self.lock:
             await self._settle()
             self.pipeline.assign(partitions, total)
+            if self.settle_heap is not None:
+                self.settle_heap()
         self._assignment.set()
         log.info("assigned partitions %s of %d", sorted(partitions), total)
 

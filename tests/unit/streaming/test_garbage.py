@@ -1,9 +1,11 @@
 """A batch leaves no reference cycles: its records, outputs and tasks are freed by reference
-counting, not by the cyclic GC (whose pauses over them made the worker's latency tail)."""
+counting, not by the cyclic GC (whose pauses over them made the worker's latency tail); the
+worker's GC policy (streaming/heap.py)."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 
@@ -12,10 +14,12 @@ import pytest
 from tests.unit.streaming.fakes import RecordingPublisher, SharedStore, records_for
 from tests.unit.streaming.test_pipeline import LINES, PARTITIONS, pipeline
 from valeur_monitor.engine import compact  # noqa: F401  # imported lazily by the state codec:
+from valeur_monitor.streaming import heap
 from valeur_monitor.streaming.outputs import Record  # its import leaves msgspec's type cycles
 from valeur_monitor.streaming.runtime import WorkerRuntime
 
 pytestmark = pytest.mark.unit
+THRESHOLDS_BEFORE = gc.get_threshold()
 
 
 @pytest.fixture
@@ -58,3 +62,42 @@ async def test_pipelined_batches_leave_no_cyclic_garbage(saved_garbage: list[obj
     assert kinds == Counter(), f"left to the cyclic GC by {len(batches)} batches: {kinds}"
     assert acked == list(range(len(batches)))
     assert warm.pipeline.scope.commits == runtime.pipeline.scope.commits > 0
+
+
+class Node:
+    """A reference cycle (itself), observable through a weak reference."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_freezes_survivors_and_still_collects_what_it_froze_before() -> None:
+    try:
+        node = Node()
+        alive = weakref.ref(node)
+        heap.settle()
+        assert gc.get_freeze_count() > 0        # the survivors: out of later collections
+        del node
+        gc.collect()
+        assert alive() is not None              # frozen: not collected...
+        heap.settle()
+        assert alive() is None                  # ...until the next assignment or reload
+    finally:
+        gc.unfreeze()
+
+
+async def test_an_assignment_settles_the_heap_between_batches() -> None:
+    store = SharedStore()
+    runtime = WorkerRuntime(pipeline(store, set(range(PARTITIONS))), RecordingPublisher())
+    settled: list[set[int]] = []
+    runtime.settle_heap = lambda: settled.append(set(runtime.pipeline.clock.owned))
+    records = records_for(LINES, PARTITIONS)
+    await runtime.consume(records[:200])
+    await runtime.assign({0, 1}, PARTITIONS)
+    assert settled == [{0, 1}] and runtime._inflight is None   # after the batch, new owner
+    heap.configure()
+    try:
+        assert gc.get_threshold() == heap.THRESHOLDS
+    finally:
+        gc.set_threshold(*THRESHOLDS_BEFORE)
+
