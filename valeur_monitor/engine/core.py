@@ -162,20 +162,23 @@ class Engine:
         """Repeat slots still able to count: an event may come as late as `horizon`, and it
         counts the times within its rule's window before it; older times (and slots of rules
         no longer loaded) are dropped, so distinct keys cannot grow the state for ever."""
+        within_of = self._repeat_within
+        for slot, times in repeats.items():  # first: is anything to drop? (rarely, in a week)
+            within = within_of.get(slot.split("\x1f", 1)[0])
+            if within is None or not times or min(times)[0] <= horizon - within:
+                break
+        else:
+            return repeats  # nothing aged out: the same dict, no copy
         kept: dict[str, list[tuple[int, str]]] = {}
-        changed = False
         for slot, times in repeats.items():
-            within = self._repeat_within.get(slot.split("\x1f", 1)[0])
+            within = within_of.get(slot.split("\x1f", 1)[0])
             if within is None:
-                changed = True
                 continue
             cut = horizon - within
-            live = [(at, ref) for at, ref in times if at > cut]
-            if len(live) != len(times):
-                changed = True
+            live = [pair for pair in times if pair[0] > cut]
             if live:
                 kept[slot] = live
-        return kept if changed else repeats  # nothing aged out: the same dict
+        return kept
 
     def next_due(self, state: CustomerState) -> int:
         """Earliest instant at which advancing this customer does something; -1 for never."""
@@ -204,7 +207,8 @@ class Engine:
                 continue  # no key, no repetition to count
             slot = f"{rrule.id}\x1f{key}"
             horizon = event.time - rrule.within
-            times = [(at, ref) for at, ref in state.repeats.get(slot, ()) if at > horizon]
+            # the kept (time, ref) pairs themselves, not copies of them
+            times = [pair for pair in state.repeats.get(slot, ()) if pair[0] > horizon]
             if rrule.merge and event.ref and _merges(times, event, rrule.merge):
                 state.repeats[slot] = times
                 continue  # the same contact seen twice (e.g. a call that opened a request)
