@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,7 +51,7 @@ def test_prepared_arguments_are_the_bytes_of_compressing_each_at_once(
     for name, (total, entries, reasons) in customers.items():
         state = CustomerState(name, seq=entries, score=Score(total=total), reasons=reasons)
         commit.states[name] = state
-        commit.due[name] = -1
+        commit.due[name] = -1 if entries % 2 else 1_794_000_100_000 + entries
         # out of seq order: the commit sorts a customer's entries by seq
         commit.entries += [entry(name, s) for s in reversed(range(1, entries + 1))]
     prepared = commit_call(Keys("t:"), commit, 20, 30 * 86_400_000)
@@ -58,12 +59,19 @@ def test_prepared_arguments_are_the_bytes_of_compressing_each_at_once(
                               [encode_frame(entry(name, s))
                                for s in range(1, state.seq + 1)])
                 for name, state in commit.states.items()]
-    args = prepared.arguments()
+    keys, args = prepared.call()
     assert args[7:] == expected
     assert args[6] == str(len(customers))
-    assert prepared.arguments() is args          # a retried send sends the same bytes
+    assert keys == ["t:epoch", "t:watermark", "t:ranking", "t:due", "t:open-promises",
+                    *(f"t:{{c:{c}}}" for c in customers)]
+    assert msgspec.msgpack.decode(args[3]) == [
+        x for c, s in commit.states.items() for x in (repr(float(s.score.total)), c)]
+    assert msgspec.msgpack.decode(args[4]) == [
+        x for c, at in commit.due.items() if at >= 0 for x in (str(at), c)]
+    assert msgspec.msgpack.decode(args[5]) == [c for c, at in commit.due.items() if at < 0]
+    assert prepared.call()[1] is args            # a retried send sends the same bytes
     plain = commit_call(Keys("t:"), commit, 20, 30 * 86_400_000, compress=False)
-    assert plain.arguments()[7:] == [
+    assert plain.call()[1][7:] == [
         encode_update(state, _open_counts(state),
                       [encode_frame(entry(name, s), compress=False)
                        for s in range(1, state.seq + 1)], compress=False)
@@ -104,5 +112,5 @@ def test_an_entry_too_long_once_compressed_is_refused_when_prepared() -> None:
     # long but compressible: accepted, its frame compressed within the limit
     long_ok = entry("a", 2, "abc" * 30_000)
     commit = Commit(states={"a": state}, entries=[long_ok], watermark=1)
-    args = commit_call(Keys("t:"), commit, 20).arguments()
+    args = commit_call(Keys("t:"), commit, 20).call()[1]
     assert args[7] == encode_update(state, _open_counts(state), [encode_frame(long_ok)])

@@ -36,7 +36,7 @@ from valeur_monitor.engine.state import CustomerState
 from valeur_monitor.store.base import Commit, Store
 from valeur_monitor.store.memory import DueIndex
 
-GROUP = 8               # batches merged into one Redis commit
+GROUP = 16              # batches merged into one Redis commit (see docs/benchmarks.md)
 GROUP_STATES = 20_000   # ...or fewer when that many customers are waiting
 KNOWN_MAX = 1_000_000   # customers read at the start at most (beyond, each load asks Redis)
 

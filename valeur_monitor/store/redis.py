@@ -211,7 +211,7 @@ class RedisStore:
 
     def apply(self, prepared: Prepared) -> None:
         """Send a prepared commit: one script call (prepared commits go in order)."""
-        keys, args = prepared.keys, prepared.arguments()
+        keys, args = prepared.call()
         self._run("commit", self._ensure_epoch)
         epoch = self._epoch
         assert epoch is not None

@@ -162,44 +162,67 @@ def num(value: float) -> str:
 
 
 class Prepared:
-    """A commit encoded for the script, but for the zstd compression of its heads and frames:
-    `arguments`, called by the thread that sends it, compresses them all in two calls that
-    release the GIL, so the next batches' engine work runs meanwhile (on another core). The
-    result is the same bytes as compressing each at once; it is kept for a retried send."""
+    """A commit encoded for the script, but for what needs no state any more: the zstd
+    compression of its heads and frames (two calls that release the GIL), the key names and
+    the ranking and due arguments. `call`, run by the thread that sends it, does that while
+    the next batches' engine work runs (on another core). The result is the same bytes as
+    doing it all at once; it is kept for a retried send."""
 
-    def __init__(self, keys: list[str], common: list[Any], customers: list[tuple[int, bytes, int]],
-                 heads: list[bytes], frames: list[tuple[int, int, bytes]]) -> None:
-        self.keys = keys
-        self.common = common          # the script's arguments before the customers'
-        self.customers = customers    # (state seq, open counts, new frames) per customer
+    def __init__(self, keys: Keys, common: list[Any], customers: list[str], totals: list[float],
+                 due: dict[str, int], parts: list[tuple[int, bytes, int]], heads: list[bytes],
+                 frames: list[tuple[int, int, bytes]], done: list[bytes]) -> None:
+        self.names = keys
+        self.common = common          # watermark, ledger cap, cutoff (ARGV 3-5)
+        self.customers = customers    # in commit order
+        self.totals = totals          # their score totals (the ranking)
+        self.due = due                # customer -> next due (-1: none)
+        self.parts = parts            # (state seq, open counts, new frames) per customer
         self.heads = heads            # raw heads, one per customer
         self.frames = frames          # (time, seq, raw payload) of every new frame, in order
-        self._arguments: list[Any] | None = None
+        self.done = done              # without compression: each customer's argument at once
+        self._call: tuple[list[str], list[Any]] | None = None
 
-    def arguments(self) -> list[Any]:
-        """The script's ARGV after the two epoch arguments (compressed on first use)."""
-        if self._arguments is None:
+    def call(self) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV (without the two epoch arguments) of the script; built on first use."""
+        if self._call is None:
+            names = self.names
+            key_list = [names.epoch, names.watermark, names.ranking, names.due,
+                        names.open_totals]
+            value_key = names.value
+            key_list += [value_key(c) for c in self.customers]
+            ranking: list[str] = []
+            for total, customer in zip(self.totals, self.customers, strict=True):
+                ranking += (num(total), customer)
+            due: list[str] = []
+            undue: list[str] = []
+            for customer, at in self.due.items():
+                if at >= 0:
+                    due += (str(at), customer)
+                else:
+                    undue.append(customer)
+            args = [*self.common, _pack(ranking), _pack(due), _pack(undue),
+                    str(len(self.customers)), *self.done]
             heads = compress_all("head", self.heads)
             payloads = compress_all("entry", [raw for _, _, raw in self.frames])
-            args = list(self.common)
             at = 0
-            for i, (seq, opened, count) in enumerate(self.customers):
-                framed = [frame(t, s, p) for (t, s, _), p in
+            for i, (seq, opened, count) in enumerate(self.parts):
+                framed = [frame(t, q, p) for (t, q, _), p in
                           zip(self.frames[at:at + count], payloads[at:at + count], strict=True)]
                 at += count
                 args.append(update(seq, opened, heads[i], framed))
-            self._arguments = args
+            self._call = (key_list, args)
             self.heads, self.frames = [], []
-        return self._arguments
+        return self._call
 
 
 def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int | None = None,
                 *, compress: bool = True) -> Prepared:
-    """The commit script's call for `commit` (KEYS, and ARGV without the two epoch arguments).
+    """The commit script's call for `commit`: KEYS and ARGV without the two epoch arguments
+    (`Prepared.call`).
 
-    Everything is encoded here, before anything is sent, so an encoding failure can never
-    leave a batch half-written (only compression waits for `Prepared.arguments`: it cannot
-    fail, a payload too long to be sure of its compressed length is compressed here).
+    Everything that reads a state is encoded here, before anything is sent, so an encoding
+    failure can never leave a batch half-written; what `Prepared.call` does later cannot fail
+    (a payload too long to be sure of its compressed length is compressed and checked here).
     `ledger_max_age` (ms): window entries older than that behind the commit's watermark are
     dropped (None: only the count bounds the window)."""
     entries: dict[str, list[LedgerEntry]] = {}
@@ -209,45 +232,35 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
     if missing:
         raise ValueError(f"ledger entries for {len(missing)} customer(s) without a state in "
                          "the commit")
-    key_list: list[str] = [keys.epoch, keys.watermark, keys.ranking, keys.due, keys.open_totals]
-    customers: list[tuple[int, bytes, int]] = []
+    parts: list[tuple[int, bytes, int]] = []
     heads: list[bytes] = []
     frames: list[tuple[int, int, bytes]] = []
-    done: list[bytes] = []               # without compression: the arguments at once
-    ranking: list[str] = []
-    value_key = keys.value
+    done: list[bytes] = []
+    totals: list[float] = []
     for customer, state in commit.states.items():
         mine = entries.get(customer, ())
         if len(mine) > 1:
             mine = sorted(mine, key=_seq)
         opened = _open_counts(state)
+        totals.append(state.score.total)
         if not compress:
             done.append(update(state.seq, opened, encode_head(state, compress=False),
                                [encode_frame(e, compress=False) for e in mine]))
-        else:
-            customers.append((state.seq, opened, len(mine)))
-            heads.append(head_raw(state))
-            for e in mine:
-                raw = entry_raw(e)
-                if len(raw) > SAFE_RAW:   # its length is checked now: raises OverflowError
-                    encode_frame(e)
-                frames.append((e.time, e.seq, raw))
-        key_list.append(value_key(customer))
-        ranking += (num(state.score.total), customer)
-    due: list[str] = []
-    undue: list[str] = []
-    for customer, at in commit.due.items():
-        if at >= 0:
-            due += (str(at), customer)
-        else:
-            undue.append(customer)
+            continue
+        parts.append((state.seq, opened, len(mine)))
+        heads.append(head_raw(state))
+        for e in mine:
+            raw = entry_raw(e)
+            if len(raw) > SAFE_RAW:   # its length is checked now: raises OverflowError
+                encode_frame(e)
+            frames.append((e.time, e.seq, raw))
     cutoff = 0
     if ledger_max_age is not None and commit.watermark > ledger_max_age:
         cutoff = min((commit.watermark - ledger_max_age) // 1000, MAX_U32)
     # the value's frame count is a u16: a window never holds more than 65,535 entries
-    args: list[Any] = [str(commit.watermark), str(min(ledger_cap, 0xFFFF)), str(cutoff),
-                       _pack(ranking), _pack(due), _pack(undue), str(len(commit.states)), *done]
-    return Prepared(key_list, args, customers, heads, frames)
+    common: list[Any] = [str(commit.watermark), str(min(ledger_cap, 0xFFFF)), str(cutoff)]
+    return Prepared(keys, common, list(commit.states), totals, dict(commit.due), parts, heads,
+                    frames, done)
 
 
 # open rules of a state, in promise order -> the header's counts (few distinct lists: a state
