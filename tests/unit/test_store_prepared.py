@@ -103,6 +103,16 @@ def test_compress_all_matches_one_by_one_and_each_thread_has_its_own_compressor(
     assert results == [True] * 60 and HEAD_CODEC == 2
 
 
+def test_without_the_c_backend_each_is_compressed_alone_to_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from valeur_monitor.store import record
+
+    raws = [head_raw(CustomerState(f"c-{i}", seq=i)) for i in range(5)]
+    want = record.compress_all("head", raws)
+    monkeypatch.setattr(record, "_MULTI", False)
+    assert record.compress_all("head", raws) == want
+
+
 def test_an_entry_too_long_once_compressed_is_refused_when_prepared() -> None:
     state = CustomerState("a", seq=2)
     too_long = entry("a", 1, os.urandom(100_000).hex())  # 200 KB: 100 KB compressed

@@ -189,6 +189,10 @@ def frame(time: int, seq: int, payload: bytes) -> bytes:
 SAFE_RAW = 65_000
 
 
+# multi_compress_to_buffer is the C backend's (the CFFI one, for PyPy, raises NotImplementedError)
+_MULTI = zstandard.backend == "cext"
+
+
 def compress_all(kind: str, raws: list[bytes]) -> list[bytes]:
     """`raws` compressed (codec byte first) as `encode_head`/`encode_frame` would, byte for
     byte, in one call that releases the GIL (python-zstandard's C backend): the commit thread
@@ -198,7 +202,7 @@ def compress_all(kind: str, raws: list[bytes]) -> list[bytes]:
     codec = HEAD_CODEC if kind == "head" else ENTRY_CODEC
     prefix = _HEAD if kind == "head" else _ENTRY
     comp = compressor(kind, codec)
-    if not hasattr(comp, "multi_compress_to_buffer"):   # pragma: no cover - CFFI backend
+    if not _MULTI:
         return [prefix + comp.compress(r) for r in raws]
     data: list[Any] = raws          # the stubs want list[bytes | bytearray | memoryview]
     out = comp.multi_compress_to_buffer(data, threads=1)
