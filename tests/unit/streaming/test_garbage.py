@@ -71,17 +71,17 @@ class Node:
         self.me = self
 
 
-def test_settle_freezes_survivors_and_still_collects_what_it_froze_before() -> None:
+def test_settle_collects_what_is_not_frozen_then_freezes_the_survivors() -> None:
     try:
-        node = Node()
-        alive = weakref.ref(node)
+        dropped, kept = Node(), Node()
+        gone, alive = weakref.ref(dropped), weakref.ref(kept)
+        del dropped
         heap.settle()
-        assert gc.get_freeze_count() > 0        # the survivors: out of later collections
-        del node
-        gc.collect()
-        assert alive() is not None              # frozen: not collected...
-        heap.settle()
-        assert alive() is None                  # ...until the next assignment or reload
+        assert gone() is None                   # a cycle not frozen yet: collected
+        frozen = gc.get_freeze_count()
+        assert frozen > 0 and not any(o is kept for o in gc.get_objects())  # out of the GC's
+        heap.settle()                                                     # generations
+        assert gc.get_freeze_count() >= frozen and alive() is kept   # not unfrozen
     finally:
         gc.unfreeze()
 
