@@ -252,3 +252,39 @@ def test_script_error_is_permanent_and_one_line(
     assert done.returncode == 2
     assert "Lua script" in one_error_line(done.stderr)
     assert time.monotonic() - began < 20
+
+
+def test_runs_cached_store_rides_out_a_restart_before_its_first_reads(
+        own_redis: Callable[..., OwnRedis]) -> None:
+    """`run --store redis://` reads the store's customers and due index once, at its first
+    load and due query: with the retries of every other read (they were bare calls, a restart
+    there stopped the run with a raw ConnectionError)."""
+    from valeur_monitor.engine.state import CustomerState
+    from valeur_monitor.store.base import Commit
+    from valeur_monitor.store.cached import CachedStore
+    from valeur_monitor.store.connect import RedisOptions
+    from valeur_monitor.store.redis import RedisStore
+
+    server = own_redis()
+    inner = RedisStore.from_url(server.url, options=RedisOptions(retry_for=30.0))
+    cached = CachedStore(inner, pipelined=True)
+
+    def down_for_a_second() -> threading.Thread:
+        server.stop(graceful=False)
+        back = threading.Thread(target=lambda: (time.sleep(1.0), server.start()))
+        back.start()
+        return back
+
+    try:
+        back = down_for_a_second()
+        assert cached.load(["a"]) == {"a": CustomerState("a")}
+        back.join()
+        back = down_for_a_second()
+        assert cached.due(10**13) == []
+        back.join()
+        state = CustomerState("a", seq=1)
+        cached.commit(Commit(states={"a": state}, due={"a": 5}, watermark=1))
+        cached.flush()
+        assert inner.load(["a"])["a"].seq == 1 and inner.due(10) == ["a"]
+    finally:
+        cached.close()

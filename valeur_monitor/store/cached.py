@@ -85,9 +85,14 @@ class CachedStore:
             self._wait()
             inner: Any = self.inner
             client, key = inner.client, inner.keys.ranking
-            count = int(client.zcard(key))
-            self._known = (set() if count == 0 else None if count > KNOWN_MAX else
-                           {m.decode() for m in client.zrange(key, 0, -1)})
+
+            def read() -> set[str] | None:
+                count = int(client.zcard(key))
+                return (set() if count == 0 else None if count > KNOWN_MAX else
+                        {m.decode() for m in client.zrange(key, 0, -1)})
+
+            # retried like every read of the store (a restart, a reset connection)
+            self._known = inner._run("load", read)
             self._known_read = True
         return self._known
 
@@ -160,7 +165,8 @@ class CachedStore:
             self._wait()
             index = DueIndex()
             inner: Any = self.inner
-            rows = inner.client.zrange(inner.keys.due, 0, -1, withscores=True)
+            rows = inner._run("due", lambda: inner.client.zrange(inner.keys.due, 0, -1,
+                                                                 withscores=True))
             index.update({m.decode(): int(s) for m, s in rows})
             self._due = index
         return self._due
