@@ -81,6 +81,12 @@ class StoreDataLost(StorePermanentError):
     failover to an empty replica. Writing on would mix old and new states."""
 
 
+class StoreWriterConflict(StorePermanentError):
+    """Another writer committed to a store that this process was told it writes alone (`run
+    --store redis://` keeps its customers' states in memory): its commits may have replaced
+    the other writer's changes to customers both touched."""
+
+
 class BrokerError(ValeurError):
     """Kafka could not be reached or refused an operation."""
 

@@ -10,7 +10,7 @@ import redis
 
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import CustomerState
-from valeur_monitor.errors import StoreError, StorePermanentError
+from valeur_monitor.errors import StoreError, StorePermanentError, StoreWriterConflict
 from valeur_monitor.read.redis import RedisReader
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.cached import CachedStore
@@ -281,3 +281,57 @@ def test_a_stored_value_that_cannot_be_decoded_is_a_permanent_error_without_the_
     # the readers (API, explain, export) meet the same value the same way: one clear error
     with pytest.raises(StorePermanentError, match="cannot decode"):
         RedisReader(store.client).score("c-secret-42")
+
+
+@pytest.mark.parametrize("when", ["new to the run", "cached by the run"])
+def test_a_run_that_is_not_its_stores_only_writer_stops_instead_of_overwriting(
+        store: RedisStore, redis_db_url: str, when: str) -> None:
+    """`run --store redis://` keeps states in memory as the store's only writer. Another
+    writer committing meanwhile (a worker, a second run) is detected at the run's next commit:
+    before, the run's commit silently replaced x's state and its own new entry was dropped."""
+    inner = RedisStore.from_url(redis_db_url, ledger_cap=4)
+    cached = CachedStore(inner, pipelined=True, group=1)
+    a = cached.load(["a", "x"])["a"]
+    cached.commit(commit_of(a, [entry("a", 1, T0)], T0))
+    cached.flush()
+    if when == "cached by the run":
+        x = cached.load(["x"])["x"]
+        cached.commit(commit_of(x, [entry("x", 1, T0)], T0))
+        cached.flush()
+    other = CustomerState("x", seq=0)
+    if when == "cached by the run":
+        other = store.load(["x"])["x"]
+    store.commit(commit_of(other, [entry("x", other.seq + n, T0) for n in (1, 2, 3)], T0))
+    mine = cached.load(["x"])["x"]
+    cached.commit(commit_of(mine, [entry("x", mine.seq + 1, T0 + 1)], T0 + 1))
+    with pytest.raises(StoreWriterConflict, match="only writer") as raised:
+        cached.flush()
+    assert "x" not in str(raised.value).replace("prefix", "").replace("another", "")
+    inner.close()
+
+
+def test_a_run_alone_never_sees_a_conflict_even_when_its_commits_are_retried(
+        store: RedisStore, redis_db_url: str, redis_client: redis.Redis) -> None:
+    """A commit whose reply was lost runs the script again (the counter moves twice for one
+    commit): that is this run's own doing, not another writer's."""
+    inner = RedisStore.from_url(redis_db_url, ledger_cap=4)
+    cached = CachedStore(inner, pipelined=True, group=1)
+    script = inner._commit_script
+    calls = [0]
+
+    def reply_lost_once(**kwargs: object) -> object:
+        calls[0] += 1
+        result = script(**kwargs)
+        if calls[0] == 2:     # applied, then the connection "dropped" before the reply
+            raise redis.ConnectionError("reset by peer")
+        return result
+
+    inner._commit_script = reply_lost_once   # type: ignore[assignment]
+    for n in range(1, 5):
+        state = cached.load([f"c{n}"])[f"c{n}"]
+        cached.commit(commit_of(state, [entry(f"c{n}", 1, T0 + n)], T0 + n))
+        cached.flush()
+    assert calls[0] == 5                     # four commits, one of them sent twice
+    assert int(redis_client.hget("vm:epoch", "commits") or 0) == 5
+    assert [len(store.ledger(f"c{n}")) for n in range(1, 5)] == [1, 1, 1, 1]
+    inner.close()

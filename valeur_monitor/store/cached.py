@@ -24,6 +24,12 @@ only if it was there at the start: the store's customers (its ranking ZSET) are 
 the due index, and a customer not among them starts empty without a round trip (each such
 round trip waited behind the commit script running on the server). After a failed commit they
 are read again.
+
+Nothing in Redis stops another process from writing meanwhile, so the run checks that it did
+not: the epoch's commit counter is read with the customers, in one transaction, and each
+commit may move it only by this process's own script calls (`RedisStore.attempts`; a retried
+commit can count twice). A larger move means another writer committed in between, whose
+changes the cached states may have overwritten: `StoreWriterConflict`, the run stops.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from valeur_monitor.engine.state import CustomerState
+from valeur_monitor.errors import StoreWriterConflict
 from valeur_monitor.store.base import Commit, Store
 from valeur_monitor.store.memory import DueIndex
 
@@ -62,6 +69,8 @@ class CachedStore:
         self._watermark: int | None = None
         self._known: set[str] | None = None    # customers in Redis at the start (pipelined)
         self._known_read = False
+        self._baseline: int | None = None   # the epoch's commit counter read with `_known`
+        self._own = 0              # commit script calls of this process since then
 
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         cache = self.cache
@@ -84,15 +93,28 @@ class CachedStore:
         if not self._known_read:
             self._wait()
             inner: Any = self.inner
-            client, key = inner.client, inner.keys.ranking
+            client, keys = inner.client, inner.keys
 
-            def read() -> set[str] | None:
-                count = int(client.zcard(key))
-                return (set() if count == 0 else None if count > KNOWN_MAX else
-                        {m.decode() for m in client.zrange(key, 0, -1)})
+            def snapshot(members: bool) -> tuple[int, Any]:
+                pipe = client.pipeline(transaction=True)   # the counter and the members at once
+                pipe.hget(keys.epoch, "commits")
+                if members:
+                    pipe.zrange(keys.ranking, 0, -1)
+                else:
+                    pipe.zcard(keys.ranking)
+                commits, found = pipe.execute()
+                return int(commits or 0), found
+
+            def read() -> tuple[int, set[str] | None]:
+                commits, count = snapshot(False)
+                if int(count) > KNOWN_MAX:
+                    return commits, None
+                commits, members = snapshot(True)
+                return commits, {m.decode() for m in members}
 
             # retried like every read of the store (a restart, a reset connection)
-            self._known = inner._run("load", read)
+            self._baseline, self._known = inner._run("load", read)
+            self._own = 0
             self._known_read = True
         return self._known
 
@@ -136,7 +158,23 @@ class CachedStore:
         if prepared is not None:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
-            self._pending = self._pool.submit(self._apply, prepared)
+            self._pending = self._pool.submit(self._apply_alone, prepared)
+
+    def _apply_alone(self, prepared: Any) -> None:
+        """Send a prepared commit (in the commit thread), then check nobody else committed."""
+        self._apply(prepared)
+        if self._baseline is None:      # no snapshot taken yet: nothing cached from Redis
+            return
+        inner: Any = self.inner
+        self._own += inner.attempts
+        foreign = inner.commits - self._baseline - self._own
+        if foreign > 0:
+            raise StoreWriterConflict(
+                f"another process committed to Redis at {inner.url} (prefix "
+                f"{inner.keys.prefix!r}) while this run was its only writer ({foreign} "
+                "commit(s) not this run's): the states this run kept in memory may have "
+                "replaced that writer's changes. Stop the workers (or give the run its own "
+                "database or key prefix) and run the input again", operation="commit")
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -153,6 +191,7 @@ class CachedStore:
         self._merged, self._batches = None, 0
         self._due, self._watermark = None, None
         self._known, self._known_read = None, False   # read again: Redis holds what it holds
+        self._baseline, self._own = None, 0
 
     def flush(self) -> None:
         """Send every merged commit and wait until Redis has applied them."""

@@ -89,6 +89,7 @@ class RedisStore:
         self._commit_script = client.register_script(COMMIT_LUA)
         self._epoch: str | None = None      # id of the data this process reads and writes
         self._commits = 0                   # the epoch's commit counter last seen
+        self.attempts = 0                   # script calls of the last `apply` (retries: > 1)
 
     @classmethod
     def from_url(cls, url: str, ledger_cap: int = 500, prefix: str = K.DEFAULT_PREFIX, *,
@@ -216,7 +217,10 @@ class RedisStore:
         epoch = self._epoch
         assert epoch is not None
 
+        self.attempts = 0
+
         def send() -> int:
+            self.attempts += 1      # each attempt moves the epoch's counter at most once
             try:
                 return int(self._commit_script(keys=keys,
                                                args=[epoch, str(self._commits), *args]))
@@ -230,6 +234,11 @@ class RedisStore:
                 raise
 
         self._commits = self._run("commit", send)
+
+    @property
+    def commits(self) -> int:
+        """The epoch's commit counter after this client's last commit (0 before the first)."""
+        return self._commits
 
     def _ensure_epoch(self) -> None:
         """Adopt the store's epoch (creating it in an empty store) before the first commit."""
