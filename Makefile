@@ -75,7 +75,7 @@ COMPILED_TESTS ?= tests/unit/engine tests/unit/test_codec.py tests/unit/test_cat
 	tests/unit/test_service.py tests/unit/test_sharded.py tests/unit/test_build_modes.py \
 	tests/unit/test_contract.py tests/unit/test_reproducible.py tests/unit/streaming tests/compiled \
 	tests/unit/test_store_record.py tests/unit/test_store_keys.py tests/contract \
-	tests/unit/test_store_prepared.py
+	tests/unit/test_store_prepared.py tests/integration/test_redis_layout.py
 # Tests that replace a function or method the compiled code calls (a compiled call is bound when
 # built, so the replacement is never called): they run in the pure suite only.
 COMPILED_DESELECT ?= \
