@@ -26,7 +26,7 @@ round trip waited behind the commit script running on the server). After a faile
 are read again.
 
 Nothing in Redis stops another process from writing meanwhile, so the run checks that it did
-not: the epoch's commit counter is read with the customers, in one transaction, and each
+not: the epoch's commit counter is read just before the customers, and each
 commit may move it only by this process's own script calls (`RedisStore.attempts`; a retried
 commit can count twice). A larger move means another writer committed in between, whose
 changes the cached states may have overwritten: `StoreWriterConflict`, the run stops.
@@ -95,22 +95,18 @@ class CachedStore:
             inner: Any = self.inner
             client, keys = inner.client, inner.keys
 
-            def snapshot(members: bool) -> tuple[int, Any]:
-                pipe = client.pipeline(transaction=True)   # the counter and the members at once
-                pipe.hget(keys.epoch, "commits")
-                if members:
-                    pipe.zrange(keys.ranking, 0, -1)
-                else:
-                    pipe.zcard(keys.ranking)
-                commits, found = pipe.execute()
-                return int(commits or 0), found
-
             def read() -> tuple[int, set[str] | None]:
-                commits, count = snapshot(False)
+                # The counter first, the members after it (one connection, in order; no MULTI:
+                # the documented ACL grants no @transaction): a commit by another writer after
+                # the counter was read is counted at the run's next commit, one before it is
+                # among the members.
+                pipe = client.pipeline(transaction=False)
+                pipe.hget(keys.epoch, "commits")
+                pipe.zcard(keys.ranking)
+                commits, count = pipe.execute()
                 if int(count) > KNOWN_MAX:
-                    return commits, None
-                commits, members = snapshot(True)
-                return commits, {m.decode() for m in members}
+                    return int(commits or 0), None
+                return int(commits or 0), {m.decode() for m in client.zrange(keys.ranking, 0, -1)}
 
             # retried like every read of the store (a restart, a reset connection)
             self._baseline, self._known = inner._run("load", read)
