@@ -79,3 +79,18 @@ def test_run_from_a_pipe_drops_the_signature(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert not dead.exists() or dead.read_bytes() == b""
     assert ledger.read_bytes().count(b"happy-survey") == 3
+
+
+def test_a_first_line_over_the_limit_is_still_too_large_after_its_signature() -> None:
+    """The line is cut to `limit + 2` bytes of its own (the codec's too_large), not of the
+    signature and the line: cut 3 bytes short it would be a truncated JSON, malformed_json."""
+    from valeur_monitor.catalogue import active
+    from valeur_monitor.codec import Codec
+    from valeur_monitor.errors import EventError
+
+    long = b'{"id":"e1","note":"' + b"y" * 5000 + b'"}'
+    lines = [line for batch in read_batches(io.BufferedReader(io.BytesIO(BOM + long + b"\n")),
+                                            100, max_bytes=1000) for line in batch]
+    assert len(lines) == 1 and lines[0] == long[:1002] + b"\n"
+    with pytest.raises(EventError, match="too_large"):
+        Codec(active(), max_bytes=1000).decode(lines[0])

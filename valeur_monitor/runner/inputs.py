@@ -106,7 +106,9 @@ class LineSplitter:
         return [last] if last.strip() else []
 
     def _keep(self, piece: bytes) -> None:
-        room = self.limit + 1 - self._size
+        # the first line may start with a signature: room for it, so that a first line over
+        # the limit is still cut to `limit + 2` bytes of its own (the codec says too_large)
+        room = self.limit + 1 + (len(BOM) if self._first else 0) - self._size
         if room > 0 and piece:
             piece = piece[:room]
             self._parts.append(piece)
@@ -122,6 +124,7 @@ class LineSplitter:
             self._first = False
             if line.startswith(BOM):
                 line = line[len(BOM):]
+            line = line[:self.limit + 1]
         return line
 
 
