@@ -41,10 +41,12 @@ if what == "bare":
 ruleset = load_rules([rules])
 wall, cpu = time.perf_counter(), time.process_time()
 runner = EmbeddedRunner(ruleset, MemoryStore())
-with path.open("rb") as fh:
+import contextlib, valeur_monitor.runner.embedded as embedded  # a revision's own `run` setting
+paused = getattr(embedded, "collector_paused", contextlib.nullcontext)
+with paused(), path.open("rb") as fh:
     for batch in read_batches(fh, 2000):
         runner.feed(batch)
-runner.finish()
+    runner.finish()
 print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
 """
 

@@ -21,7 +21,7 @@ import orjson
 
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.runner.embedded import EmbeddedRunner
+from valeur_monitor.runner.embedded import EmbeddedRunner, collector_paused
 from valeur_monitor.runner.inputs import read_batches
 from valeur_monitor.runner.sharded import ShardedRunner
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
@@ -50,10 +50,10 @@ def embedded_run(path: Path) -> float:
     rules = load_rules(["rules"])
     began = time.perf_counter()
     runner = EmbeddedRunner(rules, run_store(rules))
-    with path.open("rb") as fh:
+    with collector_paused(), path.open("rb") as fh:   # as `run` over files
         for batch in read_batches(fh, 2000):
             runner.feed(batch)
-    runner.finish()
+        runner.finish()
     return time.perf_counter() - began
 
 
@@ -78,10 +78,10 @@ def redis_run(path: Path, url: str) -> float:
     store = CachedStore(redis_store, pipelined=True)
     began = time.perf_counter()
     runner = EmbeddedRunner(rules, store)
-    with path.open("rb") as fh:
+    with collector_paused(), path.open("rb") as fh:   # as `run` over files
         for batch in read_batches(fh, 2000):
             runner.feed(batch)
-    runner.finish()
+        runner.finish()
     seconds = time.perf_counter() - began
     client, doomed = redis_store.client, []
     for key in client.scan_iter(match=f"{prefix}*", count=10_000):

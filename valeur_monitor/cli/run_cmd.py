@@ -17,7 +17,12 @@ from valeur_monitor.cli.report import print_report, report_dict
 from valeur_monitor.engine.event import parse_time
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.runner.doors import open_doors, serve_after
-from valeur_monitor.runner.embedded import BatchHook, EmbeddedRunner, RunReport
+from valeur_monitor.runner.embedded import (
+    BatchHook,
+    EmbeddedRunner,
+    RunReport,
+    collector_paused,
+)
 from valeur_monitor.runner.inputs import input_size, open_input, read_batches
 from valeur_monitor.runner.sharded import ShardedRunner
 from valeur_monitor.settings import Settings, load_settings
@@ -60,9 +65,11 @@ def run_files(files: list[str], *, rules: list[str] | None = None, store_url: st
             watch(store)
     if follow:
         _follow(files, runner, rules, pid_file)
+        report = runner.finish(until=parse_time(until) if until else None)
     else:
-        _feed_files(files, runner, progress)
-    report = runner.finish(until=parse_time(until) if until else None)
+        with collector_paused():   # a run over files ends: no collections meanwhile
+            _feed_files(files, runner, progress)
+            report = runner.finish(until=parse_time(until) if until else None)
     state_as_of(report, ruleset)
     _write_scores(scores, runner.score_views(), ruleset, report.as_of)
     try:

@@ -7,7 +7,8 @@ import math
 import time
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from valeur_monitor.engine.ledger import LedgerEntry
@@ -137,6 +138,25 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(_GC_THRESHOLD, 20, 100)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a run reads its input files, back on after.
+
+    Each collection walks the young objects again and finds nothing: the engine's states,
+    events and entries hold no reference cycles (0 objects collected over the benchmark week,
+    the demo week and an input with 30 % malformed lines), and on the week the 20-odd
+    collections cost 3-4 % of the CPU, more as the live states grow. Reference counting still
+    frees everything at once; a cycle made meanwhile is collected after the run. Not for
+    `--follow` or a server: those run for ever, where cycles (reloads, sockets) must go."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def sink_batch(result: BatchResult, report: RunReport, ledger: LedgerWriter | None,

@@ -40,7 +40,7 @@ from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.errors import EventError, ValeurError
-from valeur_monitor.runner.embedded import RunReport, tune_gc
+from valeur_monitor.runner.embedded import RunReport, collector_paused, tune_gc
 from valeur_monitor.runner.inputs import open_input, read_batches
 from valeur_monitor.runner.route import owners
 from valeur_monitor.service import BatchResult, DeadLetter, Processor
@@ -288,7 +288,8 @@ def serve(plan: Plan, rules: RuleSet | None, outgoing: list[Connection],
         gc.freeze()         # and what a forked shard inherited is never scanned either
         for conn in outgoing:
             widen(conn)
-        summary = Shard(plan, rules, outgoing, incoming, progress).run()
+        with collector_paused():   # as one process's run over files
+            summary = Shard(plan, rules, outgoing, incoming, progress).run()
     except BaseException:  # the parent reports it and stops the others
         failure = sys.exc_info()[1]
         # a ValeurError or OSError says it all (as one process would); else the traceback
