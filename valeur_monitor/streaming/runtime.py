@@ -3,10 +3,12 @@
 `WorkerRuntime` orders the steps of every batch so that the Redis commit is the commit point:
 
     process (outputs built, then the commit encoded) -> publish the outputs (once the batch
-    before is committed; started while the commit is still encoded), wait for acks -> apply
-    the commit -> ack offsets
+    before is acknowledged by the broker; started while the commit is still encoded), wait for
+    acks -> apply the commit (once the batch before is committed) -> ack offsets
 
-and pipelines batches: N+1 is processed while N is published and applied (in that order). An
+and pipelines batches: N+1 is processed while N is published and applied (in that order), and
+N+1's outputs go out while N's commit is still on its way to Redis (their Kafka round trip and
+N's Redis round trip overlap instead of following each other). An
 attempt that fails before its commit is encoded withdraws the outputs still waiting to go out
 (`_abandon`); outputs already sent stay sent (at-least-once outputs, docs/streaming.md).
 The synchronous steps are `StreamPipeline`'s (`streaming/pipeline.py`); the exactly-once
@@ -42,9 +44,13 @@ class WorkerRuntime(Supervised):
     """Asyncio side: orders process/publish/commit/ack of batches and ticks, retries.
 
     Batches are pipelined: batch N+1 is processed while batch N (already encoded by
-    `StreamPipeline.prepare`) is published and applied. The order of effects stays the
-    serial one: N's outputs are acknowledged before N's commit, N's commit before N+1's, and
-    N's offsets are acked only after N's commit. At most one batch is in flight while the next
+    `StreamPipeline.prepare`) is published and applied. The order of effects: N's outputs are
+    acknowledged before N's commit, N's commit before N+1's, N's offsets are acked only after
+    N's commit, and N+1's outputs are sent only after N's are acknowledged (so a retried
+    publish of N never overtakes N+1's outputs: the compacted score topic keeps the latest
+    score). N+1's outputs may go out before N's commit: if that commit then fails for good,
+    the worker stops and both batches are redelivered (at-least-once outputs, as after a
+    crash between publishing and committing). At most one batch is in flight while the next
     is processed; a tick, a rebalance, a reload and a retried failure first let it finish.
     """
 
@@ -61,6 +67,7 @@ class WorkerRuntime(Supervised):
         self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
         self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
         self._inflight: asyncio.Task[None] | None = None   # the batch being published/applied
+        self._published: asyncio.Task[bool] | None = None  # its publishing (last attempt's)
         self._retrying = False
         # Called between batches after an assignment or a reload (the app sets heap.settle)
         self.settle_heap: Callable[[], None] | None = None
@@ -131,7 +138,7 @@ class WorkerRuntime(Supervised):
         async with self.lock:
             await self._reload_if_asked()
             began = time.perf_counter()
-            batch = _Batch(self, records, self._inflight)
+            batch = _Batch(self, records, self._published)
             try:
                 step = await self._retry("process", batch.process, undo=batch.undo)
             except BaseException:
@@ -141,6 +148,7 @@ class WorkerRuntime(Supervised):
             if self.fault is not None:
                 self.fault.reached("after-process")
             await self._settle()            # N-1 done: offsets and commits stay in order
+            self._published = batch.published
             self._inflight = asyncio.create_task(
                 self._finish(step, ack, batch=True, published=batch.published))
 
@@ -180,13 +188,14 @@ class WorkerRuntime(Supervised):
         step.pending = self.pipeline.prepare()    # meanwhile
         return step
 
-    async def _publish(self, step: Step, previous: asyncio.Task[None] | None,
+    async def _publish(self, step: Step, previous: asyncio.Task[bool] | None,
                        out: _Outgoing | None = None) -> bool:
-        """Publish a processed batch's outputs once the batch before it is committed (acks
-        stay in order); False, publishing nothing, if that batch failed (`consume` raises)."""
+        """Publish a processed batch's outputs once the batch before it is published (acks
+        stay in order; its commit may still be on its way); False, publishing nothing, if that
+        batch's publishing failed or published nothing (`consume` raises)."""
         if previous is not None:
             await asyncio.wait([previous])
-            if previous.cancelled() or previous.exception() is not None:
+            if previous.cancelled() or previous.exception() is not None or not previous.result():
                 return False
         # From here the outputs go out: `_abandon` no longer cancels this task (a failed
         # attempt then publishes again on its retry: at-least-once, as after a crash).
@@ -212,7 +221,8 @@ class WorkerRuntime(Supervised):
         h = self.health
         began = time.perf_counter()
         if published is not None:
-            await published
+            if not await published:     # the batch before was not published: it failed, and
+                raise RuntimeError("a batch's outputs were withheld")   # `consume` stops
         elif step.messages:
             await self._retry("publish", lambda: self.publisher.publish(step.messages))
             h.seconds["publish"] += time.perf_counter() - began
@@ -260,10 +270,10 @@ class _Batch:
     (measured with `gc.callbacks`); freed by reference counting, they never reach it."""
 
     def __init__(self, runtime: WorkerRuntime, records: Sequence[Record],
-                 previous: asyncio.Task[None] | None) -> None:
+                 previous: asyncio.Task[bool] | None) -> None:
         self.runtime = runtime
         self.records = records
-        self.previous = previous        # the batch in flight: published before this one
+        self.previous = previous        # the publishing of the batch before: it goes first
         self.publishing: list[_Outgoing] = []
         self.published: asyncio.Task[bool] | None = None   # the last attempt's publishing
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -277,7 +287,7 @@ class _Batch:
 
     def processed(self, step: Step) -> None:
         """In the loop, as soon as the outputs are built: they are published (after N-1's
-        commit) while the processing thread still encodes N's commit."""
+        outputs are acknowledged) while the processing thread still encodes N's commit."""
         out = _Outgoing()
         out.task = self.published = asyncio.create_task(
             self.runtime._publish(step, self.previous, out))

@@ -162,3 +162,50 @@ async def test_outputs_go_out_while_the_commit_is_still_being_encoded() -> None:
     await runtime.flushed()
     assert store.overlapped == [True, True, True]
     assert acks == [0, 1, 2] and store.commit_calls == 3 and publisher.calls == 3
+
+
+class CommitGatedStore(SharedStore):
+    """Encodes commits apart from applying them (as RedisStore does); applying the first
+    commit waits until the second batch's outputs were handed to the publisher (2 s at most)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second_published = threading.Event()
+        self.overlapped: list[bool] = []
+
+    def prepare(self, commit: Commit) -> Commit:
+        return Commit(states={c: decode_state(encode_state(s)) for c, s in commit.states.items()},
+                      due=dict(commit.due), entries=list(commit.entries),
+                      watermark=commit.watermark)
+
+    def apply(self, commit: Commit) -> None:
+        if not self.overlapped:
+            self.overlapped.append(self.second_published.wait(2))
+        self.commit(commit)
+
+
+async def test_outputs_go_out_while_the_batch_before_is_still_being_committed() -> None:
+    """Batch N+1's outputs are published once N's are acknowledged, while N's commit is on
+    its way (the two round trips overlap); commits and acks stay in order, each batch's
+    outputs before its own commit."""
+    store = CommitGatedStore()
+    order: list[str] = []
+
+    class Noting(RecordingPublisher):
+        async def publish(self, messages: Sequence[Message]) -> None:
+            order.append(f"published {self.calls} after {store.commit_calls} commits")
+            if self.calls == 1:
+                store.second_published.set()
+            await super().publish(messages)
+
+    publisher = Noting()
+    runtime = WorkerRuntime(pipeline(store, set(range(PARTITIONS))), publisher)
+    acks: list[tuple[int, int]] = []
+    records = records_for(LINES, PARTITIONS)
+    batches = [records[i:i + 200] for i in range(0, len(records), 200)][:3]
+    for n, batch in enumerate(batches):
+        await runtime.consume(batch, lambda n=n: acks.append((n, store.commit_calls)))
+    await runtime.flushed()
+    assert store.overlapped == [True]
+    assert order[:2] == ["published 0 after 0 commits", "published 1 after 0 commits"]
+    assert acks == [(0, 1), (1, 2), (2, 3)] and publisher.calls == 3
