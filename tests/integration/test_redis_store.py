@@ -379,6 +379,22 @@ def test_flushed_script_cache_is_reloaded(store: RedisStore, redis_client: redis
     assert len(store.customers()) > 0
 
 
+def test_store_commits_through_hiredis(store: RedisStore, rules: RuleSet,
+                                      lines: list[bytes]) -> None:
+    """The store's commands are packed and its replies parsed by hiredis (a dependency: the
+    commit thread's packing of a batch's script arguments costs about a third less with it)."""
+    from redis.connection import HiredisRespSerializer, _HiredisParser
+
+    Processor(rules, store).process(lines[:BATCH])
+    connection = store.client.connection_pool.get_connection()
+    try:
+        assert isinstance(connection._command_packer, HiredisRespSerializer)
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        store.client.connection_pool.release(connection)
+    assert store.watermark() > 0 and len(store.customers()) > 0
+
+
 def test_explain_reads_a_customer_from_redis(redis_db_url: str, tmp_path: Path) -> None:
     """`explain --store redis://...` shows the stored score and ledger of one customer."""
     events = tmp_path / "e.jsonl"
