@@ -51,3 +51,38 @@ def test_create_app_wires_consumer_timer_pages_and_settings(tmp_path: Path) -> N
     assert runtime.ready() == (False, "waiting for a partition assignment")
     paths = {route.resource.canonical for route in app.web.web_app.router.routes()}
     assert {"/metrics", "/healthz", "/readyz"} <= paths
+
+
+def test_the_root_logger_is_quieted_after_faust_spinner_setup() -> None:
+    """faust's worker, at log level WARNING or above, sets the root logger to DEBUG for its
+    terminal spinner (every library debug call then builds a record no handler writes);
+    `quiet_root_logger` gives it back the level of the handlers that write."""
+    import logging
+    from types import SimpleNamespace
+
+    from faust.utils.terminal import Spinner, SpinnerHandler
+
+    from valeur_monitor.streaming.app import quiet_root_logger
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        root.handlers = [logging.StreamHandler()]
+        faust.Worker._setup_spinner_handler(SimpleNamespace(spinner=Spinner()),  # type: ignore[arg-type]
+                                            root, logging.WARNING)
+        assert root.level == logging.DEBUG          # what faust leaves
+        assert logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+        quiet_root_logger()
+        assert root.level == logging.WARNING
+        assert not any(isinstance(h, SpinnerHandler) for h in root.handlers)
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("aiokafka").isEnabledFor(logging.WARNING)
+        # at INFO (the default) faust sets up no spinner: nothing to undo
+        root.handlers = [logging.StreamHandler()]
+        root.handlers[0].setLevel(logging.INFO)
+        root.setLevel(logging.INFO)
+        quiet_root_logger()
+        assert root.level == logging.INFO and len(root.handlers) == 1
+    finally:
+        root.setLevel(saved[0])
+        root.handlers = saved[1]
