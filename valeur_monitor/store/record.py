@@ -179,9 +179,14 @@ def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
 
 def frame(time: int, seq: int, payload: bytes) -> bytes:
     """A window frame: its header (time in s, seq, length), then the payload."""
-    if len(payload) > MAX_PAYLOAD:
-        raise OverflowError(f"ledger entry {seq} of {len(payload)} bytes (limit {MAX_PAYLOAD})")
-    return FRAME.pack(min(max(time // 1000, 0), MAX_U32), seq, len(payload)) + payload
+    return frame_header(time, seq, len(payload)) + payload
+
+
+def frame_header(time: int, seq: int, length: int) -> bytes:
+    """The header of a window frame whose payload is `length` bytes long."""
+    if length > MAX_PAYLOAD:
+        raise OverflowError(f"ledger entry {seq} of {length} bytes (limit {MAX_PAYLOAD})")
+    return FRAME.pack(min(max(time // 1000, 0), MAX_U32), seq, length)
 
 
 # A payload this short stays within MAX_PAYLOAD once compressed (zstd's bound: n + n/256 +
@@ -197,16 +202,26 @@ def compress_all(kind: str, raws: list[bytes]) -> list[bytes]:
     """`raws` compressed (codec byte first) as `encode_head`/`encode_frame` would, byte for
     byte, in one call that releases the GIL (python-zstandard's C backend): the commit thread
     compresses while the next batch runs."""
+    prefix = _HEAD if kind == "head" else _ENTRY
+    return [prefix + bytes(c) for c in compressed(kind, raws)]
+
+
+def compressed(kind: str, raws: list[bytes]) -> list[Any]:
+    """`compress_all` without the codec byte (`codec_byte`), as buffers: the commit thread
+    joins them into the script's arguments without copying each one first."""
     if not raws:
         return []
-    codec = HEAD_CODEC if kind == "head" else ENTRY_CODEC
-    prefix = _HEAD if kind == "head" else _ENTRY
-    comp = compressor(kind, codec)
+    comp = compressor(kind, HEAD_CODEC if kind == "head" else ENTRY_CODEC)
     if not _MULTI:
-        return [prefix + comp.compress(r) for r in raws]
+        return [comp.compress(r) for r in raws]
     data: list[Any] = raws          # the stubs want list[bytes | bytearray | memoryview]
     out = comp.multi_compress_to_buffer(data, threads=1)
-    return [prefix + out[i].tobytes() for i in range(len(out))]
+    return [out[i] for i in range(len(out))]
+
+
+def codec_byte(kind: str) -> bytes:
+    """The codec byte `compress_all` puts before each of its records of this kind."""
+    return _HEAD if kind == "head" else _ENTRY
 
 
 class Value:

@@ -20,14 +20,16 @@ from valeur_monitor.store.keys import Keys
 from valeur_monitor.store.record import (
     MAX_U32,
     SAFE_RAW,
-    compress_all,
+    UPDATE,
+    codec_byte,
+    compressed,
     decode_entry,
     encode_entry,
     encode_frame,
     encode_head,
     encode_open,
     entry_raw,
-    frame,
+    frame_header,
     head_raw,
     update,
 )
@@ -202,14 +204,24 @@ class Prepared:
                     undue.append(customer)
             args = [*self.common, _pack(ranking), _pack(due), _pack(undue),
                     str(len(self.customers)), *self.done]
-            heads = compress_all("head", self.heads)
-            payloads = compress_all("entry", [raw for _, _, raw in self.frames])
+            heads = compressed("head", self.heads)
+            frames = self.frames
+            payloads = compressed("entry", [raw for _, _, raw in frames])
+            # each customer's argument in one join: `update` of `compress_all`'s heads and
+            # `frame`s, byte for byte, without copying each compressed record twice first
+            head_codec, entry_codec = codec_byte("head"), codec_byte("entry")
+            pack = UPDATE.pack
             at = 0
             for i, (seq, opened, count) in enumerate(self.parts):
-                framed = [frame(t, q, p) for (t, q, _), p in
-                          zip(self.frames[at:at + count], payloads[at:at + count], strict=True)]
+                head = heads[i]
+                pieces: list[Any] = [pack(seq, count, len(opened), len(head) + 1), opened,
+                                     head_codec, head]
+                for j in range(at, at + count):
+                    payload = payloads[j]
+                    pieces += (frame_header(frames[j][0], frames[j][1], len(payload) + 1),
+                               entry_codec, payload)
                 at += count
-                args.append(update(seq, opened, heads[i], framed))
+                args.append(b"".join(pieces))
             self._call = (key_list, args)
             self.heads, self.frames = [], []
         return self._call
