@@ -9,7 +9,7 @@ import pytest
 
 from valeur_monitor.cli.run_cmd import run_files
 from valeur_monitor.engine.rules.model import RuleSet
-from valeur_monitor.runner.embedded import RunReport, collector_paused
+from valeur_monitor.runner.embedded import RunReport, collector_paused, tune_gc
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
 from valeur_monitor.store.base import Store
 
@@ -42,6 +42,7 @@ def _cyclic_garbage_of_a_run(tmp_path: Path, customers: int, bad: int) -> int:
         fh.write(b'{"broken": \n' * bad)
     gc.collect()
     run_files([str(events)], progress=False, dead_letters=str(tmp_path / "dead.jsonl"))
+    gc.unfreeze()   # what the run made was frozen at its end: looked at again here
     return gc.collect()
 
 
@@ -65,9 +66,16 @@ def test_run_over_files_reads_without_collector_and_serves_with_it(tmp_path: Pat
 
     def then(store: Store, rules: RuleSet, report: RunReport) -> None:
         after_run.append(gc.isenabled())   # `--serve` runs here: a server needs it
+        frozen.append(gc.get_freeze_count())
+
+    tune_gc()   # once per process: its own freeze is not the run's
+    frozen = [gc.get_freeze_count()]
 
     report = run_files([str(events)], progress=False, hooks=[hook], then=then,
                        dead_letters=str(tmp_path / "dead.jsonl"))
     assert report.processed > 0 and sum(report.dead_letters.values()) == 1
     assert during and not any(during)
     assert after_run == [True] and gc.isenabled()
+    # what the run made was frozen as the collector came back (no collection walks it later):
+    # at least the customers' states' containers
+    assert frozen[1] - frozen[0] >= 3 * report.customers > 0
