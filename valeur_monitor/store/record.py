@@ -34,13 +34,14 @@ from typing import Any
 import msgspec
 import zstandard
 
-from valeur_monitor.engine import compact
 from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.state import CustomerState, decode_state
 from valeur_monitor.errors import StoreValueUndecodable
 from valeur_monitor.store.base import ScoreView
+from valeur_monitor.store.record_types import ENTRY_MAGIC, Row
 from valeur_monitor.store.record_types import Entry as _Entry
-from valeur_monitor.store.record_types import Row
+from valeur_monitor.store.record_types import entry_raw as entry_raw
+from valeur_monitor.store.record_types import head_raw as head_raw
 
 MAGIC = b"\xc2\x02"
 LAYOUT = 2
@@ -55,7 +56,6 @@ ZSTD_2 = 2       # zstandard with `dicts/head-2.zdict` (heads holding a version-
 _RAW = bytes((RAW,))
 LEVEL = 3        # zstd level: 1-3 cost the same here (≈ 20 µs per state), higher ones 5x more
 
-ENTRY_MAGIC = b"\xc1\x01"   # 0xC1 is never a msgpack first byte: older entries are maps
 _entry_encoder = msgspec.msgpack.Encoder()
 _entry_decoder = msgspec.msgpack.Decoder(_Entry)
 _plain_decoder = msgspec.msgpack.Decoder(LedgerEntry)
@@ -82,7 +82,6 @@ def decode_entry(data: bytes) -> LedgerEntry:
                        channel=e.channel, late=e.late, rules_version=e.rules_version)
 
 
-_row_encoder = msgspec.msgpack.Encoder()
 _row_decoder = msgspec.msgpack.Decoder(Row)
 
 
@@ -144,29 +143,12 @@ def _unpack(kind: str, data: bytes | memoryview) -> bytes:
     raise ValueError(f"unknown codec {mode} in a stored {kind} (written by a newer version?)")
 
 
-def head_raw(state: CustomerState) -> bytes:
-    """The head of a customer's value before its codec byte and compression: the score row
-    and the state bytes (msgpack)."""
-    s = state.score
-    return _row_encoder.encode(Row(s.total, s.at, s.created, s.destroyed, s.dims, state.reasons,
-                                   compact.encode(state)))   # = encode_state, called directly
-
-
 def encode_head(state: CustomerState, *, compress: bool = True) -> bytes:
     """The head of a customer's value: its score row and its state bytes."""
     raw = head_raw(state)
     if not compress:
         return _RAW + raw
     return _HEAD + compressor("head", HEAD_CODEC).compress(raw)
-
-
-def entry_raw(entry: LedgerEntry) -> bytes:
-    """A window frame's payload before its codec byte and compression (`encode_entry` without
-    the customer: the key's)."""
-    e = entry
-    return ENTRY_MAGIC + _entry_encoder.encode(_Entry(
-        e.time, e.seq, "", e.rule, e.outcome, e.dimension, e.amount, e.value, e.events,
-        e.explain, e.ref, e.team, e.channel, e.late, e.rules_version))
 
 
 def encode_frame(entry: LedgerEntry, *, compress: bool = True) -> bytes:
