@@ -91,6 +91,11 @@ class BrokerError(ValeurError):
     """Kafka could not be reached or refused an operation."""
 
 
+class BatchWithheld(ValeurError):
+    """A worker's batch was not published because the batch before it failed: the worker stops
+    and both batches are consumed again after its restart (at-least-once outputs)."""
+
+
 class ApiError(ValeurError):
     """An HTTP API request that cannot be answered; `status` and `title` become a problem."""
 

@@ -50,7 +50,9 @@ def test_run_makes_no_cyclic_garbage_per_event(tmp_path: Path) -> None:
     _cyclic_garbage_of_a_run(tmp_path, 5, 1)   # imports and first-use caches out of the way
     small = _cyclic_garbage_of_a_run(tmp_path, 10, 2)
     large = _cyclic_garbage_of_a_run(tmp_path, 100, 200)   # ≈ 10× the events, 100× bad lines
-    assert large == small
+    # a cycle per event or per dead letter would leave thousands (200 bad lines, ≈ 10× the
+    # events); what is left is per run and per read chunk (rich's progress samples, ≈ 50-80)
+    assert large - small < 50, (small, large)
 
 
 def test_run_over_files_reads_without_collector_and_serves_with_it(tmp_path: Path) -> None:

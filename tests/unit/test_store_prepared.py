@@ -19,7 +19,8 @@ from valeur_monitor.store.record import (
     ENTRY_CODEC,
     HEAD_CODEC,
     MAX_PAYLOAD,
-    compress_all,
+    codec_byte,
+    compressed,
     compressor,
     encode_frame,
     encode_head,
@@ -78,6 +79,11 @@ def test_prepared_arguments_are_the_bytes_of_compressing_each_at_once(
         for name, state in commit.states.items()]
 
 
+def compress_all(kind: str, raws: list[bytes]) -> list[bytes]:
+    """Each record as the commit thread sends it: codec byte, then `compressed`'s buffer."""
+    return [codec_byte(kind) + bytes(c) for c in compressed(kind, raws)]
+
+
 def test_compress_all_matches_one_by_one_and_each_thread_has_its_own_compressor() -> None:
     states = [CustomerState(f"c-{i}", seq=i, reasons={f"rule-{i}": float(i)}) for i in range(50)]
     raws = [head_raw(s) for s in states]
@@ -108,9 +114,9 @@ def test_without_the_c_backend_each_is_compressed_alone_to_the_same_bytes(
     from valeur_monitor.store import record
 
     raws = [head_raw(CustomerState(f"c-{i}", seq=i)) for i in range(5)]
-    want = record.compress_all("head", raws)
+    want = compress_all("head", raws)
     monkeypatch.setattr(record, "_MULTI", False)
-    assert record.compress_all("head", raws) == want
+    assert compress_all("head", raws) == want
 
 
 def test_an_entry_too_long_once_compressed_is_refused_when_prepared() -> None:

@@ -151,8 +151,10 @@ def collector_paused() -> Iterator[None]:
     frees everything at once. What the run made is frozen before the collector is back on:
     else the first allocation after the run collects every object made during it (0.25 s after
     300,000 events, compiled) — the same walk, only later; freezing is O(1) and leaves the run's
-    few cyclic leftovers (a progress bar, the loaded rules) to the process's end. Not for
-    `--follow` or a server: those run for ever, where cycles (reloads, sockets) must go."""
+    few cyclic leftovers (a progress bar, the loaded rules) to the process's end — also in a
+    process that calls `run_files` more than once (tests, `bench.ledger_identity`): a few dozen
+    objects per run, as `tune_gc`'s freeze. Not for `--follow` or a server: those run for
+    ever, where cycles (reloads, sockets) must go."""
     was = gc.isenabled()
     gc.disable()
     try:

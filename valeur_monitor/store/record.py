@@ -180,17 +180,11 @@ SAFE_RAW = 65_000
 _MULTI = zstandard.backend == "cext"
 
 
-def compress_all(kind: str, raws: list[bytes]) -> list[bytes]:
-    """`raws` compressed (codec byte first) as `encode_head`/`encode_frame` would, byte for
-    byte, in one call that releases the GIL (python-zstandard's C backend): the commit thread
-    compresses while the next batch runs."""
-    prefix = _HEAD if kind == "head" else _ENTRY
-    return [prefix + bytes(c) for c in compressed(kind, raws)]
-
-
 def compressed(kind: str, raws: list[bytes]) -> list[Any]:
-    """`compress_all` without the codec byte (`codec_byte`), as buffers: the commit thread
-    joins them into the script's arguments without copying each one first."""
+    """`raws` compressed as `encode_head`/`encode_frame` would, without the codec byte
+    (`codec_byte`), byte for byte, in one call that releases the GIL (python-zstandard's C
+    backend), as buffers: the commit thread compresses while the next batch runs and joins
+    them into the script's arguments without copying each one first."""
     if not raws:
         return []
     comp = compressor(kind, HEAD_CODEC if kind == "head" else ENTRY_CODEC)
@@ -202,7 +196,7 @@ def compressed(kind: str, raws: list[bytes]) -> list[Any]:
 
 
 def codec_byte(kind: str) -> bytes:
-    """The codec byte `compress_all` puts before each of its records of this kind."""
+    """The codec byte that goes before each `compressed` record of this kind."""
     return _HEAD if kind == "head" else _ENTRY
 
 

@@ -207,7 +207,7 @@ class Prepared:
             heads = compressed("head", self.heads)
             frames = self.frames
             payloads = compressed("entry", [raw for _, _, raw in frames])
-            # each customer's argument in one join: `update` of `compress_all`'s heads and
+            # each customer's argument in one join: `update` of the compressed heads and
             # `frame`s, byte for byte, without copying each compressed record twice first
             head_codec, entry_codec = codec_byte("head"), codec_byte("entry")
             pack = UPDATE.pack

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from valeur_monitor.errors import BatchWithheld
 from valeur_monitor.metrics import Metrics
 from valeur_monitor.reload import Reloader
 from valeur_monitor.runner.observe import record_batch
@@ -222,7 +223,7 @@ class WorkerRuntime(Supervised):
         began = time.perf_counter()
         if published is not None:
             if not await published:     # the batch before was not published: it failed, and
-                raise RuntimeError("a batch's outputs were withheld")   # `consume` stops
+                raise BatchWithheld("the batch before failed")   # `consume` stops
         elif step.messages:
             await self._retry("publish", lambda: self.publisher.publish(step.messages))
             h.seconds["publish"] += time.perf_counter() - began
