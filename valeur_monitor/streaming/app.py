@@ -226,8 +226,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
     install(app, events_topic, runtime)
 
     @app.task  # type: ignore[untyped-decorator]
-    async def listen_for_reloads() -> None:
+    async def quiet_logging() -> None:
         quiet_root_logger()     # logging is set up by now (the worker starts the app after)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def listen_for_reloads() -> None:
         reloader = runtime.reloader
         if reloader is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
