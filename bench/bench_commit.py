@@ -11,6 +11,11 @@ captured commits: `RedisStore.prepare` as the worker's processing thread runs it
 framing, script arguments); and the parts of the first: `compact.encode` of each state, the
 head row around it, each ledger entry's payload, the open-promise counts. Medians; µs per
 event of the window and per state encoded. No server needed.
+
+With `--url redis://127.0.0.1:PORT/DB` (an OWN redis-server: its database is flushed), the
+captured commits are also sent, in order, from an empty database, `--rounds` times: the
+server's main-thread CPU (INFO cpu, user + sys) over each replay, per state committed — what
+the commit script costs Redis, which shares the machine's cores with the worker.
 """
 
 from __future__ import annotations
@@ -99,6 +104,35 @@ def each(step: Callable[[Any], Any], items: list[Any]) -> Callable[[], None]:
     return run
 
 
+def server_cpu(client: Any) -> float:
+    """The Redis server's main-thread CPU so far (s)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
+
+
+def replay(url: str, commits: list[Commit], cap: int, max_age: int | None,
+           rounds: int) -> list[float]:
+    """Server CPU (s) of sending every captured commit from an empty database, per round."""
+    from valeur_monitor.store.redis import RedisStore
+
+    out = []
+    for _ in range(rounds):
+        store = RedisStore.from_url(url, ledger_cap=cap, ledger_max_age=max_age)
+        store.client.flushdb()
+        prepared = [store.prepare(c) for c in commits]
+        for p in prepared:
+            if p is not None:
+                p.call()
+        store.commit(Commit(watermark=1))        # the epoch made before the clock
+        began = server_cpu(store.client)
+        for p in prepared:
+            if p is not None:
+                store.apply(p)
+        out.append(server_cpu(store.client) - began)
+        store.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--file", default="bench/results/run-events.jsonl")
@@ -108,6 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--simulated", type=int, nargs=2, metavar=("CUSTOMERS", "DAYS"),
                         help="the worker benchmark's input (bench.bench_worker) instead of --file")
+    parser.add_argument("--url", help="an OWN redis-server (flushed!): time the script on it")
     args = parser.parse_args()
     rules = load_rules(["rules"])
     if args.simulated:
@@ -141,6 +176,12 @@ def main() -> None:
         med = statistics.median(runs)
         print(f"| {name} | {med / args.events * 1e6:.1f} | {med / states * 1e6:.1f} | "
               f"{', '.join(f'{r:.3f}' for r in runs)} |")
+    if args.url:
+        runs = replay(args.url, commits, rules.settings.ledger_cap,
+                      rules.settings.ledger_max_age, args.rounds)
+        med = statistics.median(runs)
+        print(f"| commit script (Redis main-thread CPU) | {med / args.events * 1e6:.1f} | "
+              f"{med / states * 1e6:.1f} | {', '.join(f'{r:.3f}' for r in runs)} |")
 
 
 if __name__ == "__main__":
