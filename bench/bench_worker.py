@@ -302,6 +302,13 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
         marks.send(None)
         seen, polls, lost = results.get(timeout=60)
         poller.join(10)
+        # What its commits wrote, per event: script calls from the store's epoch counter (any
+        # version of the worker), states from /readyz (none before the eighth wave).
+        status = worker.status()
+        events = max(1, status.get("events", 0))
+        counts = {"commits": script_calls(redis_url) / events}
+        if "states" in status:
+            counts["states"] = status["states"] / events
     finally:
         if poller.is_alive():
             poller.kill()
@@ -309,11 +316,26 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
     seen.sort()
     gaps = sorted(b - a for a, b in itertools.pairwise(polls)) or [0.0]
     return {"probes": len(seen), "lost": lost, "rate": produced,
+            "commits_per_event": counts.get("commits", -1.0),
+            "states_per_event": counts.get("states", -1.0),
             "poll_p50_ms": 1000 * gaps[len(gaps) // 2],
             "poll_p99_ms": 1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
             "p50_ms": 1000 * seen[len(seen) // 2],
             "p99_ms": 1000 * seen[min(len(seen) - 1, int(len(seen) * 0.99))],
             "max_ms": 1000 * seen[-1]}
+
+
+def script_calls(url: str) -> int:
+    """The store's commit counter (one per commit script call) since the DB was flushed."""
+    import redis
+
+    from valeur_monitor.store.keys import DEFAULT_PREFIX, Keys
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.hget(Keys(DEFAULT_PREFIX).epoch, "commits") or 0)
+    finally:
+        client.close()
 
 
 def poll_probes(redis_url: str, marks: Any, results: Any, legacy: bool, ready: Any) -> None:
@@ -486,7 +508,9 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
             print(f"run {run + 1}: bare {bare[-1]:,.0f}/s, faust no-op {noop[-1]:,.0f}/s, "
                   f"worker {rate:,.0f}/s "
-                  f"(batches {status['batches']}, seconds {status['seconds']})", flush=True)
+                  f"(batches {status['batches']}, store commits {status.get('commits')}, "
+                  f"states written {status.get('states')}, seconds {status['seconds']})",
+                  flush=True)
         lat_rules = zero_lateness_rules(tmp)
         latencies = {}
         for rate in args.rates:
@@ -507,7 +531,9 @@ def main() -> None:
                   f"p50 {lat['p50_ms']:.1f} ms, "
                   f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms "
                   f"({lat['probes']:,} probes, {lat['lost']} lost; poller every "
-                  f"{lat['poll_p50_ms']:.1f} ms, p99 {lat['poll_p99_ms']:.1f})")
+                  f"{lat['poll_p50_ms']:.1f} ms, p99 {lat['poll_p99_ms']:.1f}; per event: "
+                  f"{lat['commits_per_event']:.3f} store commits, "
+                  f"{lat['states_per_event']:.3f} states written)")
         shutil.rmtree(tmp, ignore_errors=True)
         return
     b, n, w = statistics.median(bare), statistics.median(noop), statistics.median(worker)

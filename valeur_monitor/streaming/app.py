@@ -282,6 +282,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                          "batches": runtime.health.batches, "events": runtime.health.events,
                          "first_batch": runtime.health.first_batch,
                          "last_batch": runtime.health.last_batch,
+                         # store commits (script calls) and the customer states they wrote
+                         "commits": pipeline.scope.calls, "states": pipeline.scope.states,
                          "seconds": {k: round(v, 3) for k, v in runtime.health.seconds.items()}},
                         status=200 if ok else 503)
 

@@ -27,10 +27,12 @@ from valeur_monitor.errors import BatchWithheld
 from valeur_monitor.metrics import Metrics
 from valeur_monitor.reload import Reloader
 from valeur_monitor.runner.observe import record_batch
+from valeur_monitor.service import BatchResult
 from valeur_monitor.streaming.faults import fault_from_env
 from valeur_monitor.streaming.health import Supervised
 from valeur_monitor.streaming.outputs import Message, Record
 from valeur_monitor.streaming.pipeline import Step, StreamPipeline
+from valeur_monitor.streaming.scope import Pending
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +46,26 @@ class Publisher(Protocol):
 class WorkerRuntime(Supervised):
     """Asyncio side: orders process/publish/commit/ack of batches and ticks, retries.
 
-    Batches are pipelined: batch N+1 is processed while batch N (already encoded by
-    `StreamPipeline.prepare`) is published and applied. The order of effects: N's outputs are
-    acknowledged before N's commit, N's commit before N+1's, N's offsets are acked only after
-    N's commit, and N+1's outputs are sent only after N's are acknowledged (so a retried
-    publish of N never overtakes N+1's outputs: the compacted score topic keeps the latest
-    score). N+1's outputs may go out before N's commit: if that commit then fails for good,
-    the worker stops and both batches are redelivered (at-least-once outputs, as after a
-    crash between publishing and committing). At most one batch is in flight while the next
-    is processed; a tick, a rebalance, a reload and a retried failure first let it finish.
+    Batches are pipelined and their commits grouped: while a commit is in flight (its outputs'
+    acks awaited, then its Redis script), the next batches are processed and queued; when it
+    completes, every queued batch is committed together (`StreamPipeline.prepare` encodes each
+    customer they touched once, from its state in memory: one script call, the offsets of the
+    last). The order of effects: each batch's outputs are acknowledged before the commit that
+    covers it, commits in order, a batch's offsets acked only after that commit, and N+1's
+    outputs sent only after N's are acknowledged (so a retried publish of N never overtakes
+    N+1's outputs: the compacted score topic keeps the latest score). N+1's outputs may go out
+    before N's commit: if that commit then fails for good, the worker stops and both batches
+    are redelivered (at-least-once outputs, as after a crash between publishing and
+    committing). At most `max_queued` batches wait for a commit in flight; a tick, a
+    rebalance, a reload first let every queued batch be committed. A processing attempt that
+    fails transiently drops the states in memory (its in-place changes must not survive), so
+    the queued batches, whose changes were only there, are processed again with it.
     """
 
     def __init__(self, pipeline: StreamPipeline, publisher: Publisher,
                  metrics: Metrics | None = None, *, retry_delay: float = 0.2,
-                 max_retry_delay: float = 5.0, unhealthy_after: float = 60.0) -> None:
+                 max_retry_delay: float = 5.0, unhealthy_after: float = 60.0,
+                 max_queued: int = 16) -> None:
         super().__init__(metrics, retry_delay=retry_delay, max_retry_delay=max_retry_delay,
                          unhealthy_after=unhealthy_after)
         self.pipeline = pipeline
@@ -67,8 +75,15 @@ class WorkerRuntime(Supervised):
         self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
         self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
         self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
-        self._inflight: asyncio.Task[None] | None = None   # the batch being published/applied
-        self._published: asyncio.Task[bool] | None = None  # its publishing (last attempt's)
+        # Batches processed whose commits are staged, not prepared yet: exactly the scope's
+        # staged commits (every `prepare` takes all of them; a discard folds them into a retry)
+        self._queued: list[_Batch] = []
+        # Without grouping (a store whose `due` may flush mid-batch) each batch is its own group
+        self.max_queued = max_queued if pipeline.scope.groups else 0
+        self._inflight: asyncio.Future[None] | None = None   # the group being committed
+        self._committing = False   # read by the processing thread: a group is in flight
+        self._kicker: asyncio.Task[None] | None = None
+        self._published: asyncio.Task[bool] | None = None  # the last batch's publishing
         self._retrying = False
         # Called between batches after an assignment or a reload (the app sets heap.settle)
         self.settle_heap: Callable[[], None] | None = None
@@ -81,8 +96,8 @@ class WorkerRuntime(Supervised):
             if self.settle_heap is not None:
                 self.settle_heap()
 
-    async def _settle(self) -> None:
-        """Wait until the batch in flight is published, applied and acked (re-raises its
+    async def _settle_inflight(self) -> None:
+        """Wait until the group in flight is published, applied and acked (re-raises its
         permanent failure: the caller fails-stop)."""
         task = self._inflight
         if task is not None:
@@ -91,6 +106,13 @@ class WorkerRuntime(Supervised):
             finally:
                 if task.done():
                     self._inflight = None
+
+    async def _settle(self) -> None:
+        """Under the lock: every batch processed so far committed and acked."""
+        await self._settle_inflight()
+        while self._queued:
+            await self._launch(None, prepared=False)
+            await self._settle_inflight()
 
     # -- entry points (the faust agent, timer and rebalance signal call these) -----------------
     async def assign(self, partitions: set[int], total: int) -> None:
@@ -115,7 +137,8 @@ class WorkerRuntime(Supervised):
 
 
     async def idle(self) -> None:
-        """Return once no batch or tick is in progress or in flight (a rebalance waits)."""
+        """Return once no batch or tick is in progress, queued or in flight (a rebalance
+        waits)."""
         async with self.lock:
             await self._settle()
 
@@ -129,9 +152,10 @@ class WorkerRuntime(Supervised):
     async def consume(self, records: Sequence[Record],
                       ack: Callable[[], None] | None = None) -> None:
         """The batch consumer's entry point (streaming/consumer.py): process a batch (any mix
-        of partitions) and set it in flight: it is published, committed, then acked (`ack`,
-        before any revocation completes) while the next batch is processed. Returns once the
-        previous batch is settled."""
+        of partitions); it is published, committed (with the batches processed while the
+        commit before was in flight), then acked (`ack`, before any revocation completes).
+        Returns once it is processed, or, with `max_queued` batches waiting, once the commit
+        in flight is done."""
         if not self.pipeline.assigned:   # events before the assignment signal: wait for it
             await self._assignment.wait()
         if self.health.first_batch is None:
@@ -139,7 +163,7 @@ class WorkerRuntime(Supervised):
         async with self.lock:
             await self._reload_if_asked()
             began = time.perf_counter()
-            batch = _Batch(self, records, self._published)
+            batch = _Batch(self, records, self._published, ack)
             try:
                 step = await self._retry("process", batch.process, undo=batch.undo)
             except BaseException:
@@ -148,10 +172,14 @@ class WorkerRuntime(Supervised):
             self.health.seconds["process"] += time.perf_counter() - began
             if self.fault is not None:
                 self.fault.reached("after-process")
-            await self._settle()            # N-1 done: offsets and commits stay in order
+            batch.step = step
             self._published = batch.published
-            self._inflight = asyncio.create_task(
-                self._finish(step, ack, batch=True, published=batch.published))
+            self._queued.append(batch)
+            task = self._inflight
+            if task is not None and (task.done() or len(self._queued) > self.max_queued):
+                await self._settle_inflight()   # raises its failure: fail-stop
+            if self._inflight is None:
+                await self._launch(step.pending, prepared=batch.prepared)
 
     async def flushed(self) -> None:
         """Wait until every batch handed over so far is committed and acked."""
@@ -168,7 +196,7 @@ class WorkerRuntime(Supervised):
             step = await self._retry("advance", lambda: asyncio.to_thread(self._advance),
                                      undo=self._undo)
             if step is not None:
-                await self._finish(step, None, batch=False)
+                await self._finish(step)
 
     # -- internals -------------------------------------------------------------------------------
     def _undo(self) -> None:
@@ -177,17 +205,88 @@ class WorkerRuntime(Supervised):
         self._retrying = True
 
     async def _process(self, batch: _Batch) -> Step:
-        if self._retrying:      # states were dropped: reload them once Redis has the batch
-            await self._settle()  # in flight (its states are no longer in memory)
+        if self._retrying:      # states were dropped: reload them once Redis has the group
+            await self._settle_inflight()  # in flight (its states are no longer in memory)
+            if batch.drain:     # outputs of folded batches being sent: they go first
+                await asyncio.wait(batch.drain)
+                batch.drain = []
             self._retrying = False
         batch.loop = asyncio.get_running_loop()
         return await asyncio.to_thread(self._process_sync, batch)
 
     def _process_sync(self, batch: _Batch) -> Step:
         step = self.pipeline.process_batch(batch.records)
-        batch.processed_in_thread(step)  # its outputs may go out now; the commit is encoded
-        step.pending = self.pipeline.prepare()    # meanwhile
+        batch.processed_in_thread(step)  # its outputs may go out now
+        # No commit in flight (or no grouping): encode this batch's commit, with the queued
+        # ones, right away. Else it waits for the commit in flight, grouped with later ones.
+        if not self._committing or self.max_queued == 0:
+            step.pending = self.pipeline.prepare()
+            batch.prepared = True
         return step
+
+    async def _launch(self, pending: Pending | None, *, prepared: bool) -> None:
+        """Under the lock, nothing in flight: commit every queued batch as one group."""
+        if not prepared:    # encoding reads the states only: a transient failure is retried
+            pending = await self._retry("commit",
+                                        lambda: asyncio.to_thread(self.pipeline.prepare))
+        group, self._queued = self._queued, []
+        self._committing = True
+        self._inflight = asyncio.create_task(self._commit_group(group, pending))
+
+    async def _kick(self) -> None:
+        """A group just completed with batches queued behind it: commit them now, unless a
+        batch being processed will (under the lock, after it)."""
+        async with self.lock:
+            task = self._inflight
+            if not self._queued or (task is not None and not task.done()):
+                return
+            if task is not None:
+                if task.cancelled() or task.exception() is not None:
+                    return          # the next `consume` raises it
+                self._inflight = None
+            try:
+                await self._launch(None, prepared=False)
+            except Exception as exc:    # encoding failed: the next `consume` raises it
+                failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                self._inflight = failed
+
+    async def _commit_group(self, group: list[_Batch], pending: Pending | None) -> None:
+        """Wait for the group's outputs to be acknowledged, commit it (the commit point),
+        then ack and count each of its batches."""
+        try:
+            began = time.perf_counter()
+            for batch in group:
+                if batch.published is not None and not await batch.published:
+                    # the batch before was not published: it failed, and `consume` stops
+                    raise BatchWithheld("the batch before failed")
+                if self.fault is not None:
+                    self.fault.reached("after-publish")
+            published_at = time.perf_counter()
+            if pending is not None:
+                await self._retry("commit",
+                                  lambda: asyncio.to_thread(self.pipeline.commit, pending))
+            committed = time.perf_counter()
+            h = self.health
+            h.seconds["commit"] += committed - published_at
+            if self.fault is not None:
+                for _ in group:
+                    self.fault.reached("after-commit")   # committed, offsets not acked
+            for batch in group:
+                step = batch.step
+                assert step is not None
+                self.positions.update(step.offsets)
+                for ack in batch.acks:
+                    ack()
+                h.batches += 1
+                h.events += step.result.received
+                h.rerouted += step.rerouted
+                self._count(step.result, step.seconds + (committed - began))
+            h.last_batch = time.time()
+        finally:
+            self._committing = False
+        if self._queued and (self._kicker is None or self._kicker.done()):
+            self._kicker = asyncio.create_task(self._kick())
 
     async def _publish(self, step: Step, previous: asyncio.Task[bool] | None,
                        out: _Outgoing | None = None) -> bool:
@@ -215,39 +314,23 @@ class WorkerRuntime(Supervised):
             step.pending = self.pipeline.prepare()
         return step
 
-    async def _finish(self, step: Step, ack: Callable[[], None] | None, *, batch: bool,
-                      published: asyncio.Task[bool] | None = None) -> None:
-        """Publish (or wait for the publishing started by `consume`), then commit (the
-        commit point), then ack and count."""
-        h = self.health
+    async def _finish(self, step: Step) -> None:
+        """A tick's step, nothing queued or in flight: publish, commit, count."""
         began = time.perf_counter()
-        if published is not None:
-            if not await published:     # the batch before was not published: it failed, and
-                raise BatchWithheld("the batch before failed")   # `consume` stops
-        elif step.messages:
+        if step.messages:
             await self._retry("publish", lambda: self.publisher.publish(step.messages))
-            h.seconds["publish"] += time.perf_counter() - began
-        if batch and self.fault is not None:
-            self.fault.reached("after-publish")
+            self.health.seconds["publish"] += time.perf_counter() - began
         published_at = time.perf_counter()
         pending = step.pending
         if pending is not None:
             await self._retry("commit",
                               lambda: asyncio.to_thread(self.pipeline.commit, pending))
         committed = time.perf_counter()
-        if batch and self.fault is not None:
-            self.fault.reached("after-commit")   # committed to Redis, offsets not acked
         self.positions.update(step.offsets)
-        if ack is not None:
-            ack()
-        h.seconds["commit"] += committed - published_at
-        seconds = step.seconds + (committed - began)
-        result = step.result
-        if batch:
-            h.batches += 1
-            h.events += result.received
-            h.rerouted += step.rerouted
-            h.last_batch = time.time()
+        self.health.seconds["commit"] += committed - published_at
+        self._count(step.result, step.seconds + (committed - began), batch=False)
+
+    def _count(self, result: BatchResult, seconds: float, *, batch: bool = True) -> None:
         if self.metrics is None:
             return
         if batch or result.entries or result.notices or result.outcomes or result.dead_letters:
@@ -271,13 +354,17 @@ class _Batch:
     (measured with `gc.callbacks`); freed by reference counting, they never reach it."""
 
     def __init__(self, runtime: WorkerRuntime, records: Sequence[Record],
-                 previous: asyncio.Task[bool] | None) -> None:
+                 previous: asyncio.Task[bool] | None, ack: Callable[[], None] | None) -> None:
         self.runtime = runtime
         self.records = records
         self.previous = previous        # the publishing of the batch before: it goes first
+        self.acks = [ack] if ack is not None else []
         self.publishing: list[_Outgoing] = []
         self.published: asyncio.Task[bool] | None = None   # the last attempt's publishing
+        self.drain: list[asyncio.Task[bool]] = []   # folded batches' publishing, to finish
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.step: Step | None = None
+        self.prepared = False           # its commit (and the queued ones') encoded with it
 
     def process(self) -> Awaitable[Step]:
         return self.runtime._process(self)
@@ -295,8 +382,22 @@ class _Batch:
         self.publishing.append(out)
 
     def undo(self) -> None:
+        """A failed attempt: the states in memory are dropped, so the batches queued for the
+        next commit (their changes were only there) are processed again with this one: their
+        records first, their acks with this batch's, their outputs published again after
+        whatever of them is already being sent (at-least-once outputs)."""
         _abandon(self.publishing)
-        self.runtime._undo()
+        runtime = self.runtime
+        folded, runtime._queued = runtime._queued, []
+        if folded:
+            self.records = [r for b in folded for r in b.records] + list(self.records)
+            self.acks = [a for b in folded for a in b.acks] + self.acks
+            self.previous = folded[0].previous
+            for b in folded:
+                _abandon(b.publishing)
+                if b.published is not None:
+                    self.drain.append(b.published)
+        runtime._undo()
 
 
 class _Outgoing:

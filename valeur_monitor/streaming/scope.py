@@ -9,9 +9,10 @@ The shared `Processor` reads three things from its store that a worker must scop
   this worker may advance to `until` (owned partition, safe stream time reached), so no two
   workers ever advance the same customer.
 * ``commit(commit)``: staged, not applied, until the pipeline has published the batch's outputs
-  to Kafka; `flush()` then applies every staged commit (merged into one when their customers
-  are disjoint: one Redis round trip). A crash before the flush redelivers the batch and
-  publishes the outputs again (at-least-once outputs); a crash after it is absorbed by dedupe.
+  to Kafka; `flush()` then applies every staged commit (merged into one: one Redis round trip,
+  each customer written once from its latest state). A crash before the flush redelivers the
+  batch and publishes the outputs again (at-least-once outputs); a crash after it is absorbed
+  by dedupe.
 
 The store's ``due`` is a pure query (a protocol guarantee checked by the contract suite),
 so customers filtered out here stay due for the worker that owns them.
@@ -21,9 +22,11 @@ nobody else writes them; every commit still writes them through to Redis (the co
 The pipeline drops the states of revoked partitions, and `discard` (a failed attempt, whose
 in-place changes must not survive) drops them all: they are reloaded from Redis.
 
-Pipelining (`prepare` / `apply`): a batch's staged commits are encoded as soon as it is
-processed (`prepare`, in the processing thread), so the next batch may change the same states
-in place while that commit is still on its way to Redis (`apply`, later, in order). Until a
+Pipelining (`prepare` / `apply`): staged commits are encoded between batches (`prepare`, in
+the processing thread), so the next batch may change the same states in place while that
+commit is still on its way to Redis (`apply`, later, in order). The runtime prepares the
+commits of every batch processed while the commit before was in flight together (group
+commit: a customer those batches touched is encoded once). Until a
 prepared commit is applied, Redis's due index lags the states: `due` answers from the
 prepared commits' due times for their customers (the overlay), from Redis for the others, so
 it gives exactly the customers a serial worker would advance.
@@ -58,18 +61,22 @@ class Pending:
     parts: list[Any]                 # what the inner store's `apply` takes (else Commits)
     due: dict[str, int]              # customer -> next due of these commits (-1: none)
     count: int                       # Processor commits merged into it
+    states: int = 0                  # customers it writes (each encoded once)
     done: threading.Event = field(default_factory=threading.Event)
 
 
-def merge_commits(commits: list[Commit]) -> Commit | None:
-    """One commit with the effects of several whose customers are disjoint (else None)."""
+def merge_commits(commits: list[Commit]) -> Commit:
+    """One commit with the effects of several, applied in order: the commits of the batches
+    of one group may share customers (a customer touched by two batches is written once, from
+    the state the later one left in memory; its entries of both are appended, in seq order)."""
     if len(commits) == 1:
         return commits[0]
-    states = {c: s for commit in commits for c, s in commit.states.items()}
-    if len(states) != sum(len(commit.states) for commit in commits):
-        return None
-    return Commit(states=states,
-                  due={c: d for commit in commits for c, d in commit.due.items()},
+    states: dict[str, CustomerState] = {}
+    due: dict[str, int] = {}
+    for commit in commits:
+        states.update(commit.states)
+        due.update(commit.due)
+    return Commit(states=states, due=due,
                   entries=[e for commit in commits for e in commit.entries],
                   watermark=max(commit.watermark for commit in commits))
 
@@ -90,7 +97,9 @@ class WorkerScope:
         self.floor = 0
         self.allow: Allow = _allow_all
         self.staged: list[Commit] = []
-        self.commits = 0
+        self.commits = 0                 # Processor commits applied
+        self.calls = 0                   # store commits (script calls) they took
+        self.states = 0                  # customer states those wrote
         self._call_start = 0
         self.cache: dict[str, CustomerState] = {}
         self.loaded = 0                  # states read from the inner store (cache misses)
@@ -110,6 +119,13 @@ class WorkerScope:
             inner, "due_entries", None)
         self.owns: Callable[[str], bool] = _owns_all   # this worker's customers (the pipeline's)
         self._index: DueIndex | None = None            # None: read it again before the next due
+
+    @property
+    def groups(self) -> bool:
+        """Whether the staged commits of several batches may wait and be prepared together:
+        only with the due index kept here (`due` from Redis flushes a large due set's first
+        slice in the middle of a batch, which must then not overtake earlier batches)."""
+        return self._entries is not None
 
     def scoped(self, floor: int, allow: Allow) -> WorkerScope:
         """Set the floor and the due filter for the next Processor call."""
@@ -234,12 +250,9 @@ class WorkerScope:
 
     def _pending(self, staged: list[Commit]) -> Pending:
         merged = merge_commits(staged)
-        commits = [merged] if merged is not None else list(staged)
-        due: dict[str, int] = {}
-        for commit in commits:
-            due.update(commit.due)
         self._seq += 1
-        return Pending(self._seq, [self._encode(c) for c in commits], due, len(staged))
+        return Pending(self._seq, [self._encode(merged)], dict(merged.due), len(staged),
+                       len(merged.states))
 
     def _encode(self, commit: Commit) -> Any:
         if self._prepare is not None:
@@ -259,6 +272,8 @@ class WorkerScope:
             else:
                 with self._guard:
                     self.inner.commit(part)
+            self.calls += 1
+            self.states += pending.states
         self.commits += pending.count
         self.applied = max(self.applied, pending.seq)
         pending.done.set()

@@ -1,6 +1,6 @@
-"""A batch whose commit cannot be encoded: its outputs, built before the encoding and handed to
-the publisher at once, are not published while they still wait for the batch before it — on a
-transient failure the retried batch publishes them once, on a permanent one never."""
+"""A batch whose commit cannot be encoded (it is encoded with its group, once the commit before
+it is done): a transient failure is retried in place and the outputs go out once; a permanent
+one stops the worker with the batch unacknowledged."""
 
 from __future__ import annotations
 
@@ -67,23 +67,31 @@ async def until(condition: object, what: str) -> None:
 
 
 async def test_a_retried_encoding_publishes_the_batch_outputs_once() -> None:
+    """The second batch is processed while the first is in flight: its commit is encoded once
+    the first is committed (group commit); a transient failure there is retried in place (the
+    encoding only reads the states), its outputs published once."""
     store = PreparingStore(OSError("transient while encoding"), fail_at=2)
     publisher = GatedPublisher()
     runtime = WorkerRuntime(pipeline(store, set(range(PARTITIONS))), publisher,
                             retry_delay=0.01)
     first, second = two_batches()
-    await runtime.consume(first)                         # in flight: its publish is held
-    consuming = asyncio.create_task(runtime.consume(second))
-    await until(lambda: runtime.health.failing_since is not None, "the failed encoding")
+    acked: list[str] = []
+    await runtime.consume(first, lambda: acked.append("first"))   # in flight, publish held
+    await runtime.consume(second, lambda: acked.append("second"))  # queued behind it
+    assert store.prepared == 1 and acked == []
     publisher.gate.set()
-    await consuming
+    await until(lambda: runtime.health.failing_since is not None, "the failed encoding")
     await runtime.flushed()
     assert store.prepared == 3 and store.commit_calls == 2
+    assert acked == ["first", "second"]
     assert len(publisher.batches) == 2, f"published {len(publisher.batches)} times"
     assert publisher.batches[0] and publisher.batches[1]
 
 
-async def test_a_batch_whose_commit_cannot_be_encoded_publishes_nothing() -> None:
+async def test_a_batch_whose_commit_cannot_be_encoded_stops_the_worker_unacked() -> None:
+    """A state that cannot be encoded (a permanent failure) stops the worker with its batch
+    unacknowledged, the batch before committed; its outputs may have gone out meanwhile
+    (at-least-once outputs, as after a crash between publishing and committing)."""
     store = PreparingStore(StorePermanentError("cannot encode the batch for Redis",
                                                operation="commit"), fail_at=2)
     publisher = GatedPublisher()
@@ -91,14 +99,8 @@ async def test_a_batch_whose_commit_cannot_be_encoded_publishes_nothing() -> Non
     first, second = two_batches()
     acked: list[str] = []
     await runtime.consume(first, lambda: acked.append("first"))
-    consuming = asyncio.create_task(
-        runtime.consume(second, lambda: acked.append("second")))
-    await until(consuming.done, "the permanent failure")
+    await runtime.consume(second, lambda: acked.append("second"))
     publisher.gate.set()
     with pytest.raises(StorePermanentError):
-        await consuming
-    await runtime.flushed()
-    for _ in range(10):                  # a publishing task left behind would run now
-        await asyncio.sleep(0.01)
-    assert acked == ["first"] and store.commit_calls == 1
-    assert len(publisher.batches) == 1, "the second batch's outputs were published"
+        await runtime.flushed()
+    assert acked == ["first"] and store.commit_calls == 1 and store.prepared == 2
