@@ -80,7 +80,8 @@ COMPILED_TESTS ?= tests/unit/engine tests/unit/test_codec.py tests/unit/test_cat
 # built, so the replacement is never called): they run in the pure suite only.
 COMPILED_DESELECT ?= \
 	tests/unit/streaming/test_observability.py::test_each_record_is_decoded_once \
-	tests/unit/streaming/test_pipelining.py::test_pipelined_batches_give_the_embedded_results_in_order
+	tests/unit/streaming/test_pipelining.py::test_pipelined_batches_give_the_embedded_results_in_order \
+	tests/unit/streaming/test_group_commit.py::test_a_failed_attempt_processes_the_queued_batches_again
 compiled:
 	PY=$(PY) scripts/build-compiled $(VENV_COMPILED)
 	VALEUR_COMPILED=1 PYTHONSAFEPATH=1 $(VENV_COMPILED)/bin/python -m pytest -q \

@@ -59,8 +59,8 @@ async def test_a_commit_failing_for_good_after_the_next_outputs_went_out() -> No
     batches = [records[i:i + 200] for i in range(0, len(records), 200)]
     acked: list[int] = []
     await runtime.consume(batches[0], lambda: acked.append(0))
-    await runtime.consume(batches[1], lambda: acked.append(1))    # queued behind batch 0
-    with pytest.raises(Fenced):         # surfaces at the next settle (or batch)
+    with pytest.raises(Fenced):         # surfaces at the next batch or settle
+        await runtime.consume(batches[1], lambda: acked.append(1))    # queued behind batch 0
         await runtime.flushed()
     assert store.overlapped == [True]   # N+1's outputs were out before N's commit failed
     assert publisher.calls == 2 and acked == [] and store.commit_calls == 0
