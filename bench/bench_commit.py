@@ -111,26 +111,27 @@ def server_cpu(client: Any) -> float:
 
 
 def replay(url: str, commits: list[Commit], cap: int, max_age: int | None,
-           rounds: int) -> list[float]:
-    """Server CPU (s) of sending every captured commit from an empty database, per round."""
+           rounds: int) -> tuple[list[float], list[float]]:
+    """Server CPU and the sending thread's CPU (s) of sending every captured commit from an
+    empty database, per round."""
     from valeur_monitor.store.redis import RedisStore
 
-    out = []
+    out, sender = [], []
     for _ in range(rounds):
         store = RedisStore.from_url(url, ledger_cap=cap, ledger_max_age=max_age)
         store.client.flushdb()
+        # prepared (encoded) before the clock; `apply` compresses and frames each in order, as
+        # the commit thread does: a customer's value known from the commit before is sent whole
         prepared = [store.prepare(c) for c in commits]
-        for p in prepared:
-            if p is not None:
-                p.call()
         store.commit(Commit(watermark=1))        # the epoch made before the clock
-        began = server_cpu(store.client)
+        began, mine = server_cpu(store.client), time.thread_time()
         for p in prepared:
             if p is not None:
                 store.apply(p)
+        sender.append(time.thread_time() - mine)
         out.append(server_cpu(store.client) - began)
         store.close()
-    return out
+    return out, sender
 
 
 def main() -> None:
@@ -177,11 +178,13 @@ def main() -> None:
         print(f"| {name} | {med / args.events * 1e6:.1f} | {med / states * 1e6:.1f} | "
               f"{', '.join(f'{r:.3f}' for r in runs)} |")
     if args.url:
-        runs = replay(args.url, commits, rules.settings.ledger_cap,
-                      rules.settings.ledger_max_age, args.rounds)
-        med = statistics.median(runs)
-        print(f"| commit script (Redis main-thread CPU) | {med / args.events * 1e6:.1f} | "
-              f"{med / states * 1e6:.1f} | {', '.join(f'{r:.3f}' for r in runs)} |")
+        server, sender = replay(args.url, commits, rules.settings.ledger_cap,
+                                rules.settings.ledger_max_age, args.rounds)
+        for name, runs in (("commit script (Redis main-thread CPU)", server),
+                           ("apply, sent in order (commit thread, incl. compression)", sender)):
+            med = statistics.median(runs)
+            print(f"| {name} | {med / args.events * 1e6:.1f} | {med / states * 1e6:.1f} | "
+                  f"{', '.join(f'{r:.3f}' for r in runs)} |")
 
 
 if __name__ == "__main__":

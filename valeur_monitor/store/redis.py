@@ -39,6 +39,7 @@ from valeur_monitor.store import keys as K
 from valeur_monitor.store.base import Commit, ScoreView
 from valeur_monitor.store.connect import RedisOptions, RedisTarget, parse_url, with_retries
 from valeur_monitor.store.keys import Keys
+from valeur_monitor.store.known import Known
 from valeur_monitor.store.record import Value
 from valeur_monitor.store.redis_commit import (
     COMMIT_LUA,
@@ -87,6 +88,7 @@ class RedisStore:
         self.url = url                      # display form: never the password
         self.options = options or RedisOptions()
         self._commit_script = client.register_script(COMMIT_LUA)
+        self.known = Known()                # values this process wrote last (store/known.py)
         self._epoch: str | None = None      # id of the data this process reads and writes
         self._commits = 0                   # the epoch's commit counter last seen
         self.attempts = 0                   # script calls of the last `apply` (retries: > 1)
@@ -204,14 +206,22 @@ class RedisStore:
             return None
         try:
             return commit_call(self.keys, commit, self.ledger_cap, self.ledger_max_age,
-                               compress=self.compress)
+                               compress=self.compress, known=self.known)
         except (OverflowError, TypeError, msgspec.EncodeError, struct.error) as exc:
             # e.g. an integer beyond 64 bits kept in a state: refused before anything is sent.
             raise StorePermanentError(f"cannot encode the batch for Redis ({exc}); nothing "
                                       "was written", operation="commit") from None
 
     def apply(self, prepared: Prepared) -> None:
-        """Send a prepared commit: one script call (prepared commits go in order)."""
+        """Send a prepared commit: one script call (prepared commits go in order, from one
+        thread at a time: they build on the values the ones before wrote, `store/known.py`)."""
+        try:
+            self._apply(prepared)
+        except BaseException:
+            self.known.clear()      # whether it was written is unknown: merge from now on
+            raise
+
+    def _apply(self, prepared: Prepared) -> None:
         keys, args = prepared.call()
         self._run("commit", self._ensure_epoch)
         epoch = self._epoch
@@ -219,11 +229,10 @@ class RedisStore:
 
         self.attempts = 0
 
-        def send() -> int:
+        def send() -> Any:
             self.attempts += 1      # each attempt moves the epoch's counter at most once
             try:
-                return int(self._commit_script(keys=keys,
-                                               args=[epoch, str(self._commits), *args]))
+                return self._commit_script(keys=keys, args=[epoch, str(self._commits), *args])
             except ResponseError as exc:
                 text = str(exc)
                 if text.startswith((EPOCH_MISMATCH, ROLLED_BACK)):
@@ -233,7 +242,7 @@ class RedisStore:
                                               operation="commit") from None
                 raise
 
-        self._commits = self._run("commit", send)
+        self._commits = prepared.replied(self._run("commit", send))
 
     @property
     def commits(self) -> int:
