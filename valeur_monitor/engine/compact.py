@@ -41,7 +41,7 @@ def encode(state: CustomerState) -> bytes:
     promises = state.promises
     return MAGIC + _enc((
         state.customer, state.clock, state.pruned, state.seq, state.seen, state.pending,
-        list(zip(promises, map(_astuple, promises.values()), strict=True)), state.repeats,
+        [(slot, p.row()) for slot, p in promises.items()], state.repeats,
         state.alert_windows, state.alerts_fired, _astuple(state.score), state.reasons,
         state.next_at, state.next_slot))
 

@@ -13,10 +13,11 @@ from valeur_monitor.engine.durations import format_duration
 from valeur_monitor.engine.event import Event, format_time
 from valeur_monitor.engine.explain import template
 from valeur_monitor.engine.ledger import LedgerEntry, Notice, Outcome
+from valeur_monitor.engine.promise import Promise
 from valeur_monitor.engine.ruleindex import OnIndex
 from valeur_monitor.engine.rules.model import Deadline, Effect, ExpectRule, RepeatRule, RuleSet
 from valeur_monitor.engine.scoring import apply_values, check_score_alerts, count_outcome
-from valeur_monitor.engine.state import CustomerState, Promise
+from valeur_monitor.engine.state import CustomerState
 
 _Work = tuple[OnIndex | None, tuple[RepeatRule, ...], O.TypePlan | None]
 _IDLE: _Work = (None, (), None)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from valeur_monitor.engine import promises as P
 from valeur_monitor.engine.event import Event, parse_time
+from valeur_monitor.engine.promise import Promise
 from valeur_monitor.engine.rules.model import Deadline, ExpectRule, Matcher, Roles
-from valeur_monitor.engine.state import Promise
 
 NONE = 0      # a role value: the rule does not react to this event type in this role
 ALWAYS = 1    # ... reacts to every event of the type (a matcher without a condition)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from valeur_monitor.engine.event import Event
+from valeur_monitor.engine.promise import Promise
 from valeur_monitor.engine.rules.model import ExpectRule, Matcher
-from valeur_monitor.engine.state import Promise
 
 
 def hit(group: tuple[Matcher, ...], event: Event) -> bool:

@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from valeur_monitor.engine.event import Event
-
-
-class Promise(msgspec.Struct, gc=False):
-    """One open (or recently broken) obligation of an `expect` rule, keyed by rule and ref."""
-
-    rule: str
-    ref: str
-    opened_at: int            # event time of the opening event (ms)
-    open_event: str           # id of the opening event
-    budget: int               # SLA clock budget (ms of calendar time, or wall ms without calendar)
-    used: int = 0             # SLA clock consumed before `running_since`
-    running_since: int = 0    # when the SLA clock last (re)started (meaningless while paused)
-    deadline: int = 0         # instant the promise breaks (recomputed on resume)
-    warn_at: int = -1         # instant of the warning, -1 = none or already sent
-    broken_at: int = -1       # set once broken; the promise then waits for a late keep
-    paused_at: int = -1       # set while the clock is stopped (waiting on the customer)
-    warned: bool = False
-    due: int = -1             # next instant this promise needs attention (-1: none), see refresh
-    tier: str = ""
-    team: str = ""
-    channel: str = ""
-
-    def is_open(self) -> bool:
-        """Still owed: not broken (a paused promise is open, its SLA clock stopped). The one
-        definition used by the engine's readers: metrics, the API and the stores."""
-        return self.broken_at < 0
-
-    def is_overdue(self, until: int) -> bool:
-        """Open, its clock running, and its deadline reached by `until`."""
-        return self.broken_at < 0 and self.paused_at < 0 and self.deadline <= until
-
-    def refresh(self, late_window: int, max_pause: int) -> None:
-        """Recompute `due` after any change (kept as a field so timers are a cheap scan)."""
-        if self.broken_at >= 0:
-            self.due = self.broken_at + late_window
-        elif self.paused_at >= 0:
-            self.due = self.paused_at + max_pause  # waiting on the customer too long: dropped
-        else:
-            self.due = self.warn_at if self.warn_at >= 0 else self.deadline
+from valeur_monitor.engine.promise import FIELDS
+from valeur_monitor.engine.promise import Promise as Promise  # its home since the native class
 
 
 class Score(msgspec.Struct, gc=False):
@@ -77,8 +42,22 @@ class CustomerState(msgspec.Struct, gc=False):
     next_slot: str = ""
 
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(CustomerState)
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, Promise):
+        return value.to_dict()  # the map a Struct was written as: the same bytes
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is Promise and isinstance(value, dict):
+        # unknown keys ignored and defaults filled, as for the Struct it was
+        return Promise(**{k: v for k, v in value.items() if k in _PROMISE_FIELDS})
+    raise NotImplementedError(f"cannot decode {kind.__name__}")
+
+
+_PROMISE_FIELDS = frozenset(FIELDS)
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_dec_hook)
 
 
 def encode_state(state: CustomerState) -> bytes:

@@ -3,12 +3,15 @@ whose bytes do not move with the customer's clock."""
 
 from __future__ import annotations
 
+import inspect
+
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from valeur_monitor.engine import compact_old
+from valeur_monitor.engine import promise as promise_fields
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.engine.state import (
@@ -112,9 +115,17 @@ def test_every_field_is_encoded() -> None:
         "customer", "clock", "pruned", "seq", "seen", "pending", "promises", "repeats",
         "alert_windows", "alerts_fired", "score", "reasons", "next_at", "next_slot")
     # version 3 writes a promise's fields in this order (compact_types.PromiseV3)
-    assert Promise.__struct_fields__ == (
+    assert promise_fields.FIELDS == (
         "rule", "ref", "opened_at", "open_event", "budget", "used", "running_since", "deadline",
         "warn_at", "broken_at", "paused_at", "warned", "due", "tier", "team", "channel")
+    # no field left out of a row (slots interpreted, native attributes compiled)
+    assert {name for name, v in vars(Promise).items() if inspect.isdatadescriptor(v)} == set(
+        promise_fields.FIELDS)
+    # distinct values of each field's type (the compiled class checks them): order is checked
+    values = ("r", "ref", 2, "e", 4, 5, 6, 7, 8, 9, 10, True, 12, "t", "team", "c")
+    p = Promise(*values)
+    assert p.row() == values == tuple(getattr(p, f) for f in promise_fields.FIELDS)
+    assert Promise(*p.row()) == p and list(p.to_dict()) == list(promise_fields.FIELDS)
     assert Score.__struct_fields__ == ("total", "dims", "at", "created", "destroyed")
 
 
