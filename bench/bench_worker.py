@@ -127,6 +127,14 @@ class Worker:
             time.sleep(0.05)
         raise SystemExit(f"timed out waiting for {what}")
 
+    def cpu(self) -> float:
+        """CPU seconds the worker process used so far (every thread, user + system)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -245,6 +253,7 @@ def worker_throughput(env: dict[str, str], total: int, log: Path,
     worker = Worker(env, log, noop)
     try:
         status = worker.wait("all events", lambda s: s.get("events", 0) >= total, 600)
+        status["cpu"] = worker.cpu()    # start-up included
         return total / (status["last_batch"] - status["first_batch"]), status
     finally:
         worker.stop()
@@ -292,6 +301,7 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
         # meanwhile were seen late, ~2.5 % of them, and made the p99 (200-300 ms at 1k/s).
         if not ready.wait(60):
             raise SystemExit("the latency poller did not start")
+        cpu_ready = worker.cpu()
         records = probed(lines, int(rate * seconds), probe_every)
         began = time.perf_counter()
         if legacy:
@@ -306,7 +316,8 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
         # version of the worker), states from /readyz (none before the eighth wave).
         status = worker.status()
         events = max(1, status.get("events", 0))
-        counts = {"commits": script_calls(redis_url) / events}
+        counts = {"commits": script_calls(redis_url) / events,
+                  "cpu_us": 1e6 * (worker.cpu() - cpu_ready) / events}
         if "states" in status:
             counts["states"] = status["states"] / events
     finally:
@@ -316,6 +327,7 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
     seen.sort()
     gaps = sorted(b - a for a, b in itertools.pairwise(polls)) or [0.0]
     return {"probes": len(seen), "lost": lost, "rate": produced,
+            "cpu_us_per_event": counts["cpu_us"],
             "commits_per_event": counts.get("commits", -1.0),
             "states_per_event": counts.get("states", -1.0),
             "poll_p50_ms": 1000 * gaps[len(gaps) // 2],
@@ -509,7 +521,8 @@ def main() -> None:
             print(f"run {run + 1}: bare {bare[-1]:,.0f}/s, faust no-op {noop[-1]:,.0f}/s, "
                   f"worker {rate:,.0f}/s "
                   f"(batches {status['batches']}, store commits {status.get('commits')}, "
-                  f"states written {status.get('states')}, seconds {status['seconds']})",
+                  f"states written {status.get('states')}, worker CPU {status['cpu']:.2f} s "
+                  f"with start-up, seconds {status['seconds']})",
                   flush=True)
         lat_rules = zero_lateness_rules(tmp)
         latencies = {}
@@ -532,6 +545,7 @@ def main() -> None:
                   f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms "
                   f"({lat['probes']:,} probes, {lat['lost']} lost; poller every "
                   f"{lat['poll_p50_ms']:.1f} ms, p99 {lat['poll_p99_ms']:.1f}; per event: "
+                  f"worker CPU {lat['cpu_us_per_event']:.1f} µs, "
                   f"{lat['commits_per_event']:.3f} store commits, "
                   f"{lat['states_per_event']:.3f} states written)")
         shutil.rmtree(tmp, ignore_errors=True)
