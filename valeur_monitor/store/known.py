@@ -27,11 +27,15 @@ KNOWN_MAX = 100_000     # customers (≈ 2 KB each on a week's values: the prefi
 META = struct.Struct(">IHB")     # state seq, new frames, open counts changed
 
 
+NO_FRAME = MAX_U32 + 1   # "time" of the first frame of an empty window: never cut by age
+
+
 class Known:
-    """customer -> (prefix, frames) of the value this process wrote last."""
+    """customer -> the value this process wrote last: its prefix (header and open counts), its
+    window frames, and from the header its seq mark, frame count and first frame's time (s)."""
 
     def __init__(self, limit: int = KNOWN_MAX) -> None:
-        self.values: dict[str, tuple[bytes, bytes]] = {}
+        self.values: dict[str, tuple[bytes, bytes, int, int, int]] = {}
         self.limit = limit
 
     def clear(self) -> None:
@@ -45,9 +49,11 @@ class Known:
             return
         if len(values) >= self.limit:
             del values[next(iter(values))]
-        _, _, length, _, opened = HEADER.unpack_from(value)
+        _, mark, length, count, opened = HEADER.unpack_from(value)
         start = HEADER.size + opened
-        values[customer] = (value[:start], value[start + length:])
+        frames = value[start + length:]
+        values[customer] = (value[:start], frames, mark, count,
+                            FRAME.unpack_from(frames)[0] if count else NO_FRAME)
 
     def build(self, customer: str, seq: int, opened: bytes, codec: bytes, head: Any,
               news: list[tuple[int, int, bytes]], pieces: list[Any], cap: int,
@@ -60,25 +66,28 @@ class Known:
         old = self.values.pop(customer, None)
         if old is None:
             return None
-        prefix, blob = old
-        _, mark, _, count, _ = HEADER.unpack_from(prefix)
+        prefix, frames, mark, count, first = old
         n = len(news)
         if n and news[0][1] <= mark:
             return None
         drop = count + n - cap
-        pos = 0
-        while count > 0:
-            when, _, length = FRAME.unpack_from(blob, pos)
-            if drop <= 0 and when >= cutoff:
-                break
-            drop, count, pos = drop - 1, count - 1, pos + FRAME.size + length
-        if count == 0 and n and (drop > 0 or min(max(news[0][0] // 1000, 0), MAX_U32) < cutoff):
-            return None
-        tail = blob[pos:] if pos else blob
-        frames = b"".join((tail, *pieces)) if pieces else tail
-        new_prefix = HEADER.pack(MAGIC, max(mark, seq), len(head) + 1, count + n,
-                                 len(opened)) + opened
-        value = b"".join((new_prefix, codec, head, frames))
-        meta = META.pack(seq, n, opened != prefix[HEADER.size:]) + prefix
-        self.values[customer] = (new_prefix, frames)
-        return meta, value
+        if drop > 0 or first < cutoff:     # the script's cuts: by count, then by age
+            pos = 0
+            while count > 0:
+                when, _, length = FRAME.unpack_from(frames, pos)
+                if drop <= 0 and when >= cutoff:
+                    break
+                drop, count, pos = drop - 1, count - 1, pos + FRAME.size + length
+            frames = frames[pos:]
+            first = FRAME.unpack_from(frames)[0] if count else NO_FRAME
+        if n:
+            if not count:      # the script cuts the new frames too (none kept before them)
+                first = min(max(news[0][0] // 1000, 0), MAX_U32)
+                if drop > 0 or first < cutoff:
+                    return None
+            frames = b"".join((frames, *pieces))
+        hw = mark if mark > seq else seq
+        new_prefix = HEADER.pack(MAGIC, hw, len(head) + 1, count + n, len(opened)) + opened
+        self.values[customer] = (new_prefix, frames, hw, count + n, first)
+        return (META.pack(seq, n, opened != prefix[HEADER.size:]) + prefix,
+                b"".join((new_prefix, codec, head, frames)))
