@@ -33,7 +33,6 @@ MAGIC = b"\xc1\x03"   # 0xC1: never a msgpack first byte; then the format versio
 
 _enc = msgspec.msgpack.Encoder().encode
 _decoder3 = msgspec.msgpack.Decoder(_State3)
-_astuple = msgspec.structs.astuple
 
 
 def encode(state: CustomerState) -> bytes:
@@ -42,7 +41,7 @@ def encode(state: CustomerState) -> bytes:
     return MAGIC + _enc((
         state.customer, state.clock, state.pruned, state.seq, state.seen, state.pending,
         [(slot, p.row()) for slot, p in promises.items()], state.repeats,
-        state.alert_windows, state.alerts_fired, _astuple(state.score), state.reasons,
+        state.alert_windows, state.alerts_fired, state.score.row(), state.reasons,
         state.next_at, state.next_slot))
 
 

@@ -20,6 +20,7 @@ from valeur_monitor.engine.compact_types import Instant
 from valeur_monitor.engine.compact_types import Own as _Own
 from valeur_monitor.engine.compact_types import PromiseV1 as _Promise
 from valeur_monitor.engine.compact_types import RepeatV1 as _Repeat
+from valeur_monitor.engine.compact_types import ScoreV1 as _Score
 from valeur_monitor.engine.compact_types import StateV1 as _State
 from valeur_monitor.engine.compact_types import StateV2 as _State2
 from valeur_monitor.engine.state import CustomerState, Promise, Score
@@ -150,7 +151,7 @@ def encode_v1(state: CustomerState) -> bytes:
     return MAGIC_V1 + _encoder.encode(_State(
         state.customer, clock, _rel(state.pruned, clock), state.seq, list(rules), prefix,
         [i[cut:] for i in ids], [clock - t for t in state.seen.values()], state.pending,
-        promises, repeats, state.alert_windows, state.alerts_fired, state.score,
+        promises, repeats, state.alert_windows, state.alerts_fired, _Score(*state.score.row()),
         state.reasons, state.next_at, state.next_slot))
 
 
@@ -171,4 +172,5 @@ def decode_v1(data: bytes) -> CustomerState:
                     [clock - age for age in s.seen_ages], strict=True))
     return CustomerState(
         s.customer, clock, _abs(s.pruned, clock), s.seq, seen, s.pending, promises, repeats,
-        s.alert_windows, s.alerts_fired, s.score, s.reasons, s.next_at, s.next_slot)
+        s.alert_windows, s.alerts_fired, Score(*msgspec.structs.astuple(s.score)), s.reasons,
+        s.next_at, s.next_slot)

@@ -9,9 +9,18 @@ from __future__ import annotations
 import msgspec
 
 from valeur_monitor.engine.event import Event
-from valeur_monitor.engine.state import Score
 
 Instant = int | None  # relative to a base; None for -1
+
+
+class ScoreV1(msgspec.Struct):
+    """The score as version 1 wrote it: a map (the former Score Struct's form)."""
+
+    total: float = 0.0
+    dims: dict[str, float] = msgspec.field(default_factory=dict)
+    at: int = 0
+    created: float = 0.0
+    destroyed: float = 0.0
 
 
 class PromiseV1(msgspec.Struct, array_like=True):
@@ -54,7 +63,7 @@ class StateV1(msgspec.Struct, array_like=True):
     repeats: list[RepeatV1]
     alert_windows: dict[str, list[int]]
     alerts_fired: list[str]
-    score: Score
+    score: ScoreV1
     reasons: dict[str, float]
     next_at: int
     next_slot: str

@@ -1,4 +1,4 @@
-"""Per-customer engine state: serialisable structs (the Redis store keeps them compact)."""
+"""Per-customer engine state (engine.customer, engine.promise) and its encodings."""
 
 from __future__ import annotations
 
@@ -6,44 +6,42 @@ from typing import Any
 
 import msgspec
 
+from valeur_monitor.engine.customer import CustomerState as CustomerState
+from valeur_monitor.engine.customer import Score as Score
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.promise import FIELDS
 from valeur_monitor.engine.promise import Promise as Promise  # its home since the native class
 
 
-class Score(msgspec.Struct, gc=False):
-    """Running score: value per dimension (benefits positive, costs negative), decayed to `at`."""
-
+class _PlainScore(msgspec.Struct):
     total: float = 0.0
     dims: dict[str, float] = msgspec.field(default_factory=dict)
     at: int = 0
-    created: float = 0.0       # undecayed sums, for reports
+    created: float = 0.0
     destroyed: float = 0.0
 
 
-class CustomerState(msgspec.Struct, gc=False):
-    """Everything the engine knows about one customer; the engine mutates it in place."""
+class _PlainState(msgspec.Struct):
+    """The plain msgpack form a state was written in before the compact one (field names)."""
 
     customer: str
-    clock: int = 0                                    # customer's stream time (ms)
-    pruned: int = 0                                   # clock at the last pruning of `seen`
-    seq: int = 0                                      # ledger entries issued so far
-    seen: dict[str, int] = msgspec.field(default_factory=dict)      # event id -> event time
-    pending: list[Event] = msgspec.field(default_factory=list)      # sorted by (time, id)
+    clock: int = 0
+    pruned: int = 0
+    seq: int = 0
+    seen: dict[str, int] = msgspec.field(default_factory=dict)
+    pending: list[Event] = msgspec.field(default_factory=list)
     promises: dict[str, Promise] = msgspec.field(default_factory=dict)
-    repeats: dict[str, list[tuple[int, str]]] = msgspec.field(default_factory=dict)  # (time, ref)
+    repeats: dict[str, list[tuple[int, str]]] = msgspec.field(default_factory=dict)
     alert_windows: dict[str, list[int]] = msgspec.field(default_factory=dict)
-    alerts_fired: list[str] = msgspec.field(default_factory=list)  # alerts awaiting re-arm
-    score: Score = msgspec.field(default_factory=Score)
-    reasons: dict[str, float] = msgspec.field(default_factory=dict)  # rule -> undecayed value
-    # The earliest promise timer (due, slot), kept up to date by the engine as promises change
-    # so that advancing never scans the promises; next_at -2 means "not known: scan once".
+    alerts_fired: list[str] = msgspec.field(default_factory=list)
+    score: _PlainScore = msgspec.field(default_factory=_PlainScore)
+    reasons: dict[str, float] = msgspec.field(default_factory=dict)
     next_at: int = -2
     next_slot: str = ""
 
 
 def _enc_hook(value: Any) -> Any:
-    if isinstance(value, Promise):
+    if isinstance(value, Promise | Score | CustomerState):
         return value.to_dict()  # the map a Struct was written as: the same bytes
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
@@ -57,7 +55,7 @@ def _dec_hook(kind: type, value: Any) -> Any:
 
 _PROMISE_FIELDS = frozenset(FIELDS)
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-_decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_dec_hook)
+_decoder = msgspec.msgpack.Decoder(_PlainState, dec_hook=_dec_hook)
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -73,7 +71,12 @@ def decode_state(data: bytes) -> CustomerState:
         from valeur_monitor.engine import compact
 
         return compact.decode(data)
-    return _decoder.decode(data)
+    p = _decoder.decode(data)
+    c = p.score
+    return CustomerState(
+        p.customer, p.clock, p.pruned, p.seq, p.seen, p.pending, p.promises, p.repeats,
+        p.alert_windows, p.alerts_fired, Score(c.total, c.dims, c.at, c.created, c.destroyed),
+        p.reasons, p.next_at, p.next_slot)
 
 
 def encode_plain(state: CustomerState) -> bytes:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from valeur_monitor.engine import compact_old
+from valeur_monitor.engine import customer as customer_fields
 from valeur_monitor.engine import promise as promise_fields
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.rules import load_rules
@@ -111,7 +112,7 @@ def test_older_forms_of_simulated_states_still_read() -> None:
 
 def test_every_field_is_encoded() -> None:
     # A field added to the state must be added to the compact form too (engine/compact.py).
-    assert CustomerState.__struct_fields__ == (
+    assert customer_fields.STATE_FIELDS == (
         "customer", "clock", "pruned", "seq", "seen", "pending", "promises", "repeats",
         "alert_windows", "alerts_fired", "score", "reasons", "next_at", "next_slot")
     # version 3 writes a promise's fields in this order (compact_types.PromiseV3)
@@ -126,7 +127,15 @@ def test_every_field_is_encoded() -> None:
     p = Promise(*values)
     assert p.row() == values == tuple(getattr(p, f) for f in promise_fields.FIELDS)
     assert Promise(*p.row()) == p and list(p.to_dict()) == list(promise_fields.FIELDS)
-    assert Score.__struct_fields__ == ("total", "dims", "at", "created", "destroyed")
+    assert customer_fields.SCORE_FIELDS == ("total", "dims", "at", "created", "destroyed")
+    for cls, names in ((CustomerState, customer_fields.STATE_FIELDS),
+                       (Score, customer_fields.SCORE_FIELDS)):
+        assert {n for n, v in vars(cls).items() if inspect.isdatadescriptor(v)} == set(names)
+    state = CustomerState("c", 1, 2, 3, {"e": 4}, [], {}, {"r": [(5, "x")]}, {"a": [6]}, ["f"],
+                          Score(7.0, {"d": 8.0}, 9, 10.0, 11.0), {"r": 12.0}, 13, "s")
+    assert state.row()[:4] == ("c", 1, 2, 3) and state.row()[-2:] == (13, "s")
+    assert CustomerState(*state.row()) == state
+    assert list(state.to_dict()) == list(customer_fields.STATE_FIELDS)
 
 
 def test_simulated_states_are_smaller() -> None:
