@@ -86,3 +86,13 @@ def test_remembered_valid_data_never_admits_different_data() -> None:
         with pytest.raises(EventError) as info:
             codec.decode(orjson.dumps({**status, "data": data}))
         assert info.value.reason == "invalid_data", data
+
+
+def test_fast_path_reads_the_record_fields_in_their_order() -> None:
+    # Codec._fast unpacks msgspec.structs.astuple(record) by position: a field added to or
+    # moved in the Record struct must be unpacked there too
+    from valeur_monitor.codec_types import Record
+
+    assert Record.__struct_fields__ == (
+        "id", "type", "time", "customer", "ref", "source", "channel", "team", "data",
+        "specversion", "subject", "datacontenttype", "dataschema")
