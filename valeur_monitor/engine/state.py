@@ -6,19 +6,33 @@ from typing import Any
 
 import msgspec
 
+from valeur_monitor.engine.compact_types import ScoreV1
 from valeur_monitor.engine.customer import CustomerState as CustomerState
 from valeur_monitor.engine.customer import Score as Score
 from valeur_monitor.engine.event import Event
-from valeur_monitor.engine.promise import FIELDS
 from valeur_monitor.engine.promise import Promise as Promise  # its home since the native class
 
 
-class _PlainScore(msgspec.Struct):
-    total: float = 0.0
-    dims: dict[str, float] = msgspec.field(default_factory=dict)
-    at: int = 0
-    created: float = 0.0
-    destroyed: float = 0.0
+class _PlainPromise(msgspec.Struct):
+    """A promise in the plain form (the map its Struct was written as): decoded here, so its
+    fields' types are checked in both builds, as the Struct checked them."""
+
+    rule: str
+    ref: str
+    opened_at: int
+    open_event: str
+    budget: int
+    used: int = 0
+    running_since: int = 0
+    deadline: int = 0
+    warn_at: int = -1
+    broken_at: int = -1
+    paused_at: int = -1
+    warned: bool = False
+    due: int = -1
+    tier: str = ""
+    team: str = ""
+    channel: str = ""
 
 
 class _PlainState(msgspec.Struct):
@@ -30,11 +44,11 @@ class _PlainState(msgspec.Struct):
     seq: int = 0
     seen: dict[str, int] = msgspec.field(default_factory=dict)
     pending: list[Event] = msgspec.field(default_factory=list)
-    promises: dict[str, Promise] = msgspec.field(default_factory=dict)
+    promises: dict[str, _PlainPromise] = msgspec.field(default_factory=dict)
     repeats: dict[str, list[tuple[int, str]]] = msgspec.field(default_factory=dict)
     alert_windows: dict[str, list[int]] = msgspec.field(default_factory=dict)
     alerts_fired: list[str] = msgspec.field(default_factory=list)
-    score: _PlainScore = msgspec.field(default_factory=_PlainScore)
+    score: ScoreV1 = msgspec.field(default_factory=ScoreV1)   # the score's map form
     reasons: dict[str, float] = msgspec.field(default_factory=dict)
     next_at: int = -2
     next_slot: str = ""
@@ -46,16 +60,9 @@ def _enc_hook(value: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
 
-def _dec_hook(kind: type, value: Any) -> Any:
-    if kind is Promise and isinstance(value, dict):
-        # unknown keys ignored and defaults filled, as for the Struct it was
-        return Promise(**{k: v for k, v in value.items() if k in _PROMISE_FIELDS})
-    raise NotImplementedError(f"cannot decode {kind.__name__}")
-
-
-_PROMISE_FIELDS = frozenset(FIELDS)
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-_decoder = msgspec.msgpack.Decoder(_PlainState, dec_hook=_dec_hook)
+_decoder = msgspec.msgpack.Decoder(_PlainState)
+_row = msgspec.structs.astuple
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -74,7 +81,8 @@ def decode_state(data: bytes) -> CustomerState:
     p = _decoder.decode(data)
     c = p.score
     return CustomerState(
-        p.customer, p.clock, p.pruned, p.seq, p.seen, p.pending, p.promises, p.repeats,
+        p.customer, p.clock, p.pruned, p.seq, p.seen, p.pending,
+        {slot: Promise(*_row(q)) for slot, q in p.promises.items()}, p.repeats,
         p.alert_windows, p.alerts_fired, Score(c.total, c.dims, c.at, c.created, c.destroyed),
         p.reasons, p.next_at, p.next_slot)
 
