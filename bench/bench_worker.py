@@ -317,7 +317,8 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
         status = worker.status()
         events = max(1, status.get("events", 0))
         counts = {"commits": script_calls(redis_url) / events,
-                  "cpu_us": 1e6 * (worker.cpu() - cpu_ready) / events}
+                  "cpu_us": 1e6 * (worker.cpu() - cpu_ready) / events,
+                  "batch": events / max(1, status.get("batches", 0))}
         if "states" in status:
             counts["states"] = status["states"] / events
     finally:
@@ -330,6 +331,7 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
             "cpu_us_per_event": counts["cpu_us"],
             "commits_per_event": counts.get("commits", -1.0),
             "states_per_event": counts.get("states", -1.0),
+            "records_per_batch": counts["batch"],
             "poll_p50_ms": 1000 * gaps[len(gaps) // 2],
             "poll_p99_ms": 1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
             "p50_ms": 1000 * seen[len(seen) // 2],
@@ -547,7 +549,8 @@ def main() -> None:
                   f"{lat['poll_p50_ms']:.1f} ms, p99 {lat['poll_p99_ms']:.1f}; per event: "
                   f"worker CPU {lat['cpu_us_per_event']:.1f} µs, "
                   f"{lat['commits_per_event']:.3f} store commits, "
-                  f"{lat['states_per_event']:.3f} states written)")
+                  f"{lat['states_per_event']:.3f} states written; "
+                  f"{lat['records_per_batch']:.1f} records per batch)")
         shutil.rmtree(tmp, ignore_errors=True)
         return
     b, n, w = statistics.median(bare), statistics.median(noop), statistics.median(worker)

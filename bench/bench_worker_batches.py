@@ -24,9 +24,9 @@ from collections.abc import Sequence
 
 from bench.bench_worker import claimed_redis_db, flush, simulated_lines
 from valeur_monitor.engine.rules import load_rules
-from valeur_monitor.kafka.produce import customer_key
+from valeur_monitor.kafka.produce import placed
 from valeur_monitor.store.redis import RedisStore
-from valeur_monitor.streaming.clock import StreamClock, key_partition
+from valeur_monitor.streaming.clock import StreamClock
 from valeur_monitor.streaming.outputs import Message, OutputTopics, Record
 from valeur_monitor.streaming.pipeline import StreamPipeline
 from valeur_monitor.streaming.runtime import WorkerRuntime
@@ -42,17 +42,6 @@ class AckAfter:
 
     async def publish(self, messages: Sequence[Message]) -> None:
         await asyncio.sleep(self.seconds)
-
-
-def keyed(lines: list[bytes]) -> list[Record]:
-    offsets = [0] * PARTITIONS
-    out = []
-    for line in lines:
-        key = customer_key(line)
-        part = key_partition(key, PARTITIONS) if key is not None else len(out) % PARTITIONS
-        out.append(Record(part, offsets[part], key, line))
-        offsets[part] += 1
-    return out
 
 
 async def run(url: str, records: list[Record], batch: int, ack: float) -> dict[str, float]:
@@ -85,7 +74,8 @@ def main() -> None:
     parser.add_argument("--ack-ms", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    records = keyed(simulated_lines(1500, 7)[:args.events])
+    records = [Record(*where) for where in placed(simulated_lines(1500, 7)[:args.events],
+                                                     PARTITIONS)]
     with claimed_redis_db() as url:
         for size in args.batch:
             found = []

@@ -25,6 +25,23 @@ def customer_key(line: bytes) -> bytes | None:
     return routing_key(line)
 
 
+def placed(lines: Iterable[bytes], partitions: int) -> list[tuple[int, int, bytes | None, bytes]]:
+    """(partition, offset, key, line) of each line produced keyed by `customer_key` into a
+    fresh topic of `partitions` partitions: a keyed line where the default partitioner puts it
+    (murmur2 of the key), an unkeyed one round-robin by its rank (the producer's choice is
+    random: a fixed one keeps tests and benchmarks reproducible); offsets count from 0."""
+    from valeur_monitor.streaming.clock import key_partition
+
+    offsets = [0] * partitions
+    out: list[tuple[int, int, bytes | None, bytes]] = []
+    for line in lines:
+        key = customer_key(line)
+        part = key_partition(key, partitions) if key is not None else len(out) % partitions
+        out.append((part, offsets[part], key, line))
+        offsets[part] += 1
+    return out
+
+
 def records(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
     """(key, value) for every non-blank line."""
     for line in lines:

@@ -10,7 +10,7 @@ and pipelines batches: N+1 is processed while N is published and applied (in tha
 N+1's outputs go out while N's commit is still on its way to Redis (their Kafka round trip and
 N's Redis round trip overlap instead of following each other). An
 attempt that fails before its commit is encoded withdraws the outputs still waiting to go out
-(`_abandon`); outputs already sent stay sent (at-least-once outputs, docs/streaming.md).
+(`attempts.abandon`); outputs already sent stay sent (at-least-once outputs, docs/streaming.md).
 The synchronous steps are `StreamPipeline`'s (`streaming/pipeline.py`); the exactly-once
 argument is in its docstring.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from valeur_monitor.errors import BatchWithheld
@@ -28,6 +28,7 @@ from valeur_monitor.metrics import Metrics
 from valeur_monitor.reload import Reloader
 from valeur_monitor.runner.observe import record_batch
 from valeur_monitor.service import BatchResult
+from valeur_monitor.streaming.attempts import Batch, Outgoing, abandon
 from valeur_monitor.streaming.faults import fault_from_env
 from valeur_monitor.streaming.health import Supervised
 from valeur_monitor.streaming.outputs import Message, Record
@@ -77,7 +78,7 @@ class WorkerRuntime(Supervised):
         self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
         # Batches processed whose commits are staged, not prepared yet: exactly the scope's
         # staged commits (every `prepare` takes all of them; a discard folds them into a retry)
-        self._queued: list[_Batch] = []
+        self._queued: list[Batch] = []
         # Without grouping (a store whose `due` may flush mid-batch) each batch is its own group
         self.max_queued = max_queued if pipeline.scope.groups else 0
         self._inflight: asyncio.Future[None] | None = None   # the group being committed
@@ -135,7 +136,6 @@ class WorkerRuntime(Supervised):
             for partition in partitions:
                 self.positions.pop(partition, None)
 
-
     async def idle(self) -> None:
         """Return once no batch or tick is in progress, queued or in flight (a rebalance
         waits)."""
@@ -163,11 +163,11 @@ class WorkerRuntime(Supervised):
         async with self.lock:
             await self._reload_if_asked()
             began = time.perf_counter()
-            batch = _Batch(self, records, self._published, ack)
+            batch = Batch(self, records, self._published, ack)
             try:
                 step = await self._retry("process", batch.process, undo=batch.undo)
             except BaseException:
-                _abandon(batch.publishing)     # a batch that will not commit: publish none
+                abandon(batch.publishing)     # a batch that will not commit: publish none
                 raise
             self.health.seconds["process"] += time.perf_counter() - began
             if self.fault is not None:
@@ -204,7 +204,7 @@ class WorkerRuntime(Supervised):
         self.pipeline.discard()
         self._retrying = True
 
-    async def _process(self, batch: _Batch) -> Step:
+    async def _process(self, batch: Batch) -> Step:
         if self._retrying:      # states were dropped: reload them once Redis has the group
             await self._settle_inflight()  # in flight (its states are no longer in memory)
             if batch.drain:     # outputs of folded batches being sent: they go first
@@ -214,7 +214,7 @@ class WorkerRuntime(Supervised):
         batch.loop = asyncio.get_running_loop()
         return await asyncio.to_thread(self._process_sync, batch)
 
-    def _process_sync(self, batch: _Batch) -> Step:
+    def _process_sync(self, batch: Batch) -> Step:
         step = self.pipeline.process_batch(batch.records)
         batch.processed_in_thread(step)  # its outputs may go out now
         # No commit in flight (or no grouping): encode this batch's commit, with the queued
@@ -251,7 +251,7 @@ class WorkerRuntime(Supervised):
                 failed.set_exception(exc)
                 self._inflight = failed
 
-    async def _commit_group(self, group: list[_Batch], pending: Pending | None) -> None:
+    async def _commit_group(self, group: list[Batch], pending: Pending | None) -> None:
         """Wait for the group's outputs to be acknowledged, commit it (the commit point),
         then ack and count each of its batches."""
         try:
@@ -289,7 +289,7 @@ class WorkerRuntime(Supervised):
             self._kicker = asyncio.create_task(self._kick())
 
     async def _publish(self, step: Step, previous: asyncio.Task[bool] | None,
-                       out: _Outgoing | None = None) -> bool:
+                       out: Outgoing | None = None) -> bool:
         """Publish a processed batch's outputs once the batch before it is published (acks
         stay in order; its commit may still be on its way); False, publishing nothing, if that
         batch's publishing failed or published nothing (`consume` raises)."""
@@ -297,7 +297,7 @@ class WorkerRuntime(Supervised):
             await asyncio.wait([previous])
             if previous.cancelled() or previous.exception() is not None or not previous.result():
                 return False
-        # From here the outputs go out: `_abandon` no longer cancels this task (a failed
+        # From here the outputs go out: `abandon` no longer cancels this task (a failed
         # attempt then publishes again on its retry: at-least-once, as after a crash).
         if out is not None:
             out.sending = True
@@ -342,77 +342,3 @@ class WorkerRuntime(Supervised):
         if not self.pipeline.assigned:
             return False, "waiting for a partition assignment"
         return super().ready()
-
-
-
-class _Batch:
-    """One batch's processing attempts and their publishing.
-
-    A class rather than closures in `consume`: compiled by mypyc, nested functions and the
-    environment holding them reference each other, so each batch's records, outputs and tasks
-    were freed only by the cyclic GC, in pauses of 15-90 ms every few seconds at 5k events/s
-    (measured with `gc.callbacks`); freed by reference counting, they never reach it."""
-
-    def __init__(self, runtime: WorkerRuntime, records: Sequence[Record],
-                 previous: asyncio.Task[bool] | None, ack: Callable[[], None] | None) -> None:
-        self.runtime = runtime
-        self.records = records
-        self.previous = previous        # the publishing of the batch before: it goes first
-        self.acks = [ack] if ack is not None else []
-        self.publishing: list[_Outgoing] = []
-        self.published: asyncio.Task[bool] | None = None   # the last attempt's publishing
-        self.drain: list[asyncio.Task[bool]] = []   # folded batches' publishing, to finish
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.step: Step | None = None
-        self.prepared = False           # its commit (and the queued ones') encoded with it
-
-    def process(self) -> Awaitable[Step]:
-        return self.runtime._process(self)
-
-    def processed_in_thread(self, step: Step) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.processed, step)
-
-    def processed(self, step: Step) -> None:
-        """In the loop, as soon as the outputs are built: they are published (after N-1's
-        outputs are acknowledged) while the processing thread still encodes N's commit."""
-        out = _Outgoing()
-        out.task = self.published = asyncio.create_task(
-            self.runtime._publish(step, self.previous, out))
-        self.publishing.append(out)
-
-    def undo(self) -> None:
-        """A failed attempt: the states in memory are dropped, so the batches queued for the
-        next commit (their changes were only there) are processed again with this one: their
-        records first, their acks with this batch's, their outputs published again after
-        whatever of them is already being sent (at-least-once outputs)."""
-        _abandon(self.publishing)
-        runtime = self.runtime
-        folded, runtime._queued = runtime._queued, []
-        if folded:
-            self.records = [r for b in folded for r in b.records] + list(self.records)
-            self.acks = [a for b in folded for a in b.acks] + self.acks
-            self.previous = folded[0].previous
-            for b in folded:
-                _abandon(b.publishing)
-                if b.published is not None:
-                    self.drain.append(b.published)
-        runtime._undo()
-
-
-class _Outgoing:
-    """One processing attempt's publishing: cancellable until it starts sending."""
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task[bool] | None = None
-        self.sending = False
-
-
-def _abandon(outgoing: list[_Outgoing]) -> None:
-    """A failed attempt's outputs: not published if their task still waits for the batch
-    before (the usual case while a batch is in flight). A task already sending is let finish:
-    outputs are at-least-once (docs/streaming.md), and a half-cancelled send helps no one."""
-    for out in outgoing:
-        if out.task is not None and not out.sending:
-            out.task.cancel()
-    outgoing.clear()

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 
 from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
 from valeur_monitor.errors import BrokerError, StoreUnavailable
+from valeur_monitor.kafka.produce import placed
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.memory import MemoryStore
-from valeur_monitor.streaming.clock import key_partition
 from valeur_monitor.streaming.outputs import Message, Record
 
 
@@ -60,13 +60,4 @@ class RecordingPublisher:
 
 def records_for(lines: Sequence[bytes], partitions: int) -> list[Record]:
     """Kafka's view of `lines` produced keyed by customer: partition and offset of each."""
-    from valeur_monitor.kafka.produce import customer_key
-
-    offsets = [0] * partitions
-    out = []
-    for line in lines:
-        key = customer_key(line)
-        part = key_partition(key, partitions) if key is not None else len(out) % partitions
-        out.append(Record(part, offsets[part], key, line))
-        offsets[part] += 1
-    return out
+    return [Record(*where) for where in placed(lines, partitions)]
