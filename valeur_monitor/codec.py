@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -28,20 +28,24 @@ from valeur_monitor.codec_types import Record
 from valeur_monitor.engine.event import CHANNELS, Event, parse_time
 from valeur_monitor.errors import EventError
 
-INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # what msgspec, orjson and Redis all carry
-_CHANNELS = frozenset(CHANNELS)
-_VALID_MEMO = 50_000        # remembered valid `data` shapes per codec (then forgotten at once)
-_EXTENSION = re.compile(r"[a-z0-9]{1,20}\Z")
-_UNSET: Any = msgspec.UNSET
-_astuple = msgspec.structs.astuple
+INT_MIN: Final = -(1 << 63)       # what msgspec, orjson and Redis all carry
+INT_MAX: Final = (1 << 64) - 1
+# Final: compiled by mypyc, a Final module name is a C static, where any other module global
+# (an imported name too) is a look-up in the module's dict at each use: ten per record here
+_CHANNELS: Final = frozenset(CHANNELS)
+_VALID_MEMO: Final = 50_000   # remembered valid `data` shapes per codec (then forgotten at once)
+_EXTENSION: Final = re.compile(r"[a-z0-9]{1,20}\Z")
+_UNSET: Final[Any] = msgspec.UNSET
+_astuple: Final = msgspec.structs.astuple
+_event: Final = Event
 _TEXT = ("id", "type", "time", "customer", "ref", "source", "channel", "team")
 CANONICAL_FIELDS = frozenset({*_TEXT, "data"})
 CLOUDEVENT_FIELDS = frozenset({*CANONICAL_FIELDS, "specversion", "subject", "datacontenttype",
                                "dataschema"})
 
 
-_fast_decoder = msgspec.json.Decoder(Record)
-_any_decoder = msgspec.json.Decoder()
+_fast_decoder: Final = msgspec.json.Decoder(Record)
+_any_decoder: Final = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ class Codec:
         elif types[etype].required:
             return None
         # positional: Event's field order (id, type, time, customer, ref, source, channel, team)
-        return Event(rid, etype, time, customer, ref, source, channel, team, data)
+        return _event(rid, etype, time, customer, ref, source, channel, team, data)
 
     def _data_ok(self, etype: str, data: dict[str, Any]) -> bool:
         """Whether `data` passes the limits and the catalogue; remembered when every value is

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from valeur_monitor.engine import obligations as O
 from valeur_monitor.engine import promises as P
@@ -20,12 +20,15 @@ from valeur_monitor.engine.scoring import apply_values, check_score_alerts, coun
 from valeur_monitor.engine.state import CustomerState
 
 _Work = tuple[OnIndex | None, tuple[RepeatRule, ...], O.TypePlan | None]
-_IDLE: _Work = (None, (), None)
-_NO_MEMO: list[bool | None] = []
+# Final: compiled by mypyc, a Final module name is a C static; any other module global, an
+# imported class too, is a look-up in the module's dict at each use (several per event)
+_NO_MEMO: Final[list[bool | None]] = []
 # An Outcome built by the tuple's own constructor: calling the NamedTuple runs its generated
 # Python-level `__new__` (a frame per outcome, ≈ 0.55 per event, in both builds)
-_tuple_new = tuple.__new__
-PRUNE_EVERY = 86_400_000  # prune dedupe marks at most daily (stream time)
+_tuple_new: Final = tuple.__new__
+_OUTCOME: Final = Outcome
+_ENTRY: Final = LedgerEntry
+PRUNE_EVERY: Final = 86_400_000  # prune dedupe marks at most daily (stream time)
 
 
 class Case:
@@ -193,7 +196,11 @@ class Engine:
 
     # -- events -------------------------------------------------------------------------------
     def _process(self, state: CustomerState, event: Event, out: Output, *, late: bool) -> None:
-        index, repeat_rules, plan = self._work.get(event.type, _IDLE)
+        work = self._work.get(event.type)
+        if work is None:   # a type no rule reacts to
+            out.processed.append(event)
+            return
+        index, repeat_rules, plan = work
         if index is not None:
             for rule in index.matching(event):
                 self._emit(state, Case(rule.id, rule.title, event.ref, event.team, event.channel,
@@ -253,7 +260,7 @@ class Engine:
                     changed = True
                 elif (r := step.cancel) and (r == 1 or O.test(r, groups, memo, event)):
                     if rule.broken is not None:  # reported once, by the rule owning the failure
-                        out.outcomes.append(_tuple_new(Outcome, (rule.id, "cancelled",
+                        out.outcomes.append(_tuple_new(_OUTCOME, (rule.id, "cancelled",
                                                                        promise.team,
                                                                        promise.channel)))
                     del promises[slot]
@@ -336,7 +343,7 @@ class Engine:
                  "deadline": format_time(promise.deadline)}, None)
             out.notices.append(Notice("warning", rule.id, state.customer, at, message,
                                       ref=promise.ref))
-            out.outcomes.append(_tuple_new(Outcome, (rule.id, "warning", promise.team,
+            out.outcomes.append(_tuple_new(_OUTCOME, (rule.id, "warning", promise.team,
                                                       promise.channel)))
             return
         if rule.late is None:
@@ -357,7 +364,7 @@ class Engine:
         if effect is None:
             return  # an outcome a rule does not value is not its outcome (shared promises)
         rule_id, event = case.rule_id, case.event
-        out.outcomes.append(_tuple_new(Outcome, (rule_id, outcome, case.team, case.channel)))
+        out.outcomes.append(_tuple_new(_OUTCOME, (rule_id, outcome, case.team, case.channel)))
         if worth is None:
             worth = effect.values if effect.scale is None else V.values_of(effect, event)
         if worth:
@@ -369,7 +376,7 @@ class Engine:
             team, channel, was_late = case.team, case.channel, case.late
             for dimension, amount, value in worth:
                 seq += 1
-                entries.append(LedgerEntry(  # positional: the hot path
+                entries.append(_ENTRY(  # positional: the hot path
                     customer, seq, rule_id, outcome, dimension, amount, value, at, events, text,
                     ref, team, channel, was_late, version))
                 if value > 0:

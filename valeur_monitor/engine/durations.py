@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
@@ -26,7 +27,8 @@ def parse_duration(text: object) -> int:
     return sign * sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(value))
 
 
-_FORMATTED: dict[int, str] = {}   # explanations repeat the same few durations
+# Final: a C static when compiled, not a module-dict look-up per call
+_FORMATTED: Final[dict[int, str]] = {}   # explanations repeat the same few durations
 
 
 def format_duration(ms: int) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from valeur_monitor.engine.event import Event
 
-DEFAULTS = {
+DEFAULTS: Final = {
     "matched": "{title}",
     "kept": "{title}: kept for {ref} after {waited}",
     "broken": "{title}: broken for {ref}, deadline {deadline} passed",
@@ -64,7 +64,8 @@ class Template:
         return "".join(out)
 
 
-_compiled: dict[str, Template] = {}
+# Final: a C static when compiled (a plain module global is a dict look-up per call)
+_compiled: Final[dict[str, Template]] = {}
 
 
 def template(text: str | None, outcome: str) -> Template:

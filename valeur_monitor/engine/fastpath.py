@@ -11,10 +11,10 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-UNSURE = None
-_MISSING: Any = object()
+UNSURE: Final = None
+_MISSING: Final[Any] = object()   # Final: a C static when compiled, not a dict look-up
 Atom = Callable[[dict[str, Any]], bool | None]
 
 _FIELD = r"data\.([A-Za-z_][A-Za-z0-9_]*)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from typing import Final
 
 # RFC 3339 `date-time` with a mandatory offset, local year 1970..8999 (so every deadline derived
 # from it stays inside datetime's range); the same pattern is in the published JSON Schemas.
@@ -16,14 +17,16 @@ TIMESTAMP_PATTERN = (
     r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
     r"(?!\n)$"
 )
-_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-_EPOCH_DATE = date(1970, 1, 1)
-_HOURS: dict[str, int] = {}     # "YYYY-MM-DDThh" -> epoch ms (a stream has few distinct hours)
-_ZONES: dict[str, int] = {"Z": 0, "z": 0}   # "+01:00" -> ms to subtract
+# Final: compiled by mypyc, a Final module name is a C static; any other module global is a
+# look-up in the module's dict at every use (parse_time runs once per record)
+_TIMESTAMP: Final = re.compile(TIMESTAMP_PATTERN)
+_EPOCH_DATE: Final = date(1970, 1, 1)
+_HOURS: Final[dict[str, int]] = {}   # "YYYY-MM-DDThh" -> epoch ms (a stream has few hours)
+_ZONES: Final[dict[str, int]] = {"Z": 0, "z": 0}   # "+01:00" -> ms to subtract
 # ":mm:ss[.fff]<zone>" -> ms to add to its hour, for tails already seen in a valid timestamp.
 # The pattern has no dependency between the "YYYY-MM-DDThh" head and this tail, so a known
 # head and a known tail make a valid timestamp: the common case is two dict look-ups.
-_TAILS: dict[str, int] = {}
+_TAILS: Final[dict[str, int]] = {}
 
 
 def parse_time(value: object) -> int:
@@ -62,10 +65,10 @@ def parse_time(value: object) -> int:
     return hour + ms - offset
 
 
-_DAYS: dict[int, str] = {}     # day number since the epoch -> "YYYY-MM-DDT"
+_DAYS: Final[dict[int, str]] = {}     # day number since the epoch -> "YYYY-MM-DDT"
 # Below this (year 2096) datetime's float seconds round to the exact millisecond, so the
 # arithmetic below gives its very text; later instants go through datetime as before.
-_EXACT_UNTIL = 4_000_000_000_000
+_EXACT_UNTIL: Final = 4_000_000_000_000
 
 
 def format_time(ms: int) -> str:
