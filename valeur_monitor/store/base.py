@@ -40,7 +40,17 @@ class ScoreView:
 
     def top_reasons(self, n: int = 3) -> list[tuple[str, float]]:
         """Rules that moved the score most, largest magnitude first (ties by rule id)."""
-        return sorted(self.reasons.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:n]
+        return top_reasons(self.reasons, n)
+
+
+def top_reasons(reasons: dict[str, float], n: int = 3) -> list[tuple[str, float]]:
+    """The `n` rules of `reasons` that moved a score most, largest magnitude first (ties by
+    rule id)."""
+    return sorted(reasons.items(), key=_magnitude)[:n]
+
+
+def _magnitude(kv: tuple[str, float]) -> tuple[float, str]:
+    return (-abs(kv[1]), kv[0])
 
 
 class Store(Protocol):
