@@ -24,13 +24,14 @@ from pathlib import Path
 import orjson
 
 from bench.bench_worker import simulated_lines
-from bench.bench_worker_batches import keyed
+from bench.bench_worker_batches import PARTITIONS
 from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.kafka.produce import placed
 from valeur_monitor.service import BatchResult, Processor
 from valeur_monitor.sinks.files import score_row
 from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.memory import MemoryStore
-from valeur_monitor.streaming.outputs import OutputTopics, build_messages
+from valeur_monitor.streaming.outputs import OutputTopics, Record, build_messages
 
 
 def reference(result: BatchResult) -> list[bytes]:
@@ -58,7 +59,7 @@ def main() -> None:
     lines = simulated_lines(1500, 7)[:args.events]
     for i, bad in enumerate(BAD):      # dead letters, with their source records' headers
         lines.insert(1 + i * (len(lines) // len(BAD)), bad)
-    records = keyed(lines)
+    records = [Record(*where) for where in placed(lines, PARTITIONS)]
     records = [r._replace(headers=(("h", b"v"),)) if r.value in BAD else r for r in records]
     rules = load_rules([Path(__file__).resolve().parents[1] / "rules"])
     processor = Processor(rules, MemoryStore(), clock=None)
