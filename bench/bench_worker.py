@@ -332,6 +332,9 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
             "commits_per_event": counts.get("commits", -1.0),
             "states_per_event": counts.get("states", -1.0),
             "records_per_batch": counts["batch"],
+            # what a batch cycle costs: nearly the same whatever it holds (docs/benchmarks.md
+            # "Worker, ninth wave"), so CPU per event at low rates is this over the batch size
+            "cpu_ms_per_batch": counts["cpu_us"] * counts["batch"] / 1000,
             "poll_p50_ms": 1000 * gaps[len(gaps) // 2],
             "poll_p99_ms": 1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
             "p50_ms": 1000 * seen[len(seen) // 2],
@@ -550,7 +553,8 @@ def main() -> None:
                   f"worker CPU {lat['cpu_us_per_event']:.1f} µs, "
                   f"{lat['commits_per_event']:.3f} store commits, "
                   f"{lat['states_per_event']:.3f} states written; "
-                  f"{lat['records_per_batch']:.1f} records per batch)")
+                  f"{lat['records_per_batch']:.1f} records and "
+                  f"{lat['cpu_ms_per_batch']:.2f} ms of worker CPU per batch)")
         shutil.rmtree(tmp, ignore_errors=True)
         return
     b, n, w = statistics.median(bare), statistics.median(noop), statistics.median(worker)
@@ -592,8 +596,9 @@ def main() -> None:
         "Redis commit, which overlap the processing of the next batch (pipelined).",
         "",
         "| produce -> score visible in Redis | generator (rate achieved) | probes | p50 ms "
-        "| p99 ms | max ms | poller interval p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| p99 ms | max ms | poller interval p50 / p99 ms | records / batch "
+        "| worker CPU per event µs / per batch ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (rate, generator), lat in latencies.items():
         lines_md.append(f"| {rate:,} events/s for {args.seconds:.0f} s | {generator} "
@@ -601,7 +606,9 @@ def main() -> None:
                         f"| {lat['probes']:,} "
                         f"({lat['lost']} lost) | {lat['p50_ms']:.1f} | {lat['p99_ms']:.1f} "
                         f"| {lat['max_ms']:.1f} "
-                        f"| {lat['poll_p50_ms']:.1f} / {lat['poll_p99_ms']:.1f} |")
+                        f"| {lat['poll_p50_ms']:.1f} / {lat['poll_p99_ms']:.1f} "
+                        f"| {lat['records_per_batch']:.1f} "
+                        f"| {lat['cpu_us_per_event']:.0f} / {lat['cpu_ms_per_batch']:.2f} |")
     lines_md += [
         "",
         f"Rates above the sustained throughput (~{w:,.0f}/s here) build a backlog during the "
