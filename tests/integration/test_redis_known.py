@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -48,7 +49,7 @@ class Counting:
 
     def apply(self, prepared: Prepared) -> None:
         _, args = prepared.call()
-        metas = args[7::2]
+        metas = args[7:-1:2]
         known = sum(1 for m in metas if len(m) > 1)
         self.known_forms += known
         self.merge_forms += len(metas) - known
@@ -136,6 +137,38 @@ def test_a_value_written_behind_the_committer_is_merged_not_overwritten(
         reference.commit(c)
     assert dump(redis_client, "a:") == dump(redis_client, "b:")
     assert [e.seq for e in mine.ledger("c")] == [5, 6]
+    for s in (mine, other, reference):
+        s.close()
+
+
+def test_an_unchanged_score_is_ranked_again_only_when_the_value_is_merged(
+        redis_db_url: str, redis_client: redis.Redis) -> None:
+    kw: dict[str, Any] = {"ledger_cap": 10}
+    mine = Counting.from_url(redis_db_url, prefix="a:", **kw)
+    other = RedisStore.from_url(redis_db_url, prefix="a:", **kw)
+    reference = merging(redis_db_url, "b:", **kw)
+    first = commit("c", [1], 1.0, T0)
+    mine.commit(first)
+    reference.commit(first)
+    # known form, the total it ranked last: no ZADD unless the value turns out merged
+    same = commit("c", [2], 1.0, T0 + DAY)
+    prepared = mine.prepare(same)
+    assert prepared is not None
+    _, args = prepared.call()
+    assert msgspec.msgpack.decode(args[3]) == []
+    assert msgspec.msgpack.decode(args[-1]) == [1, "1.0", "c"]
+    mine.apply(prepared)
+    reference.commit(same)
+    assert dump(redis_client, "a:") == dump(redis_client, "b:")
+    # someone else ranks the customer at 3.0; the committer's next commit, total 1.0 as it
+    # ranked last, finds another prefix: merged, and ranked at 1.0 again
+    for store, c in ((other, commit("c", [3], 3.0, T0 + 2 * DAY)),
+                     (mine, commit("c", [4], 1.0, T0 + 3 * DAY))):
+        store.commit(c)
+        reference.commit(c)
+    assert mine.known_forms == 2 and mine.merge_forms == 1
+    assert redis_client.zscore(mine.keys.ranking, "c") == 1.0
+    assert dump(redis_client, "a:") == dump(redis_client, "b:")
     for s in (mine, other, reference):
         s.close()
 

@@ -62,8 +62,9 @@ def test_prepared_arguments_are_the_bytes_of_compressing_each_at_once(
                 for name, state in commit.states.items()]
     keys, args = prepared.call()
     # the merge form (nothing known of the stored values): an empty meta, then the update
-    assert args[7::2] == [b""] * len(customers)
-    assert args[8::2] == expected
+    assert args[7:-1:2] == [b""] * len(customers)
+    assert args[8:-1:2] == expected
+    assert msgspec.msgpack.decode(args[-1]) == []    # no known form: every score ranked
     assert args[6] == str(len(customers))
     assert keys == ["t:epoch", "t:watermark", "t:ranking", "t:due", "t:open-promises",
                     *(f"t:{{c:{c}}}" for c in customers)]
@@ -131,4 +132,5 @@ def test_an_entry_too_long_once_compressed_is_refused_when_prepared() -> None:
     long_ok = entry("a", 2, "abc" * 30_000)
     commit = Commit(states={"a": state}, entries=[long_ok], watermark=1)
     args = commit_call(Keys("t:"), commit, 20).call()[1]
-    assert args[7:] == [b"", encode_update(state, _open_counts(state), [encode_frame(long_ok)])]
+    assert args[7:-1] == [b"", encode_update(state, _open_counts(state),
+                                             [encode_frame(long_ok)])]

@@ -32,17 +32,18 @@ NO_FRAME = MAX_U32 + 1   # "time" of the first frame of an empty window: never c
 
 class Known:
     """customer -> the value this process wrote last: its prefix (header and open counts), its
-    window frames, and from the header its seq mark, frame count and first frame's time (s)."""
+    window frames, from the header its seq mark, frame count and first frame's time (s), and
+    the ranking score (`redis_commit.num` of its total) the same script call gave it."""
 
     def __init__(self, limit: int = KNOWN_MAX) -> None:
-        self.values: dict[str, tuple[bytes, bytes, int, int, int]] = {}
+        self.values: dict[str, tuple[bytes, bytes, int, int, int, str]] = {}
         self.limit = limit
 
     def clear(self) -> None:
         self.values.clear()
 
-    def learn(self, customer: str, value: bytes) -> None:
-        """Keep a value the script wrote (sent back by its merge)."""
+    def learn(self, customer: str, value: bytes, rank: str) -> None:
+        """Keep a value the script wrote (sent back by its merge) with its ranking score."""
         values = self.values
         values.pop(customer, None)
         if self.limit <= 0:
@@ -53,20 +54,21 @@ class Known:
         start = HEADER.size + opened
         frames = value[start + length:]
         values[customer] = (value[:start], frames, mark, count,
-                            FRAME.unpack_from(frames)[0] if count else NO_FRAME)
+                            FRAME.unpack_from(frames)[0] if count else NO_FRAME, rank)
 
     def build(self, customer: str, seq: int, opened: bytes, codec: bytes, head: Any,
               news: list[tuple[int, int, bytes]], pieces: list[Any], cap: int,
-              cutoff: int) -> tuple[bytes, bytes] | None:
-        """The known form's (meta, value) of a customer's update, and the value kept as known;
-        None (and nothing kept) when the merge form must go: not known, or a new frame at or
-        below the stored seq mark or that the window would drop (the script's merge decides
-        those). `news` are the (time ms, seq, raw) of the new frames in seq order, `pieces`
-        their frames' bytes; `codec` + `head` the compressed head."""
+              cutoff: int, rank: str) -> tuple[bytes, bytes, bool] | None:
+        """The known form's (meta, value) of a customer's update and whether its ranking score
+        `rank` is the one written last, and the value kept as known; None (and nothing kept)
+        when the merge form must go: not known, or a new frame at or below the stored seq mark
+        or that the window would drop (the script's merge decides those). `news` are the (time
+        ms, seq, raw) of the new frames in seq order, `pieces` their frames' bytes; `codec` +
+        `head` the compressed head."""
         old = self.values.pop(customer, None)
         if old is None:
             return None
-        prefix, frames, mark, count, first = old
+        prefix, frames, mark, count, first, ranked = old
         n = len(news)
         if n and news[0][1] <= mark:
             return None
@@ -88,6 +90,6 @@ class Known:
             frames = b"".join((frames, *pieces))
         hw = mark if mark > seq else seq
         new_prefix = HEADER.pack(MAGIC, hw, len(head) + 1, count + n, len(opened)) + opened
-        self.values[customer] = (new_prefix, frames, hw, count + n, first)
+        self.values[customer] = (new_prefix, frames, hw, count + n, first, rank)
         return (META.pack(seq, n, opened != prefix[HEADER.size:]) + prefix,
-                b"".join((new_prefix, codec, head, frames)))
+                b"".join((new_prefix, codec, head, frames)), rank == ranked)

@@ -49,7 +49,11 @@ WRONG_LAYOUT = "VMLAYOUT"
 # ARGV: epoch id, commits seen by this client, watermark, ledger cap, window cutoff (s: frames
 #       older are dropped, 0 none), ranking [score, member..], due [score, member..], undue
 #       [member..] (three msgpack arrays), customer count, then TWO arguments per customer,
-#       `meta` and `data`, in one of two forms:
+#       `meta` and `data`, in one of two forms (below), then the ranking of known-form
+#       customers whose score is the one the committer gave them last, [index, score,
+#       member..] (a msgpack array): added only if the customer's value is merged (its prefix
+#       differs: the committer's knowledge of it, ranking included, is not what Redis holds).
+#       Two thirds of a worker's commits leave a total unchanged (docs/benchmarks.md).
 #   merge form: meta is empty (or one byte: send the value written back), data is the update
 #       (record.encode_update): u32 state seq, u16 entry count n, u16 open length, u32 head
 #       length, the open-promise counts, the head, then the n new frames in seq order.
@@ -201,7 +205,15 @@ end
 for rule, d in pairs(delta) do
   if d ~= 0 then redis.call('HINCRBY', KEYS[5], rule, d) end
 end
-in_chunks('ZADD', KEYS[3], cmsgpack.unpack(ARGV[6]), 1000)
+local ranking = cmsgpack.unpack(ARGV[6])
+local again = cmsgpack.unpack(ARGV[10 + 2 * customers])
+for i = 1, #again, 3 do
+  if values[again[i]] ~= true then
+    ranking[#ranking + 1] = again[i + 1]
+    ranking[#ranking + 1] = again[i + 2]
+  end
+end
+in_chunks('ZADD', KEYS[3], ranking, 1000)
 in_chunks('ZADD', KEYS[4], cmsgpack.unpack(ARGV[7]), 1000)
 in_chunks('ZREM', KEYS[4], cmsgpack.unpack(ARGV[8]), 1000)
 
@@ -240,6 +252,7 @@ class Prepared:
         self.frames = frames          # (time, seq, raw payload) of every new frame, in order
         self.done = done              # without compression: each customer's argument at once
         self.known = known            # the values written last (None: merge form only)
+        self._ranks: list[str] = []     # each customer's ranking score (`num` of its total)
         self._call: tuple[list[str], list[Any]] | None = None
 
     def call(self) -> tuple[list[str], list[Any]]:
@@ -249,10 +262,11 @@ class Prepared:
             key_list = [names.epoch, names.watermark, names.ranking, names.due,
                         names.open_totals]
             value_key = names.value
-            key_list += [value_key(c) for c in self.customers]
-            ranking: list[str] = []
-            for total, customer in zip(self.totals, self.customers, strict=True):
-                ranking += (num(total), customer)
+            customers = self.customers
+            key_list += [value_key(c) for c in customers]
+            ranks = self._ranks = [num(total) for total in self.totals]
+            ranking: list[Any] = []
+            again: list[Any] = []    # known form, score unchanged: ZADD only if merged
             due: list[str] = []
             undue: list[str] = []
             for customer, at in self.due.items():
@@ -260,10 +274,10 @@ class Prepared:
                     due += (str(at), customer)
                 else:
                     undue.append(customer)
-            args = [*self.common, _pack(ranking), _pack(due), _pack(undue),
-                    str(len(self.customers))]
-            for update in self.done:
+            args: list[Any] = []
+            for i, update in enumerate(self.done):
                 args += (b"", update)
+                ranking += (ranks[i], customers[i])
             heads = compressed("head", self.heads)
             frames = self.frames
             payloads = compressed("entry", [raw for _, _, raw in frames])
@@ -283,15 +297,24 @@ class Prepared:
                     pieces += (frame_header(frames[j][0], frames[j][1], len(payload) + 1),
                                entry_codec, payload)
                 form = None
+                customer, rank = customers[i], ranks[i]
                 if known is not None:
-                    form = known.build(self.customers[i], seq, opened, head_codec, head,
-                                       frames[at:at + count], pieces, cap, cutoff)
+                    form = known.build(customer, seq, opened, head_codec, head,
+                                       frames[at:at + count], pieces, cap, cutoff, rank)
                 at += count
                 if form is None:
                     args += (learn, b"".join([pack(seq, count, len(opened), len(head) + 1),
                                               opened, head_codec, head, *pieces]))
+                    ranking += (rank, customer)
                 else:
-                    args += form
+                    meta, value, same = form
+                    args += (meta, value)
+                    if same:
+                        again += (i + 1, rank, customer)
+                    else:
+                        ranking += (rank, customer)
+            args = [*self.common, _pack(ranking), _pack(due), _pack(undue),
+                    str(len(customers)), *args, _pack(again)]
             self._call = (key_list, args)
             self.heads, self.frames = [], []
         return self._call
@@ -303,7 +326,8 @@ class Prepared:
         if known is not None:
             customers = self.customers
             for k in range(1, len(reply), 2):
-                known.learn(customers[int(reply[k]) - 1], reply[k + 1])
+                i = int(reply[k]) - 1
+                known.learn(customers[i], reply[k + 1], self._ranks[i])
         return int(reply[0])
 
 
