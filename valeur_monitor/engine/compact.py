@@ -27,11 +27,13 @@ import msgspec
 
 from valeur_monitor.engine import compact_old
 from valeur_monitor.engine.compact_types import StateV3 as _State3
+from valeur_monitor.engine.compact_types import events_of
+from valeur_monitor.engine.rowed import as_map
 from valeur_monitor.engine.state import CustomerState, Promise, Score
 
 MAGIC = b"\xc1\x03"   # 0xC1: never a msgpack first byte; then the format version
 
-_enc = msgspec.msgpack.Encoder().encode
+_enc = msgspec.msgpack.Encoder(enc_hook=as_map).encode   # pending events: their maps
 _decoder3 = msgspec.msgpack.Decoder(_State3)
 
 
@@ -58,7 +60,7 @@ def decode(data: bytes) -> CustomerState:
     s = _decoder3.decode(memoryview(data)[len(MAGIC):])
     total, dims, score_at, created, destroyed = s.score
     return CustomerState(
-        s.customer, s.clock, s.pruned, s.seq, s.seen, s.pending,
+        s.customer, s.clock, s.pruned, s.seq, s.seen, events_of(s.pending),
         {slot: Promise(*fields) for slot, fields in s.promises}, s.repeats, s.alert_windows,
         s.alerts_fired, Score(total, dims, score_at, created, destroyed), s.reasons, s.next_at,
         s.next_slot)

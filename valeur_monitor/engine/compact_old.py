@@ -16,19 +16,20 @@ from __future__ import annotations
 import msgspec
 
 from valeur_monitor.engine.compact_types import Clock as _Clock
-from valeur_monitor.engine.compact_types import Instant
+from valeur_monitor.engine.compact_types import EventMap, Instant, events_of
 from valeur_monitor.engine.compact_types import Own as _Own
 from valeur_monitor.engine.compact_types import PromiseV1 as _Promise
 from valeur_monitor.engine.compact_types import RepeatV1 as _Repeat
 from valeur_monitor.engine.compact_types import ScoreV1 as _Score
 from valeur_monitor.engine.compact_types import StateV1 as _State
 from valeur_monitor.engine.compact_types import StateV2 as _State2
+from valeur_monitor.engine.rowed import as_map
 from valeur_monitor.engine.state import CustomerState, Promise, Score
 
 MAGIC_V2 = b"\xc1\x02"
 MAGIC_V1 = b"\xc1\x01"
 
-_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder(enc_hook=as_map)   # pending events: their maps
 _decoder = msgspec.msgpack.Decoder(_State)
 _decoder2 = msgspec.msgpack.Decoder(_State2)
 
@@ -123,7 +124,8 @@ def decode_v2(data: bytes) -> CustomerState:
                     [clock - age for age in s.seen_ages], strict=True))
     total, dims, score_at, created, destroyed = s.score
     return CustomerState(
-        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, s.pending, promises, repeats,
+        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, events_of(s.pending), promises,
+        repeats,
         s.alert_windows, s.alerts_fired, Score(total, dims, score_at, created, destroyed),
         s.reasons, s.next_at, s.next_slot)
 
@@ -150,8 +152,9 @@ def encode_v1(state: CustomerState) -> bytes:
     cut = len(prefix)
     return MAGIC_V1 + _encoder.encode(_State(
         state.customer, clock, _rel(state.pruned, clock), state.seq, list(rules), prefix,
-        [i[cut:] for i in ids], [clock - t for t in state.seen.values()], state.pending,
-        promises, repeats, state.alert_windows, state.alerts_fired, _Score(*state.score.row()),
+        [i[cut:] for i in ids], [clock - t for t in state.seen.values()],
+        [EventMap(*e.row()) for e in state.pending], promises, repeats, state.alert_windows,
+        state.alerts_fired, _Score(*state.score.row()),
         state.reasons, state.next_at, state.next_slot))
 
 
@@ -171,6 +174,7 @@ def decode_v1(data: bytes) -> CustomerState:
     seen = dict(zip([prefix + i for i in s.seen_ids] if prefix else s.seen_ids,
                     [clock - age for age in s.seen_ages], strict=True))
     return CustomerState(
-        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, s.pending, promises, repeats,
+        s.customer, clock, _abs(s.pruned, clock), s.seq, seen, events_of(s.pending), promises,
+        repeats,
         s.alert_windows, s.alerts_fired, Score(*msgspec.structs.astuple(s.score)), s.reasons,
         s.next_at, s.next_slot)

@@ -6,11 +6,36 @@ Struct subclass cannot be compiled); the layout is documented in that module.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from valeur_monitor.engine.event import Event
+from valeur_monitor.engine.canonical import Event
 
 Instant = int | None  # relative to a base; None for -1
+
+
+class EventMap(msgspec.Struct, gc=False):
+    """A pending event as states hold it: the map the former Event Struct was written as
+    (its fields, order and defaults); read into an `Event` by `events_of`."""
+
+    id: str
+    type: str
+    time: int
+    customer: str
+    ref: str = ""
+    source: str = ""
+    channel: str = ""
+    team: str = ""
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_row = msgspec.structs.astuple
+
+
+def events_of(maps: list[EventMap]) -> list[Event]:
+    """The events of a decoded state's pending list."""
+    return [Event(*_row(m)) for m in maps]
 
 
 class ScoreV1(msgspec.Struct):
@@ -58,7 +83,7 @@ class StateV1(msgspec.Struct, array_like=True):
     seen_prefix: str
     seen_ids: list[str]
     seen_ages: list[int]     # clock - event time, same order as the ids
-    pending: list[Event]
+    pending: list[EventMap]
     promises: list[tuple[str | None, PromiseV1]]   # the slot, None when it is `rule\x1fref`
     repeats: list[RepeatV1]
     alert_windows: dict[str, list[int]]
@@ -83,7 +108,7 @@ class StateV2(msgspec.Struct, array_like=True):
     seen_prefix: str
     seen_ids: list[str]
     seen_ages: list[int]
-    pending: list[Event]
+    pending: list[EventMap]
     clocks: list[Clock]
     promises: list[Own]
     repeats: list[tuple[int, str, list[int], list[str]]]
@@ -105,7 +130,7 @@ class StateV3(msgspec.Struct, array_like=True):
     pruned: int
     seq: int
     seen: dict[str, int]
-    pending: list[Event]
+    pending: list[EventMap]
     promises: list[tuple[str, PromiseV3]]      # (slot, fields)
     repeats: dict[str, list[tuple[int, str]]]
     alert_windows: dict[str, list[int]]

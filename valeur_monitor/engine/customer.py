@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.promise import Promise
+from valeur_monitor.engine.rowed import Rowed
 
 # As for Promise (engine/promise.py): msgspec Structs before, read by the compiled engine
 # through the generic attribute path; classes of a compiled module are native there (slot
@@ -15,10 +16,11 @@ STATE_FIELDS = ("customer", "clock", "pruned", "seq", "seen", "pending", "promis
                 "alert_windows", "alerts_fired", "score", "reasons", "next_at", "next_slot")
 
 
-class Score:
+class Score(Rowed):
     """Running score: value per dimension (benefits positive, costs negative), decayed to `at`."""
 
     __slots__ = ("at", "created", "destroyed", "dims", "total")
+    FIELDS = SCORE_FIELDS
 
     def __init__(self, total: float = 0.0, dims: dict[str, float] | None = None, at: int = 0,
                  created: float = 0.0, destroyed: float = 0.0) -> None:
@@ -31,30 +33,14 @@ class Score:
     def row(self) -> tuple[float, dict[str, float], int, float, float]:
         return (self.total, self.dims, self.at, self.created, self.destroyed)
 
-    def to_dict(self) -> dict[str, object]:
-        return dict(zip(SCORE_FIELDS, self.row(), strict=True))
-
-    # compared by value and unhashable, as the Struct was
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Score):
-            return NotImplemented
-        return self.row() == other.row()
-
-    def __ne__(self, other: object) -> bool:
-        if not isinstance(other, Score):
-            return NotImplemented
-        return self.row() != other.row()
-
-    def __repr__(self) -> str:
-        return "Score(" + ", ".join(f"{k}={v!r}" for k, v in zip(
-            SCORE_FIELDS, self.row(), strict=True)) + ")"
 
 
-class CustomerState:
+class CustomerState(Rowed):
     """Everything the engine knows about one customer; the engine mutates it in place."""
 
     __slots__ = ("alert_windows", "alerts_fired", "clock", "customer", "next_at", "next_slot",
                  "pending", "promises", "pruned", "reasons", "repeats", "score", "seen", "seq")
+    FIELDS = STATE_FIELDS
 
     def __init__(self, customer: str, clock: int = 0, pruned: int = 0, seq: int = 0,
                  seen: dict[str, int] | None = None, pending: list[Event] | None = None,
@@ -89,21 +75,3 @@ class CustomerState:
         return (self.customer, self.clock, self.pruned, self.seq, self.seen, self.pending,
                 self.promises, self.repeats, self.alert_windows, self.alerts_fired, self.score,
                 self.reasons, self.next_at, self.next_slot)
-
-    def to_dict(self) -> dict[str, object]:
-        return dict(zip(STATE_FIELDS, self.row(), strict=True))
-
-    # compared by value and unhashable, as the Struct was
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CustomerState):
-            return NotImplemented
-        return self.row() == other.row()
-
-    def __ne__(self, other: object) -> bool:
-        if not isinstance(other, CustomerState):
-            return NotImplemented
-        return self.row() != other.row()
-
-    def __repr__(self) -> str:
-        return "CustomerState(" + ", ".join(f"{k}={v!r}" for k, v in zip(
-            STATE_FIELDS, self.row(), strict=True)) + ")"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
-# Event times: parsed and formatted in `times` (compiled by mypyc; this module keeps the Struct,
-# which cannot be), re-exported here where every caller has always found them.
+# The event itself is a native class of the compiled `canonical` (a msgspec Struct before), and
+# event times are parsed and formatted in `times` (compiled too; this module has a module
+# `__getattr__`, which mypyc cannot compile): re-exported here where every caller finds them.
+from valeur_monitor.engine.canonical import Event as Event
 from valeur_monitor.engine.times import TIMESTAMP_PATTERN as TIMESTAMP_PATTERN
 from valeur_monitor.engine.times import format_time as format_time
 from valeur_monitor.engine.times import format_time_by_datetime as format_time_by_datetime
@@ -18,24 +18,6 @@ SCHEMA_VERSION = 1
 # The event types and the schema of their data live in the catalogue (streams/catalogue.yaml,
 # valeur_monitor.catalogue); EVENT_TYPES and REQUEST_STATUSES below are read from it on access.
 CHANNELS = ("phone", "email", "chat", "web", "sms", "field")
-
-
-class Event(msgspec.Struct, gc=False):
-    """One support/service event; `time` is event time in epoch milliseconds (UTC)."""
-
-    id: str
-    type: str
-    time: int
-    customer: str
-    ref: str = ""
-    source: str = ""
-    channel: str = ""
-    team: str = ""
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    def sort_key(self) -> tuple[int, str]:
-        """Total order used everywhere events are replayed: event time, then id."""
-        return (self.time, self.id)
 
 
 def to_canonical(event: Event) -> dict[str, Any]:

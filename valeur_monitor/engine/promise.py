@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from valeur_monitor.engine.rowed import Rowed
+
 # Why not a msgspec Struct (it was one): compiled by mypyc, the engine read a Struct's fields
 # through the generic attribute path (a type look-up and a member descriptor per read: 11 % of
 # a compiled run's samples, docs/benchmarks.md "Engine, seventh wave"); a class of this module
@@ -12,17 +14,19 @@ from __future__ import annotations
 PromiseRow = tuple[str, str, int, str, int, int, int, int, int, int, int, bool, int, str, str,
                    str]
 
-FIELDS = ("rule", "ref", "opened_at", "open_event", "budget", "used", "running_since",
+PROMISE_FIELDS = ("rule", "ref", "opened_at", "open_event", "budget", "used", "running_since",
           "deadline", "warn_at", "broken_at", "paused_at", "warned", "due", "tier", "team",
           "channel")
+FIELDS = PROMISE_FIELDS
 
 
-class Promise:
+class Promise(Rowed):
     """One open (or recently broken) obligation of an `expect` rule, keyed by rule and ref."""
 
     __slots__ = ("broken_at", "budget", "channel", "deadline", "due", "open_event", "opened_at",
                  "paused_at", "ref", "rule", "running_since", "team", "tier", "used", "warn_at",
                  "warned")
+    FIELDS = PROMISE_FIELDS
 
     def __init__(self, rule: str, ref: str, opened_at: int, open_event: str, budget: int,
                  used: int = 0, running_since: int = 0, deadline: int = 0, warn_at: int = -1,
@@ -50,26 +54,6 @@ class Promise:
         return (self.rule, self.ref, self.opened_at, self.open_event, self.budget, self.used,
                 self.running_since, self.deadline, self.warn_at, self.broken_at, self.paused_at,
                 self.warned, self.due, self.tier, self.team, self.channel)
-
-    def to_dict(self) -> dict[str, object]:
-        """Field name -> value, in declaration order (the plain msgpack form's map)."""
-        return dict(zip(FIELDS, self.row(), strict=True))
-
-    # compared by value, and unhashable as the Struct was (defining __eq__ sets __hash__ None;
-    # an explicit `__hash__ = None` would be a field of the compiled class)
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Promise):
-            return NotImplemented
-        return self.row() == other.row()
-
-    def __ne__(self, other: object) -> bool:
-        if not isinstance(other, Promise):
-            return NotImplemented
-        return self.row() != other.row()
-
-    def __repr__(self) -> str:
-        return "Promise(" + ", ".join(f"{k}={v!r}" for k, v in zip(
-            FIELDS, self.row(), strict=True)) + ")"
 
     def is_open(self) -> bool:
         """Still owed: not broken (a paused promise is open, its SLA clock stopped). The one

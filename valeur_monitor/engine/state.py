@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from valeur_monitor.engine.compact_types import ScoreV1
+from valeur_monitor.engine.compact_types import EventMap, ScoreV1, events_of
 from valeur_monitor.engine.customer import CustomerState as CustomerState
 from valeur_monitor.engine.customer import Score as Score
-from valeur_monitor.engine.event import Event
 from valeur_monitor.engine.promise import Promise as Promise  # its home since the native class
+from valeur_monitor.engine.rowed import as_map
 
 
 class _PlainPromise(msgspec.Struct):
@@ -43,7 +41,7 @@ class _PlainState(msgspec.Struct):
     pruned: int = 0
     seq: int = 0
     seen: dict[str, int] = msgspec.field(default_factory=dict)
-    pending: list[Event] = msgspec.field(default_factory=list)
+    pending: list[EventMap] = msgspec.field(default_factory=list)
     promises: dict[str, _PlainPromise] = msgspec.field(default_factory=dict)
     repeats: dict[str, list[tuple[int, str]]] = msgspec.field(default_factory=dict)
     alert_windows: dict[str, list[int]] = msgspec.field(default_factory=dict)
@@ -54,13 +52,7 @@ class _PlainState(msgspec.Struct):
     next_slot: str = ""
 
 
-def _enc_hook(value: Any) -> Any:
-    if isinstance(value, Promise | Score | CustomerState):
-        return value.to_dict()  # the map a Struct was written as: the same bytes
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
-
-
-_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_encoder = msgspec.msgpack.Encoder(enc_hook=as_map)   # the maps the Structs were written as
 _decoder = msgspec.msgpack.Decoder(_PlainState)
 _row = msgspec.structs.astuple
 
@@ -81,7 +73,7 @@ def decode_state(data: bytes) -> CustomerState:
     p = _decoder.decode(data)
     c = p.score
     return CustomerState(
-        p.customer, p.clock, p.pruned, p.seq, p.seen, p.pending,
+        p.customer, p.clock, p.pruned, p.seq, p.seen, events_of(p.pending),
         {slot: Promise(*_row(q)) for slot, q in p.promises.items()}, p.repeats,
         p.alert_windows, p.alerts_fired, Score(c.total, c.dims, c.at, c.created, c.destroyed),
         p.reasons, p.next_at, p.next_slot)
