@@ -17,6 +17,8 @@ _MAX_SCAN_DAYS: Final = 3700  # ten years: a calendar with no open hour must not
 _GROW_DAYS: Final = 366       # the interval table grows a year at a time
 _MAX_TABLE_DAYS: Final = 40 * 366  # wider spans (odd timestamps) take the day-by-day walk
 _SURELY_WITHIN: Final = (_MAX_SCAN_DAYS - 2) * 86_400_000  # closer: inside the walk's reach
+_SLICE: Final = 86_400_000   # the table's index of where each day-long slice of time starts
+_SCAN: Final = 16            # intervals stepped over one by one before bisecting
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,9 @@ class _Table:
         self.hi: list[int] = []
         self.before: list[int] = []           # open ms of the table before interval i
         self.after: list[int] = []            # before[i] + (hi[i] - lo[i])
+        # first interval ending after the start of each `_SLICE` of [start_ms, end_ms): where
+        # the search for an instant starts (a few intervals a day: then a step or two)
+        self.slices: list[int] = []
         self.usable = True
 
     def _midnight(self, day: date) -> int:
@@ -153,6 +158,7 @@ class _Table:
         self.first, self.days = first, days
         self.start_ms, self.end_ms = self._midnight(first), self._midnight(day)
         self.lo, self.hi, self.before, self.after = lo, hi, before, after
+        self.slices = [_c_right(hi, at) for at in range(self.start_ms, self.end_ms, _SLICE)]
         return True
 
     def _reach(self, ms: int) -> bool:
@@ -184,14 +190,27 @@ class _Table:
         # inside the table and the answer found without growing it nor nearing the scan limit.
         if self.start_ms <= start_ms < self.end_ms and self.usable:
             hi = self.hi
-            j = _bisect_right(hi, start_ms) if _NATIVE else _c_right(hi, start_ms)
-            if j < len(hi):
+            n = len(hi)
+            if _NATIVE:   # compiled: from the slice's first interval, step by step
+                j = self.slices[(start_ms - self.start_ms) // _SLICE]
+                while j < n and hi[j] <= start_ms:
+                    j += 1
+            else:
+                j = _c_right(hi, start_ms)
+            if j < n:
                 lo, before, after = self.lo, self.before, self.after
                 first = lo[j]
                 target = before[j] + (first if first > start_ms else start_ms) - first + (
                     business_ms)
-                k = _bisect_left(after, target, j) if _NATIVE else _c_left(after, target, j)
-                if k < len(after) and lo[k] - start_ms < _SURELY_WITHIN:
+                if _NATIVE:   # most budgets end within a few intervals: step, then bisect
+                    k, stop = j, min(n, j + _SCAN)
+                    while k < stop and after[k] < target:
+                        k += 1
+                    if k == stop:
+                        k = _bisect_left(after, target, k)
+                else:
+                    k = _c_left(after, target, j)
+                if k < n and lo[k] - start_ms < _SURELY_WITHIN:
                     return lo[k] + target - before[k]
         return self._add(start_ms, business_ms)
 
