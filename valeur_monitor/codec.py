@@ -37,7 +37,6 @@ _VALID_MEMO: Final = 50_000   # remembered valid `data` shapes per codec (then f
 _EXTENSION: Final = re.compile(r"[a-z0-9]{1,20}\Z")
 _UNSET: Final[Any] = msgspec.UNSET
 _astuple: Final = msgspec.structs.astuple
-_event: Final = Event
 _TEXT = ("id", "type", "time", "customer", "ref", "source", "channel", "team")
 CANONICAL_FIELDS = frozenset({*_TEXT, "data"})
 CLOUDEVENT_FIELDS = frozenset({*CANONICAL_FIELDS, "specversion", "subject", "datacontenttype",
@@ -133,7 +132,8 @@ class Codec:
         elif types[etype].required:
             return None
         # positional: Event's field order (id, type, time, customer, ref, source, channel, team)
-        return _event(rid, etype, time, customer, ref, source, channel, team, data)
+        # (Event is a native class: a direct call of its constructor when compiled)
+        return Event(rid, etype, time, customer, ref, source, channel, team, data)
 
     def _data_ok(self, etype: str, data: dict[str, Any]) -> bool:
         """Whether `data` passes the limits and the catalogue; remembered when every value is
