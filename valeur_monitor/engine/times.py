@@ -1,7 +1,7 @@
 """Event times: RFC 3339 with an offset to epoch milliseconds and back (compiled by mypyc).
 
-Re-exported by `valeur_monitor.engine.event`; apart from it because that module holds the
-`Event` msgspec Struct and a module `__getattr__`, neither of which mypyc can compile.
+Re-exported by `valeur_monitor.engine.event`; apart from it because that module has a module
+`__getattr__`, which mypyc cannot compile (the event itself is in the compiled `canonical`).
 """
 
 from __future__ import annotations
