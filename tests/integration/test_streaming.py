@@ -26,6 +26,7 @@ import pytest
 
 from valeur_monitor.engine.event import format_time
 from valeur_monitor.engine.rules import RuleSet, load_rules
+from valeur_monitor.read.accounts import RedisAccounts
 from valeur_monitor.runner.embedded import EmbeddedRunner, RunReport
 from valeur_monitor.runner.inputs import open_input, read_batches
 from valeur_monitor.simulate import SimulationConfig, write_jsonl
@@ -317,7 +318,7 @@ def test_bad_records_go_to_dead_letters_and_the_worker_keeps_going(
     def good(i: int) -> bytes:
         return orjson.dumps({"id": f"g{i}", "type": "survey.answered",
                              "time": f"2026-11-02T10:00:{i:02d}+01:00", "customer": f"c{i % 3}",
-                             "data": {"score": 5}})
+                             "data": {"score": 5, "account": f"acct{i % 3 % 2}"}})
 
     bad = [b'{"id": "b1", "type": "survey.answered", "time": "2026-11-02T10:00:00+01:00"',
            b'{"id": "b2", "type": "ticket.created", "time": "2026-11-02T10:00:01+01:00", '
@@ -325,7 +326,12 @@ def test_bad_records_go_to_dead_letters_and_the_worker_keeps_going(
            b'{"id": "b3", "type": "survey.answered", "time": "2026-11-02 10:00:02", '
            b'"customer": "c2", "data": {"score": 5}}',
            b'[1, 2, 3]']
-    lines = [good(0), good(1), *bad, good(2), good(3), good(4)]
+    # a day later, each customer: stream time (per partition) passes the good events, which
+    # are then applied, not buffered for lateness
+    later = [orjson.dumps({"id": f"l{i}", "type": "survey.answered", "customer": f"c{i}",
+                           "time": "2026-11-03T10:00:00+01:00", "data": {"score": 5}})
+             for i in range(3)]
+    lines = [good(0), good(1), *bad, good(2), good(3), good(4), *later]
     run_cli(["produce", "-", "--no-progress"], stream.env, stdin=b"\n".join(lines) + b"\n")
     def dead_letters() -> list[Any] | None:
         records = read_topic(stream.bootstrap, stream.dead, 1)
@@ -341,6 +347,10 @@ def test_bad_records_go_to_dead_letters_and_the_worker_keeps_going(
     # them: read their dedupe marks from the states)
     states = store.load(["c0", "c1", "c2"])
     seen = {e for s in states.values() for e in s.seen}
-    assert seen == {"g0", "g1", "g2", "g3", "g4"}
+    assert seen == {"g0", "g1", "g2", "g3", "g4", "l0", "l1", "l2"}
     assert worker.status()["events"] == len(lines)
     assert worker.metric("valeur_events_dead_lettered_total") == 4
+    # the accounts the good events named were recorded beside the store (the API reads them)
+    accounts = RedisAccounts(store.client)
+    assert accounts.accounts(["c0", "c1", "c2"]) == {"c0": "acct0", "c1": "acct1", "c2": "acct0"}
+    assert accounts.members("acct0") == ["c0", "c2"]

@@ -27,11 +27,13 @@ from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import BrokerError, ValeurError
 from valeur_monitor.kafka.admin import load_topology
 from valeur_monitor.masking import mask
+from valeur_monitor.read.accounts import RedisAccounts, account_hook
 from valeur_monitor.reload import Reloader, write_pid_file
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.settings import KafkaSettings, Settings, load_settings
 from valeur_monitor.store.census import census_for
 from valeur_monitor.store.factory import open_store
+from valeur_monitor.store.redis import RedisStore
 from valeur_monitor.streaming import heap
 from valeur_monitor.streaming.clock import StreamClock, key_hash
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
@@ -193,6 +195,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
                               clock=StreamClock(worker.clock, rules.settings.lateness,
                                                 idle_after=int(worker.idle_after * 1000)))
     runtime = WorkerRuntime(pipeline, FaustPublisher(app), metrics)
+    # Accounts named by events (`data.account`) are recorded beside the store, as `run --store
+    # redis://` records them: the API's account roll-ups read them (docs/api.md "Accounts").
+    # The store's client: its pool is thread-safe (the hook runs in the processing thread).
+    if isinstance(store, RedisStore):
+        runtime.hooks.append(account_hook(RedisAccounts(store.client, settings.api.redis_prefix)))
     # The states of owned partitions stay in memory: the cyclic GC must not walk them often
     # (≈ 13 % of a busy worker's time with the default thresholds, measured), nor pause long.
     heap.configure()

@@ -88,6 +88,9 @@ class WorkerRuntime(Supervised):
         self._retrying = False
         # Called between batches after an assignment or a reload (the app sets heap.settle)
         self.settle_heap: Callable[[], None] | None = None
+        # Run in the processing thread after each batch is applied (the app records the
+        # accounts named by events). Idempotent: a retried attempt runs them again.
+        self.hooks: list[Callable[[BatchResult, float], None]] = []
 
     async def _reload_if_asked(self) -> None:
         """Between batches, under the lock: switch rules if a reload was requested."""
@@ -217,6 +220,8 @@ class WorkerRuntime(Supervised):
     def _process_sync(self, batch: Batch) -> Step:
         step = self.pipeline.process_batch(batch.records)
         batch.processed_in_thread(step)  # its outputs may go out now
+        for hook in self.hooks:          # a failure is a failed attempt: retried, states reloaded
+            hook(step.result, step.seconds)
         # No commit in flight (or no grouping): encode this batch's commit, with the queued
         # ones, right away. Else it waits for the commit in flight, grouped with later ones.
         if not self._committing or self.max_queued == 0:
