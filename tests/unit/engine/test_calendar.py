@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from valeur_monitor.engine import calendar as calendar_module
 from valeur_monitor.engine.calendar import Calendar
 
 ZONES = ("UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata")
@@ -52,6 +53,43 @@ def test_table_agrees_with_the_day_walk(calendar: Calendar,
                                                                amount)
         assert calendar.between(start, start + span) == calendar.between_by_days(
             start, start + span)
+
+
+@pytest.fixture
+def compiled_branch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table's search as the compiled build runs it (`_NATIVE`: day slices, stepping,
+    the written-out bisections), here too when interpreted, where the C bisect is used: a
+    branch taken in one build only is otherwise tested by the compiled suite alone."""
+    monkeypatch.setattr(calendar_module, "_NATIVE", True)
+
+
+# On a half-hour grid (the spans' ends, in every zone above): instants on an interval's end and
+# budgets ending exactly at one, where a search's `<` and `<=` differ
+HALF_HOUR = 1_800_000
+on_grid = st.integers((MS_2020 - YEAR_MS) // HALF_HOUR, (MS_2020 + 10 * YEAR_MS) // HALF_HOUR)
+grid_calls = st.builds(
+    lambda base, calls: [(base + at, amount, span) for at, amount, span in calls],
+    on_grid.map(lambda n: n * HALF_HOUR),
+    st.lists(st.tuples(st.integers(0, 300 * 48).map(lambda n: n * HALF_HOUR),  # one table
+                       st.integers(0, 20 * 48).map(lambda n: n * HALF_HOUR),
+                       st.integers(-48, 90 * 48).map(lambda n: n * HALF_HOUR)),
+             min_size=1, max_size=24))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calendars(), st.one_of(grid_calls, st.lists(st.tuples(
+    instants, amounts, st.integers(-DAY_MS, 90 * DAY_MS)), min_size=1, max_size=12)))
+def test_the_compiled_search_agrees_with_the_day_walk(
+        compiled_branch: None, calendar: Calendar, calls: list[tuple[int, int, int]]) -> None:
+    for start, amount, span in calls:
+        opened = calendar.between(start, start + span)
+        assert opened == calendar.between_by_days(start, start + span)
+        # the open time up to an instant: a budget that ends exactly where an interval does
+        # whenever that instant is closed time or an interval's end (and none: the start itself)
+        for budget in (amount, opened, 0):
+            assert _answer(calendar.add, start, budget) == _answer(calendar.add_by_days, start,
+                                                                   budget)
 
 
 def _answer(fn: Callable[[int, int], int], start: int, amount: int) -> int | str:
