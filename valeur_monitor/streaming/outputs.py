@@ -84,7 +84,10 @@ def _time(ms: int, texts: dict[int, str]) -> str:
 def _timed(raw: bytes, ms: int, texts: dict[int, str]) -> bytes:
     """A Struct's JSON with its integer `time` field as RFC 3339 text. The first `,"time":` is
     that field: inside a JSON string a quote is escaped, and no field before it is optional."""
-    return raw.replace(b',"time":%d' % ms, b',"time":"%s"' % _time(ms, texts).encode(), 1)
+    field = b',"time":%d' % ms
+    if field not in raw:    # never left as an integer: a row always carries its time as text
+        raise ValueError(f"no integer time {ms} in an encoded output row")
+    return raw.replace(field, b',"time":"%s"' % _time(ms, texts).encode(), 1)
 
 
 def ledger_value(entry: LedgerEntry, texts: dict[int, str] | None = None) -> bytes:

@@ -17,6 +17,7 @@ from valeur_monitor.store.base import ScoreView
 from valeur_monitor.store.memory import MemoryStore
 from valeur_monitor.streaming.outputs import (
     OutputTopics,
+    _timed,
     build_messages,
     ledger_value,
     notice_value,
@@ -94,3 +95,10 @@ def test_a_simulated_stream_publishes_the_rows_json() -> None:
                         for c in scored]
     assert got["a"] == [orjson.dumps(n.to_json()) for n in result.notices if n.kind == "alert"]
     assert got["led"] and got["s"] and got["a"]
+
+
+def test_a_row_without_its_integer_time_is_refused_not_published_as_is() -> None:
+    assert _timed(b'{"a":1,"time":5,"b":",\\"time\\":5"}', 5, {}) == (
+        b'{"a":1,"time":"1970-01-01T00:00:00.005Z","b":",\\"time\\":5"}')
+    with pytest.raises(ValueError, match="no integer time 6"):
+        _timed(b'{"a":1,"time":5}', 6, {})
