@@ -21,6 +21,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.bench_worker import claimed_redis_db, flush, simulated_lines
 from valeur_monitor.engine.rules import load_rules
@@ -44,16 +45,20 @@ class AckAfter:
         await asyncio.sleep(self.seconds)
 
 
-async def run(url: str, records: list[Record], batch: int, ack: float) -> dict[str, float]:
-    from pathlib import Path
-
+def rig(url: str, ack: float) -> tuple[WorkerRuntime, StreamPipeline, RedisStore]:
+    """A worker runtime over the Redis store at `url` (shipped rules, event clock, every
+    partition), its outputs acknowledged after `ack` seconds."""
     rules = load_rules([Path(__file__).resolve().parents[1] / "rules"])
     store = RedisStore.from_url(url)
     clock = StreamClock("event", rules.settings.lateness)
     pipeline = StreamPipeline(rules, store, events_topic="events",
                               outputs=OutputTopics("scores", "alerts", "dead"), clock=clock)
     pipeline.assign(set(range(PARTITIONS)), PARTITIONS)
-    runtime = WorkerRuntime(pipeline, AckAfter(ack))
+    return WorkerRuntime(pipeline, AckAfter(ack)), pipeline, store
+
+
+async def run(url: str, records: list[Record], batch: int, ack: float) -> dict[str, float]:
+    runtime, pipeline, store = rig(url, ack)
     cpu, wall = time.process_time(), time.perf_counter()
     for i in range(0, len(records), batch):
         await runtime.consume(records[i:i + batch])

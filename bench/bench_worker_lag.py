@@ -22,27 +22,14 @@ import sys
 import time
 
 from bench.bench_worker import claimed_redis_db, flush, simulated_lines
-from bench.bench_worker_batches import PARTITIONS, AckAfter
-from valeur_monitor.engine.rules import load_rules
+from bench.bench_worker_batches import PARTITIONS, rig
 from valeur_monitor.kafka.produce import placed
-from valeur_monitor.store.redis import RedisStore
 from valeur_monitor.streaming.app import SWITCH_INTERVAL
-from valeur_monitor.streaming.clock import StreamClock
-from valeur_monitor.streaming.outputs import OutputTopics, Record
-from valeur_monitor.streaming.pipeline import StreamPipeline
-from valeur_monitor.streaming.runtime import WorkerRuntime
+from valeur_monitor.streaming.outputs import Record
 
 
 async def run(url: str, records: list[Record], batch: int) -> None:
-    from pathlib import Path
-
-    rules = load_rules([Path(__file__).resolve().parents[1] / "rules"])
-    store = RedisStore.from_url(url)
-    clock = StreamClock("event", rules.settings.lateness)
-    pipeline = StreamPipeline(rules, store, events_topic="events",
-                              outputs=OutputTopics("scores", "alerts", "dead"), clock=clock)
-    pipeline.assign(set(range(PARTITIONS)), PARTITIONS)
-    runtime = WorkerRuntime(pipeline, AckAfter(0.002))
+    runtime, _, store = rig(url, 0.002)
     sys.setswitchinterval(SWITCH_INTERVAL)   # the worker's
     lags: list[float] = []
     done = False
