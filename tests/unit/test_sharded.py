@@ -254,6 +254,23 @@ def test_an_empty_input_gives_an_empty_run(tmp_path: Path) -> None:
     assert _sharded([str(events)], tmp_path / "two", 2, 100, None, "ledger.jsonl") == one
 
 
+def test_the_timeline_shows_every_shard_from_start_to_summary(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=9, customers=60, days=2))
+    runner = ShardedRunner(load_rules(["rules"]), 3)
+    runner.run([str(events)])
+    steps = ["started", "ready", "loop", "first batch read", "last batch applied", "drained",
+             "summary built"]
+    for i in range(3):
+        marks = [(what, t) for who, what, t in runner.timeline if who == f"shard {i}"]
+        assert [what for what, _ in marks] == steps
+        assert [t for _, t in marks] == sorted(t for _, t in marks)
+    parent = [(what, t) for who, what, t in runner.timeline if who == "parent"]
+    assert parent[0][0] == "run" and parent[-1][0] == "shards joined"
+    first = min(t for _, _, t in runner.timeline)
+    assert first == parent[0][1]   # the same clock in every process: the parent began first
+
+
 def test_a_killed_shard_stops_the_run_with_an_error(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     write_jsonl(events, SimulationConfig(seed=9, customers=300, days=7))

@@ -10,6 +10,7 @@ spooled to a temporary file first.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import multiprocessing
@@ -22,7 +23,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +70,20 @@ class ShardedRunner:
         self._clock = clock
         self._procs: list[Any] = []
         self._folder: str | None = None
-        self._scores: list[ScoreView] = []
+        self._scores: list[msgspec.Raw] = []   # each shard's ScoreViews, still encoded
         self.shard_cpu: list[float] = []   # CPU seconds of each shard (after `run`)
+        # (who, what, CLOCK_MONOTONIC seconds) of the parent and every shard (benchmarks)
+        self.timeline: list[tuple[str, str, float]] = []
+
+    def _mark(self, what: str) -> None:
+        self.timeline.append(("parent", what, time.monotonic()))
 
     def run(self, inputs: list[str], until: int | None = None, worst: int = 10,
             progress: Callable[[int], None] | None = None) -> RunReport:
         """Process the input files ('-': stdin) and drain to `until` (default: latest event)."""
         started = time.perf_counter()
+        self.timeline = []
+        self._mark("run")
         # SIGTERM ends the run like Ctrl-C: shards stopped, temporary files removed
         terminate = (signal.signal(signal.SIGTERM, _exit_on_signal)
                      if threading.current_thread() is threading.main_thread() else None)
@@ -84,11 +92,15 @@ class ShardedRunner:
         self._folder = tempfile.mkdtemp(prefix=".valeur-shards-", dir=near)
         try:
             named = [(self._spool() if n == "-" else n, n == "-") for n in inputs]
-            summaries = self._collect(self._start(named, until), progress)
+            summaries = self._collect(self._start(named, until, worst), progress)
+            self._mark("summaries received")
             self._merge_files()
+            self._mark("outputs merged")
             self._total(summaries, worst)
+            self._mark("totals")
         finally:
             self.close()
+            self._mark("shards joined")
             if terminate is not None:
                 signal.signal(signal.SIGTERM, terminate)
         self.report.seconds = time.perf_counter() - started
@@ -97,7 +109,10 @@ class ShardedRunner:
 
     def score_views(self) -> list[ScoreView]:
         """Every customer's final score, by customer id (after `run`)."""
-        return self._scores
+        decode = msgspec.msgpack.Decoder(list[ScoreView]).decode
+        # each shard's are in customer order already
+        return list(heapq.merge(*(decode(raw) for raw in self._scores),
+                                key=attrgetter("customer")))
 
     def close(self) -> None:
         """Stop shards still running and remove the temporary files."""
@@ -117,7 +132,7 @@ class ShardedRunner:
             shutil.copyfileobj(sys.stdin.buffer, out, CHUNK)
         return str(path)
 
-    def _start(self, inputs: list[tuple[str, bool]], until: int | None,
+    def _start(self, inputs: list[tuple[str, bool]], until: int | None, worst: int,
                ) -> tuple[list[Connection], Any]:
         assert self._folder is not None
         context: Any = multiprocessing.get_context(self._method)
@@ -131,9 +146,13 @@ class ShardedRunner:
         everyone = [c for row in pipes for pair in row if pair is not None for c in pair]
         results: list[Connection] = []
         clock = self._clock()
+        if forked:
+            # what the shards inherit is never scanned by their collectors: their start-up
+            # `gc.collect()` walks nothing old, and no inherited page is copied for it
+            gc.freeze()
         for i in range(n):
             plan = Plan(index=i, shards=n, inputs=inputs, batch=self.batch, folder=self._folder,
-                        ledger_csv=ledger_csv, until=until, clock=clock,
+                        ledger_csv=ledger_csv, until=until, clock=clock, worst=worst,
                         dead_csv=self.dead is not None and self.dead.path.suffix == ".csv",
                         rule_sources=self.rules.sources,
                         catalogue=None if forked else event_catalogue.active(),
@@ -149,10 +168,14 @@ class ShardedRunner:
                 target=serve, name=f"valeur-shard-{i}", daemon=True,
                 args=(plan, self.rules if forked else None, outgoing, incoming, theirs,
                       progress if i == 0 else None, foreign))
+            self._mark(f"starting shard {i}")
             proc.start()
             theirs.close()   # the shard holds it now (and the next shards must not inherit it)
             self._procs.append(proc)
             results.append(mine)
+        self._mark("shards started")
+        if forked:
+            gc.unfreeze()   # the parent's own garbage is collected again (tests run many)
         for conn in everyone:
             conn.close()
         return results, progress
@@ -186,6 +209,8 @@ class ShardedRunner:
                 if summary.error:
                     raise ShardError(f"shard {i} failed: {summary.error}")
                 summaries[i] = summary
+                self._mark(f"summary of shard {i}")
+                self.timeline.extend((f"shard {i}", what, t) for what, t in summary.marks)
         for conn in results:
             conn.close()
         return [summaries[i] for i in range(len(results))]
@@ -221,10 +246,12 @@ class ShardedRunner:
                 bucket = report.values.setdefault((rule, dim, made), array("d"))
                 bucket.frombytes(values)
         report.sum_values()
-        self._scores = sorted((v for s in summaries for v in s.scores), key=lambda v: v.customer)
-        ranked = sorted(self._scores, key=lambda v: (v.total, v.customer))[:worst]
+        self._scores = [s.scores for s in summaries]
+        # the `worst` lowest of all are among each shard's `worst` lowest
+        ranked = sorted((v for s in summaries for v in s.worst),
+                        key=attrgetter("total", "customer"))[:worst]
         report.worst = [v for v in ranked if v.total < 0]
-        report.customers = len(self._scores)
+        report.customers = sum(s.customers for s in summaries)
 
 
 def _frames(path: Path, decoder: msgspec.msgpack.Decoder[Any]) -> Iterator[tuple[int, list[Any]]]:
