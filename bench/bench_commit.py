@@ -136,6 +136,12 @@ def replay(url: str, commits: list[Commit], cap: int, max_age: int | None,
     return out, sender
 
 
+def compiled() -> bool:
+    """Whether this interpreter runs the mypyc build: `redis_commit` is compiled there (the
+    encoders `compact` and `record_types` stay interpreted in both builds)."""
+    return not (redis_commit.__file__ or "").endswith(".py")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--file", default="bench/results/run-events.jsonl")
@@ -160,7 +166,7 @@ def main() -> None:
     entries = sum(len(c.entries) for c in commits)
     print(f"{args.events} events from {args.skip}, batches of {args.batch}: {len(commits)} "
           f"commits, {states} states ({states / args.events:.2f} per event), {entries} "
-          f"entries; compiled: {not compact.__file__.endswith('.py')}")
+          f"entries; compiled: {compiled()}")
     timed = parts(commits, rules.settings.ledger_cap, rules.settings.ledger_max_age)
     results: dict[str, list[float]] = {name: [] for name in timed}
     gc.collect()

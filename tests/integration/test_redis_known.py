@@ -96,6 +96,39 @@ def test_known_values_are_the_bytes_the_merge_writes(redis_db_url: str, redis_cl
     plain.close()
 
 
+def test_values_known_absent_go_whole_and_are_merged_when_the_key_exists(
+        redis_db_url: str, redis_client: redis.Redis, rules: RuleSet,
+        lines: list[bytes]) -> None:
+    """A run's customers not in Redis when it read the store (`CachedStore`) are known absent:
+    their first value goes whole too (open counts and all), byte for byte the merge's; a key
+    written meanwhile by someone else fails the script's check and is merged."""
+    kw: dict[str, Any] = {"ledger_cap": 3, "ledger_max_age": 2 * DAY}
+    known = Counting.from_url(redis_db_url, prefix="a:", **kw)
+    plain = merging(redis_db_url, "b:", **kw)
+    customers = {msgspec.json.decode(line)["customer"] for line in lines}
+    unaware = Counting.from_url(redis_db_url, prefix="e:", **kw)
+    known.known.absent(customers)
+    for store in (known, plain, unaware):
+        run_lines(store, rules, lines)
+    a, b = dump(redis_client, "a:"), dump(redis_client, "b:")
+    assert a == b and a["open-promises"][1]
+    # first values went whole, but where the window (3) cuts a first commit's entries
+    assert known.merge_forms < unaware.merge_forms - len(customers) // 3
+    mine = Counting.from_url(redis_db_url, prefix="c:", ledger_cap=10)
+    other = RedisStore.from_url(redis_db_url, prefix="c:", ledger_cap=10)
+    reference = merging(redis_db_url, "d:", ledger_cap=10)
+    mine.known.absent({"x", "y"})
+    for store, c in ((other, commit("x", [1], 1.0, T0)), (mine, commit("x", [2], 2.0, T0)),
+                     (mine, commit("y", [1], 1.0, T0))):
+        store.commit(c)
+        reference.commit(c)
+    assert mine.known_forms == 2 and mine.merge_forms == 0    # both sent whole...
+    assert dump(redis_client, "c:") == dump(redis_client, "d:")
+    assert [e.seq for e in mine.ledger("x")] == [1, 2]         # ..."x" merged by the script
+    for s in (known, plain, unaware, mine, other, reference):
+        s.close()
+
+
 def state_of(customer: str, seq: int, total: float) -> CustomerState:
     return CustomerState(customer, seq=seq, score=Score(total=total))
 
@@ -220,16 +253,19 @@ times = st.integers(0, 40)
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.lists(times, max_size=4), st.integers(0, 40), st.booleans()),
-                min_size=1, max_size=8))
+                min_size=1, max_size=8), st.booleans())
 def test_any_sequence_of_commits_writes_what_the_merge_writes(
         redis_db_url: str, redis_client: redis.Redis,
-        steps: list[tuple[list[int], int, bool]]) -> None:
+        steps: list[tuple[list[int], int, bool]], absent: bool) -> None:
     """Entries of any age, watermarks moving both ways, commits sent twice: the window is cut
-    by count (4) and age (5 days) the same way by the known form and by the merge."""
+    by count (4) and age (5 days) the same way by the known form and by the merge (the first
+    value too, when the committer knows the key absent)."""
     redis_client.flushdb()
     kw: dict[str, Any] = {"ledger_cap": 4, "ledger_max_age": 5 * DAY}
     known = RedisStore.from_url(redis_db_url, prefix="a:", **kw)
     plain = merging(redis_db_url, "b:", **kw)
+    if absent:
+        known.known.absent({"c"})
     seq = 0
     for ages, mark, twice in steps:
         state = state_of("c", seq + len(ages), float(seq))

@@ -14,7 +14,9 @@ from valeur_monitor.errors import StoreError, StorePermanentError, StoreWriterCo
 from valeur_monitor.read.redis import RedisReader
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.cached import CachedStore
+from valeur_monitor.store.keys import Keys
 from valeur_monitor.store.redis import RedisStore
+from valeur_monitor.store.redis_commit import commit_call
 
 pytestmark = pytest.mark.integration
 
@@ -110,11 +112,14 @@ def test_a_pipelined_run_writes_what_a_direct_run_writes(redis_db_url: str,
     rules = load_rules(["rules"])
     lines = [orjson.dumps(e) for e in simulate(SimulationConfig(seed=4, customers=120, days=4))]
     results = []
-    for prefix, pipelined in (("direct:", False), ("piped:", True)):
+    # the last: flushed in script calls of 7 customers (each encoded while the one before is
+    # applied); only the last moves the watermark, so it is the same at the end
+    for prefix, pipelined, part in (("direct:", False, 0), ("piped:", True, 1000),
+                                    ("parts:", True, 7)):
         # count-bounded windows: trimming by age is relative to the stream time of the commit
         # that writes the customer, which merging batches moves (docs/store.md)
         inner = RedisStore.from_url(redis_db_url, prefix=prefix, ledger_cap=20)
-        store = CachedStore(inner, pipelined=pipelined)
+        store = CachedStore(inner, pipelined=pipelined, part=part)
         runner = EmbeddedRunner(rules, store)
         for i in range(0, len(lines), 300):
             runner.feed(lines[i:i + 300])
@@ -123,8 +128,27 @@ def test_a_pipelined_run_writes_what_a_direct_run_writes(redis_db_url: str,
         assert reader_of(store).count() == report.customers
         store.close()
         results.append(dump(redis_client, prefix))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     assert any(k.endswith(":ledger") for k in results[0])
+
+
+def test_a_flush_in_parts_keeps_each_customer_whole_and_the_watermark_for_the_last() -> None:
+    from valeur_monitor.store.cached import split
+
+    states = {c: CustomerState(c) for c in ("a", "b", "c", "d", "e")}
+    merged = Commit(states=dict(states), due={"a": 5, "d": -1, "z": 9},
+                    entries=[entry("d", 1, T0), entry("a", 1, T0), entry("d", 2, T0)],
+                    watermark=T0)
+    pieces = split(merged, 2)
+    assert [list(p.states) for p in pieces] == [["a", "b"], ["c", "d"], ["e"]]
+    assert [[(e.customer, e.seq) for e in p.entries] for p in pieces] == [
+        [("a", 1)], [("d", 1), ("d", 2)], []]
+    assert [p.due for p in pieces] == [{"a": 5}, {"d": -1}, {"z": 9}]
+    assert {p.watermark for p in pieces} == {T0} and split(merged, 5) == [merged]
+    keys = Keys("vm:")
+    held = commit_call(keys, pieces[0], 20, 2 * DAY, watermark=False).call()[1]
+    last = commit_call(keys, pieces[2], 20, 2 * DAY).call()[1]
+    assert held[0] == "0" and last[0] == str(T0) and held[2] == last[2] != "0"   # same cutoff
 
 
 def test_a_pipelined_commit_that_fails_is_raised_at_the_next_call(

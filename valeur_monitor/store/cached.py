@@ -15,15 +15,19 @@ commits batch by batch — and a customer touched by several of them is encoded 
 latest state. They are encoded in the caller's thread (compressed by the sending thread:
 `redis_commit.Prepared`) and sent by one background thread while the next batches run; at most
 one is in flight and they reach Redis in order, each all-or-nothing. `flush` (readers call it
-through `reader_of`) and `close` send and wait for everything. A failure is raised by the next
-commit or flush. Redis may lag the run by a few batches whose outputs were already written: a
-crash is repaired, as before, by running the input again (dedupe marks skip what Redis has).
+through `reader_of`) and `close` send and wait for everything, in script calls of `part`
+customers each encoded while the one before is applied (the end of a run waits for them; each
+customer's state, window, due time and counts go in one call, and the watermark in the last).
+A failure is raised by the next commit or flush. Redis may lag the run by a few batches whose
+outputs were already written: a crash is repaired, as before, by running the input again (dedupe
+marks skip what Redis has).
 
 Being the only writer also means that a customer this process has not committed is in Redis
 only if it was there at the start: the store's customers (its ranking ZSET) are read once, like
 the due index, and a customer not among them starts empty without a round trip (each such
 round trip waited behind the commit script running on the server). After a failed commit they
-are read again.
+are read again. Those customers are known to have no key: their first value is sent whole
+(`Known.absent`), not merged from nothing by the script.
 
 Nothing in Redis stops another process from writing meanwhile, so the run checks that it did
 not: the epoch's commit counter is read just before the customers, and each
@@ -46,16 +50,19 @@ from valeur_monitor.store.memory import DueIndex
 GROUP = 16              # batches merged into one Redis commit (see docs/benchmarks.md)
 GROUP_STATES = 20_000   # ...or fewer when that many customers are waiting
 KNOWN_MAX = 1_000_000   # customers read at the start at most (beyond, each load asks Redis)
+FLUSH_PART = 1_000      # customers per script call of a flush (docs/benchmarks.md)
 
 
 class CachedStore:
     """Store protocol over `inner`, keeping every loaded or committed state in memory."""
 
-    def __init__(self, inner: Store, *, pipelined: bool = False, group: int = GROUP) -> None:
+    def __init__(self, inner: Store, *, pipelined: bool = False, group: int = GROUP,
+                 part: int = FLUSH_PART) -> None:
         self.inner = inner
         self.cache: dict[str, CustomerState] = {}
         self.loaded = 0            # states read from the inner store (cache misses)
         self.group = group
+        self.part = part           # customers per script call of a flush
         # pipelining needs the Redis store's split commit and its due index (read once)
         self._prepare = (getattr(inner, "prepare", None)
                          if pipelined and hasattr(inner, "client") else None)
@@ -71,6 +78,7 @@ class CachedStore:
         self._known_read = False
         self._baseline: int | None = None   # the epoch's commit counter read with `_known`
         self._own = 0              # commit script calls of this process since then
+        self._absent: set[str] = set()   # started empty (not in `_known`), not committed yet
 
     def load(self, customers: Iterable[str]) -> dict[str, CustomerState]:
         cache = self.cache
@@ -79,9 +87,11 @@ class CachedStore:
         if missing and self._prepare is not None:
             known = self._known_customers()
             if known is not None:
+                absent = self._absent
                 for c in missing:
                     if c not in known:
                         cache[c] = CustomerState(c)
+                        absent.add(c)
                 missing = [c for c in missing if c in known]
         if missing:   # never committed by this process: what the inner store has is current
             cache.update(self.inner.load(missing))
@@ -139,25 +149,40 @@ class CachedStore:
             self._next_group = min(self.group, 2 * self._next_group)
             self._send()
 
-    def _send(self) -> None:
-        """Encode the merged commits now and send them in the background (after the last)."""
-        merged, self._merged, self._batches = self._merged, None, 0
-        self._wait()
-        if merged is None:
-            return
-        try:
-            assert self._prepare is not None
-            prepared = self._prepare(merged)
-        except BaseException:
-            self._drop()
-            raise
-        if prepared is not None:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
-            self._pending = self._pool.submit(self._apply_alone, prepared)
+    def _send(self, part: int = 0) -> None:
+        """Encode the merged commits now and send them in the background (after the last).
 
-    def _apply_alone(self, prepared: Any) -> None:
-        """Send a prepared commit (in the commit thread), then check nobody else committed."""
+        With `part`, in script calls of at most that many customers, each encoded while the
+        one before is compressed and applied (`flush`: nothing else would overlap the last
+        group's encoding, compression and script). Only the last call moves the watermark;
+        each customer's state, window, due time and counts still go in one call."""
+        merged, self._merged, self._batches = self._merged, None, 0
+        if merged is None:
+            self._wait()
+            return
+        pieces = split(merged, part) if part > 0 else [merged]
+        for i, piece in enumerate(pieces):
+            try:
+                assert self._prepare is not None
+                prepared = self._prepare(piece, watermark=i == len(pieces) - 1)
+            except BaseException:
+                self._wait()
+                self._drop()
+                raise
+            self._wait()          # encoded while the previous call was on its way
+            if prepared is not None:
+                fresh = self._absent.intersection(piece.states)
+                self._absent -= fresh
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+                self._pending = self._pool.submit(self._apply_alone, prepared, fresh)
+
+    def _apply_alone(self, prepared: Any, fresh: set[str]) -> None:
+        """Send a prepared commit (in the commit thread), then check nobody else committed.
+        `fresh`: its customers that were not in Redis when the run read the store: their
+        values are sent whole, as known to be absent (`Known.absent`; checked by the script)."""
+        if fresh:
+            self.inner.known.absent(fresh)   # type: ignore[attr-defined]
         self._apply(prepared)
         if self._baseline is None:      # no snapshot taken yet: nothing cached from Redis
             return
@@ -188,11 +213,12 @@ class CachedStore:
         self._due, self._watermark = None, None
         self._known, self._known_read = None, False   # read again: Redis holds what it holds
         self._baseline, self._own = None, 0
+        self._absent.clear()
 
     def flush(self) -> None:
         """Send every merged commit and wait until Redis has applied them."""
         if self._prepare is not None:
-            self._send()
+            self._send(self.part)
             self._wait()
 
     def _local_due(self) -> DueIndex:
@@ -225,3 +251,24 @@ class CachedStore:
                 self._pool.shutdown(wait=True)
             self.cache.clear()
             self.inner.close()
+
+
+def split(commit: Commit, size: int) -> list[Commit]:
+    """`commit` as script calls of at most `size` customers, in order: each customer's state,
+    entries and due time together; due times of customers without a state go last."""
+    customers = list(commit.states)
+    if len(customers) <= size:
+        return [commit]
+    pieces: list[Commit] = []
+    where: dict[str, Commit] = {}
+    for i in range(0, len(customers), size):
+        piece = Commit(watermark=commit.watermark)
+        for c in customers[i:i + size]:
+            piece.states[c] = commit.states[c]
+            where[c] = piece
+        pieces.append(piece)
+    for entry in commit.entries:
+        where.get(entry.customer, pieces[-1]).entries.append(entry)
+    for c, at in commit.due.items():
+        where.get(c, pieces[-1]).due[c] = at
+    return pieces

@@ -28,6 +28,7 @@ META = struct.Struct(">IHB")     # state seq, new frames, open counts changed
 
 
 NO_FRAME = MAX_U32 + 1   # "time" of the first frame of an empty window: never cut by age
+_ABSENT = (b"", b"", 0, 0, NO_FRAME, "")    # no key: an empty prefix, nothing ranked
 
 
 class Known:
@@ -55,6 +56,19 @@ class Known:
         frames = value[start + length:]
         values[customer] = (value[:start], frames, mark, count,
                             FRAME.unpack_from(frames)[0] if count else NO_FRAME, rank)
+
+    def absent(self, customers: set[str]) -> None:
+        """Customers whose key Redis did not hold (the only writer read the store's customers
+        at its start and has not committed them since): known as the empty value, so their
+        first value goes whole too. The script checks it (an existing key's prefix is never
+        empty) and merges when wrong."""
+        values, limit = self.values, self.limit
+        for customer in customers:
+            if limit <= 0 or customer in values:
+                continue
+            if len(values) >= limit:
+                del values[next(iter(values))]
+            values[customer] = _ABSENT
 
     def build(self, customer: str, seq: int, opened: bytes, codec: bytes, head: Any,
               news: list[tuple[int, int, bytes]], pieces: list[Any], cap: int,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self, TypeVar
 
 import msgspec
@@ -47,7 +47,6 @@ from valeur_monitor.store.redis_commit import (
     ROLLED_BACK,
     WRONG_LAYOUT,
     Prepared,
-    chunks,
     commit_call,
     decode_entry,
     encode_entry,
@@ -198,15 +197,18 @@ class RedisStore:
         if prepared is not None:
             self.apply(prepared)
 
-    def prepare(self, commit: Commit) -> Prepared | None:
+    def prepare(self, commit: Commit, *, watermark: bool = True) -> Prepared | None:
         """Encode a commit for `apply` (None: nothing to write). The commit's states may change
         in place afterwards: a worker processes its next batch while this one is applied.
-        Compression is left to `apply` (`redis_commit.Prepared`): it runs without the GIL."""
+        Compression is left to `apply` (`redis_commit.Prepared`): it runs without the GIL.
+        `watermark` False: a part of a commit sent in several calls, not the last; the stored
+        watermark does not move (the window is still cut by `commit.watermark`)."""
         if not commit.states and not commit.due and commit.watermark <= 0:
             return None
         try:
             return commit_call(self.keys, commit, self.ledger_cap, self.ledger_max_age,
-                               compress=self.compress, known=self.known)
+                               compress=self.compress, known=self.known,
+                               watermark=watermark)
         except (OverflowError, TypeError, msgspec.EncodeError, struct.error) as exc:
             # e.g. an integer beyond 64 bits kept in a state: refused before anything is sent.
             raise StorePermanentError(f"cannot encode the batch for Redis ({exc}); nothing "
@@ -363,3 +365,7 @@ class RedisStore:
     def customer_key(self, customer: str) -> str:
         """The customer's one key (for MEMORY USAGE, DUMP, debugging)."""
         return self.keys.value(customer)
+
+
+def chunks(items: Sequence[Any], size: int = 1000) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -7,7 +7,7 @@ into ARGV) and the script (what Redis does with it) can change together in one p
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -65,7 +65,8 @@ WRONG_LAYOUT = "VMLAYOUT"
 #   known form: the committer knows the stored value (it wrote it: `Known`) and sends the new
 #       one whole, as the merge would build it: meta is u32 state seq, u16 n, u8 open counts
 #       changed, then the stored value's expected prefix (header and open counts); data is the
-#       new value, ending with the n new frames. If the stored prefix is that one (GETRANGE:
+#       new value, ending with the n new frames (an empty prefix: no key, `Known.absent`). If
+#       the stored prefix is that one (GETRANGE:
 #       the seq mark, head length, frame count and open counts are what the committer wrote
 #       last, so are its frames: they change only by appends, which move the mark, and drops,
 #       which move the count), the value is SET as is. Else (a retried commit already applied,
@@ -131,7 +132,8 @@ for c = 1, customers do
   if old == true then
     redis.call('SET', key, data)
     if string.byte(meta, 7) == 1 then
-      local _, _, _, ol = struct.unpack('>I4I4I2I2', meta, 10)
+      local _, _, _, ol = 0, 0, 0, 0   -- an empty prefix: a key known to be absent
+      if #meta > 7 then _, _, _, ol = struct.unpack('>I4I4I2I2', meta, 10) end
       local _, _, _, nl = struct.unpack('>I4I4I2I2', data, 3)
       if ol > 0 then add_counts(string.sub(meta, 22, 21 + ol), -1) end
       if nl > 0 then add_counts(string.sub(data, 15, 14 + nl), 1) end
@@ -235,8 +237,7 @@ class Prepared:
     """A commit encoded for the script, but for what needs no state any more: the zstd
     compression of its heads and frames (two calls that release the GIL), the key names and
     the ranking and due arguments. `call`, run by the thread that sends it, does that while
-    the next batches' engine work runs (on another core). The result is the same bytes as
-    doing it all at once; it is kept for a retried send."""
+    the next batches' engine work runs (on another core). Same bytes as doing it at once."""
 
     def __init__(self, keys: Keys, common: list[Any], customers: list[str], totals: list[float],
                  due: dict[str, int], parts: list[tuple[int, bytes, int]], heads: list[bytes],
@@ -332,7 +333,8 @@ class Prepared:
 
 
 def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int | None = None,
-                *, compress: bool = True, known: Known | None = None) -> Prepared:
+                *, compress: bool = True, known: Known | None = None,
+                watermark: bool = True) -> Prepared:
     """The commit script's call for `commit`: KEYS and ARGV without the two epoch arguments
     (`Prepared.call`).
 
@@ -356,7 +358,7 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
     for customer, state in commit.states.items():
         mine = entries.get(customer, ())
         if len(mine) > 1:
-            mine = sorted(mine, key=_seq)
+            mine = sorted(mine, key=attrgetter("seq"))
         opened = _open_counts(state)
         totals.append(state.score.total)
         if not compress:
@@ -374,7 +376,8 @@ def commit_call(keys: Keys, commit: Commit, ledger_cap: int, ledger_max_age: int
     if ledger_max_age is not None and commit.watermark > ledger_max_age:
         cutoff = min((commit.watermark - ledger_max_age) // 1000, MAX_U32)
     # the value's frame count is a u16: a window never holds more than 65,535 entries
-    common: list[Any] = [str(commit.watermark), str(min(ledger_cap, 0xFFFF)), str(cutoff)]
+    common: list[Any] = [str(commit.watermark) if watermark else "0",
+                         str(min(ledger_cap, 0xFFFF)), str(cutoff)]
     return Prepared(keys, common, list(commit.states), totals, dict(commit.due), parts, heads,
                     frames, done, known if compress else None)
 
@@ -395,10 +398,3 @@ def _open_counts(state: CustomerState) -> bytes:
         _OPEN[rules] = found
     return found
 
-
-def _seq(entry: LedgerEntry) -> int:
-    return entry.seq
-
-
-def chunks(items: Sequence[Any], size: int = 1000) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
