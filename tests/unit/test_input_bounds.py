@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from valeur_monitor.catalogue import active
@@ -190,3 +192,33 @@ def test_run_survives_every_poison_record_of_the_issue(tmp_path: Path) -> None:
     assert reasons == ["bad_encoding", "too_deep", "invalid_data", "bad_time", "bad_time",
                        "bad_number", "bad_number"]
     assert "3 events applied" in result.output or "3 events" in result.output
+
+
+def _split_by_hand(data: bytes, limit: int) -> list[bytes]:
+    """What `LineSplitter` gives, written plainly: non-blank lines (a first signature dropped),
+    each cut to `limit + 2` bytes (enough to be too large) and ended by a newline but the last
+    one."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    *whole, rest = data.split(b"\n")
+    out = [line[:limit + 2] + b"\n" for line in whole if line.strip()]
+    return out + ([rest[:limit + 2]] if rest.strip() else [])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"{", b"}", b"a", b" ", b"\t", b"\n", b"\r", b"\r\n", b"\x0b",
+                                 b"\x0c", b"\x1c", b"\x85", b"\xef\xbb\xbf", b"{\"c\":1}\n"]),
+                max_size=80),
+       st.lists(st.integers(1, 40), min_size=1, max_size=20), st.integers(2, 12))
+def test_the_splitter_gives_every_line_whatever_the_chunks(parts: list[bytes], sizes: list[int],
+                                                          limit: int) -> None:
+    data = b"".join(parts)
+    splitter = LineSplitter(limit)
+    out: list[bytes] = []
+    at, i = 0, 0
+    while at < len(data):
+        size = sizes[i % len(sizes)]
+        out += splitter.feed(data[at:at + size])
+        at, i = at + size, i + 1
+    out += splitter.end()
+    assert out == _split_by_hand(data, limit)

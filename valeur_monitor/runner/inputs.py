@@ -86,19 +86,32 @@ class LineSplitter:
         self._first = True            # the next line taken is the input's first
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        pieces = chunk.split(b"\n")
-        if len(pieces) == 1:
-            self._keep(pieces[0])
+        cut = chunk.find(b"\n")
+        if cut < 0:
+            self._keep(chunk)
             return []
-        self._keep(pieces[0])
+        self._keep(chunk[:cut])
         first = self._take()
         out = [first + b"\n"] if first.strip() else []
-        limit = self.limit
-        for line in pieces[1:-1]:
-            if line.strip():
-                out.append(line[:limit + 1] + b"\n" if len(line) > limit else line + b"\n")
-        self._keep(pieces[-1])
+        last = chunk.rfind(b"\n")
+        if last > cut:
+            self._whole(chunk[cut + 1:last + 1], out)
+        self._keep(chunk[last + 1:])
         return out
+
+    def _whole(self, lines: bytes, out: list[bytes]) -> None:
+        """The non-blank lines of `lines` (whole lines, each ending with a newline) to `out`."""
+        limit = self.limit
+        if b"\r" in lines:   # splitlines would also cut there: one line at a time
+            for line in lines[:-1].split(b"\n"):
+                if line.strip():
+                    out.append(line[:limit + 1] + b"\n" if len(line) > limit else line + b"\n")
+            return
+        # each line as one slice of the chunk, its newline kept: no copy per line to add it
+        for line in lines.splitlines(True):
+            if line[0] != 123 and not line.strip():   # a record starts with "{" (123)
+                continue
+            out.append(line if len(line) <= limit + 1 else line[:limit + 1] + b"\n")
 
     def end(self) -> list[bytes]:
         """The last line when the input does not end with a newline."""
