@@ -33,7 +33,6 @@ INT_MAX: Final = (1 << 64) - 1
 # Final: compiled by mypyc, a Final module name is a C static, where any other module global
 # (an imported name too) is a look-up in the module's dict at each use: ten per record here
 _CHANNELS: Final = frozenset(CHANNELS)
-_VALID_MEMO: Final = 50_000   # remembered valid `data` shapes per codec (then forgotten at once)
 _EXTENSION: Final = re.compile(r"[a-z0-9]{1,20}\Z")
 _UNSET: Final[Any] = msgspec.UNSET
 _astuple: Final = msgspec.structs.astuple
@@ -62,9 +61,6 @@ class Codec:
                  max_depth: int = MAX_DEPTH) -> None:
         self.catalogue = catalogue
         self._types = catalogue.types   # the fast path's look-up (a Catalogue is frozen)
-        # (type, *data items) of string-valued `data` already found valid: most records repeat
-        # a few topics, tiers and statuses, so one set look-up replaces the field checks
-        self._valid: set[tuple[Any, ...]] = set()
         self.max_bytes = max_bytes
         self.max_depth = max_depth
 
@@ -123,30 +119,17 @@ class Codec:
         except ValueError:
             return None
         if data:
-            try:
-                known = (etype, *data.items()) in self._valid
-            except TypeError:   # an unhashable value (an object or array): checked below
-                known = False
-            if not known and not self._data_ok(etype, data):
+            # checked each time: the catalogue's check of a few string values (a set look-up
+            # each) costs less than a memo keyed by them (a tuple of the items, built, hashed
+            # and compared per record: 3.4k instructions compiled, docs/benchmarks.md)
+            if (not _values_ok(data, 2, self.max_depth)
+                    or self.catalogue.check_data(etype, data) is not None):
                 return None
         elif types[etype].required:
             return None
         # positional: Event's field order (id, type, time, customer, ref, source, channel, team)
         # (Event is a native class: a direct call of its constructor when compiled)
         return Event(rid, etype, time, customer, ref, source, channel, team, data)
-
-    def _data_ok(self, etype: str, data: dict[str, Any]) -> bool:
-        """Whether `data` passes the limits and the catalogue; remembered when every value is
-        a string: then the verdict depends on the type and those exact strings only (a str
-        never equals another kind, so no other `data` can match the remembered key)."""
-        if not _values_ok(data, 2, self.max_depth) or self.catalogue.check_data(etype,
-                                                                                  data):
-            return False
-        if all(type(value) is str for value in data.values()):
-            if len(self._valid) >= _VALID_MEMO:
-                self._valid.clear()
-            self._valid.add((etype, *data.items()))
-        return True
 
     # -- exhaustive path: the precise reason ----------------------------------------------------
     def _exhaustive(self, data: bytes) -> Event:

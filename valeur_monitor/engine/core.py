@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from valeur_monitor.engine import obligations as O
 from valeur_monitor.engine import promises as P
+from valeur_monitor.engine import repeats as R
 from valeur_monitor.engine import valuation as V
 from valeur_monitor.engine.durations import format_duration
 from valeur_monitor.engine.event import Event, format_time
@@ -153,36 +154,13 @@ class Engine:
             if seen and min(seen.values()) < horizon:
                 state.seen = {k: t for k, t in seen.items() if t >= horizon}
             if state.repeats:
-                state.repeats = self._live_repeats(state.repeats, horizon)
+                state.repeats = R.live(state.repeats, self._repeat_within, horizon)
             state.pruned = clock
         # next_due, from what the loop read last: the earliest timer is known (scanned above)
         due = pending[0].time if pending else -1
         if next_at >= 0 and (due < 0 or next_at < due):
             due = next_at
         return due
-
-    def _live_repeats(self, repeats: dict[str, list[tuple[int, str]]], horizon: int
-                      ) -> dict[str, list[tuple[int, str]]]:
-        """Repeat slots still able to count: an event may come as late as `horizon`, and it
-        counts the times within its rule's window before it; older times (and slots of rules
-        no longer loaded) are dropped, so distinct keys cannot grow the state for ever."""
-        within_of = self._repeat_within
-        for slot, times in repeats.items():  # first: is anything to drop? (rarely, in a week)
-            within = within_of.get(slot.split("\x1f", 1)[0])
-            if within is None or not times or min(times)[0] <= horizon - within:
-                break
-        else:
-            return repeats  # nothing aged out: the same dict, no copy
-        kept: dict[str, list[tuple[int, str]]] = {}
-        for slot, times in repeats.items():
-            within = within_of.get(slot.split("\x1f", 1)[0])
-            if within is None:
-                continue
-            cut = horizon - within
-            live = [pair for pair in times if pair[0] > cut]
-            if live:
-                kept[slot] = live
-        return kept
 
     def next_due(self, state: CustomerState) -> int:
         """Earliest instant at which advancing this customer does something; -1 for never."""
@@ -209,21 +187,10 @@ class Engine:
         for rrule in repeat_rules:
             if not rrule.matcher.matches(event):
                 continue
-            try:
-                key = str(rrule.key.value(event))
-            except (LookupError, ValueError, RuntimeError, TypeError):
-                continue  # no key, no repetition to count
-            slot = f"{rrule.id}\x1f{key}"
-            horizon = event.time - rrule.within
-            # the kept (time, ref) pairs themselves, not copies of them
-            times = [pair for pair in state.repeats.get(slot, ()) if pair[0] > horizon]
-            if rrule.merge and event.ref and _merges(times, event, rrule.merge):
-                state.repeats[slot] = times
-                continue  # the same contact seen twice (e.g. a call that opened a request)
-            times.append((event.time, event.ref))
-            state.repeats[slot] = times
-            if len(times) >= rrule.from_count:
-                extra = {"count": len(times), "key": key, "within": format_duration(rrule.within)}
+            counted = R.count(rrule, state, event)
+            if counted is not None:
+                extra = {"count": counted[0], "key": counted[1],
+                         "within": format_duration(rrule.within)}
                 self._emit(state, Case.of_event(rrule.id, rrule.title, event, late), "repeat",
                            rrule.effect, event.time, out, extra)
         if plan is not None:
@@ -413,15 +380,6 @@ class Engine:
         if extra:
             values.update(extra)
         return compiled.render(values, event)
-
-
-def _merges(times: list[tuple[int, str]], event: Event, merge: int) -> bool:
-    """Whether `event` is a contact already counted: the same ref within `merge`."""
-    ref, at = event.ref, event.time
-    for when, other in times:  # noqa: SIM110 (a loop: no generator per counted contact)
-        if other == ref and abs(at - when) <= merge:
-            return True
-    return False
 
 
 def _touch(state: CustomerState, slot: str, when: int) -> None:

@@ -10,8 +10,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Final
 
-from valeur_monitor.engine.ledger import LedgerEntry
 from valeur_monitor.engine.rules.model import RuleSet
 from valeur_monitor.read.factory import reader_of
 from valeur_monitor.service import BatchResult, Processor
@@ -19,6 +20,7 @@ from valeur_monitor.sinks.files import DeadLetterWriter, LedgerWriter
 from valeur_monitor.store.base import ScoreView, Store
 
 _GC_THRESHOLD = 50_000
+_CUSTOMER: Final = attrgetter("customer")   # a ledger entry's customer
 BatchHook = Callable[[BatchResult, float], None]
 
 
@@ -169,7 +171,11 @@ def sink_batch(result: BatchResult, report: RunReport, ledger: LedgerWriter | No
                dead: DeadLetterWriter | None, processed: int | None = None) -> None:
     """Count a batch and write it out; entries go in (customer, seq) order so that the ledger
     file is the same whatever order customers were processed in (one process or shards)."""
-    result.entries.sort(key=_entry_order)
+    # by customer alone: the sort is stable and one customer's entries already come in `seq`
+    # order (the engine numbers each as it appends it), so this is (customer, seq) order with
+    # plain string keys (a (customer, seq) tuple made and compared per entry cost ≈ 1.3k
+    # instructions per event compiled)
+    result.entries.sort(key=_CUSTOMER)
     report.add(result, processed)
     if ledger is not None and result.entries:
         ledger.write(result.entries)
@@ -183,5 +189,3 @@ def close_sinks(*sinks: LedgerWriter | DeadLetterWriter | None) -> None:
             sink.close()
 
 
-def _entry_order(entry: LedgerEntry) -> tuple[str, int]:
-    return (entry.customer, entry.seq)
