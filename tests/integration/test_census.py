@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from valeur_monitor.engine.rules import load_rules
+from valeur_monitor.kafka.partition import key_partition
 from valeur_monitor.service import Processor
 from valeur_monitor.simulate import SimulationConfig, simulate
 from valeur_monitor.simulate.malformed import RAW_KEY
@@ -16,7 +17,6 @@ from valeur_monitor.store.base import Commit
 from valeur_monitor.store.census import RedisCensus, StatesCensus, census_for
 from valeur_monitor.store.memory import MemoryStore
 from valeur_monitor.store.redis import RedisStore
-from valeur_monitor.streaming.clock import key_partition
 
 pytestmark = pytest.mark.integration
 

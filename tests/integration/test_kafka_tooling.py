@@ -14,8 +14,8 @@ import orjson
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from valeur_monitor.kafka.partition import key_partition
 from valeur_monitor.settings import TOPIC_ROLES
-from valeur_monitor.streaming.clock import key_partition
 
 from .streaming_support import ROOT, read_topic, run_cli
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from valeur_monitor.codec import routing_key
 from valeur_monitor.errors import BrokerError
+from valeur_monitor.kafka.partition import key_partition
 
 
 def customer_key(line: bytes) -> bytes | None:
@@ -30,8 +31,6 @@ def placed(lines: Iterable[bytes], partitions: int) -> list[tuple[int, int, byte
     fresh topic of `partitions` partitions: a keyed line where the default partitioner puts it
     (murmur2 of the key), an unkeyed one round-robin by its rank (the producer's choice is
     random: a fixed one keeps tests and benchmarks reproducible); offsets count from 0."""
-    from valeur_monitor.streaming.clock import key_partition
-
     offsets = [0] * partitions
     out: list[tuple[int, int, bytes | None, bytes]] = []
     for line in lines:

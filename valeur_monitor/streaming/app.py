@@ -26,6 +26,7 @@ from valeur_monitor import catalogue as event_catalogue
 from valeur_monitor.engine.rules import load_rules
 from valeur_monitor.errors import BrokerError, ValeurError
 from valeur_monitor.kafka.admin import load_topology
+from valeur_monitor.kafka.partition import key_hash
 from valeur_monitor.masking import mask
 from valeur_monitor.read.accounts import RedisAccounts, account_hook
 from valeur_monitor.reload import Reloader, write_pid_file
@@ -35,7 +36,7 @@ from valeur_monitor.store.census import census_for
 from valeur_monitor.store.factory import open_store
 from valeur_monitor.store.redis import RedisStore
 from valeur_monitor.streaming import heap
-from valeur_monitor.streaming.clock import StreamClock, key_hash
+from valeur_monitor.streaming.clock import StreamClock
 from valeur_monitor.streaming.collectors import LagCollector, StoreCollector
 from valeur_monitor.streaming.consumer import install
 from valeur_monitor.streaming.outputs import Message, OutputTopics

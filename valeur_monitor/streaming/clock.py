@@ -24,8 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from kafka.partitioner.default import murmur2
-
+from valeur_monitor.kafka.partition import key_partition
 from valeur_monitor.settings import ClockMode
 
 
@@ -35,17 +34,6 @@ def _no_backlog(partition: int) -> bool:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def key_hash(key: bytes) -> int:
-    """The non-negative murmur2 hash of `key` Kafka's default partitioner takes modulo the
-    partition count (Java-compatible)."""
-    return int(murmur2(key)) & 0x7FFFFFFF
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, Java-compatible) gives to `key`."""
-    return key_hash(key) % partitions
 
 
 class Partitioner:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from valeur_monitor.streaming.clock import Partitioner, StreamClock, key_partition
+from valeur_monitor.kafka.partition import key_partition
+from valeur_monitor.streaming.clock import Partitioner, StreamClock
 
 pytestmark = pytest.mark.unit
 

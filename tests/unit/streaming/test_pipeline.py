@@ -12,6 +12,7 @@ import pytest
 
 from tests.unit.streaming.fakes import RecordingPublisher, SharedStore, records_for
 from valeur_monitor.engine.rules import RuleSet, load_rules, load_rules_text
+from valeur_monitor.kafka.partition import key_partition
 from valeur_monitor.runner.embedded import EmbeddedRunner
 from valeur_monitor.runner.observe import metrics_for
 from valeur_monitor.service import Processor
@@ -20,7 +21,7 @@ from valeur_monitor.simulate.malformed import RAW_KEY
 from valeur_monitor.sinks.files import score_row
 from valeur_monitor.store.base import ScoreView, Store
 from valeur_monitor.store.memory import MemoryStore
-from valeur_monitor.streaming.clock import StreamClock, key_partition
+from valeur_monitor.streaming.clock import StreamClock
 from valeur_monitor.streaming.drain import drain
 from valeur_monitor.streaming.outputs import (
     H_DETAIL,

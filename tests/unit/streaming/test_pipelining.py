@@ -19,6 +19,7 @@ from tests.unit.streaming.test_pipeline import (
     pipeline,
 )
 from valeur_monitor.engine.state import CustomerState, decode_state, encode_state
+from valeur_monitor.service import BatchResult
 from valeur_monitor.store.base import Commit
 from valeur_monitor.store.memory import MemoryStore
 from valeur_monitor.streaming.drain import drain
@@ -48,16 +49,13 @@ async def test_pipelined_batches_give_the_embedded_results_in_order() -> None:
     store = SharedStore()
     p = pipeline(store, set(range(PARTITIONS)))
     processed = [0]
-    process_batch = p.process_batch
 
-    def counting(records):  # type: ignore[no-untyped-def]
-        step = process_batch(records)
-        processed[0] += 1
-        return step
+    def counting(result: BatchResult, seconds: float) -> None:
+        processed[0] += 1   # a runtime hook: runs in the processing thread after each batch
 
-    p.process_batch = counting  # type: ignore[method-assign]
     publisher = SlowPublisher(processed, store)
     runtime = WorkerRuntime(p, publisher)
+    runtime.hooks.append(counting)
     acks: list[tuple[int, int]] = []
     records = records_for(LINES, PARTITIONS)
     batches = [records[i:i + 120] for i in range(0, len(records), 120)]
