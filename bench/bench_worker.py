@@ -267,7 +267,7 @@ EXISTING = "local out = {} for i, k in ipairs(KEYS) do out[i] = redis.call('EXIS
 
 def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes], rate: int,
             seconds: float, log: Path, probe_every: int = 10,
-            legacy: bool = False) -> dict[str, float]:
+            legacy: bool = False) -> dict[str, Any]:
     """Produce at `rate`/s; every `probe_every`-th record is a probe: a survey for a fresh
     customer whose score key appears in Redis when its batch is committed. Latency = first
     time a poller (every ~2 ms) sees the key minus the time just before the probe is sent.
@@ -280,7 +280,8 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
     CPU each, and one EXISTS per probe and poll: ≈ 0.8 of a core at 5k/s)."""
     import multiprocessing
 
-    worker = Worker(env, log)
+    # the worker notes each batch's stage times (valeur_monitor/streaming/stages.py)
+    worker = Worker({**env, "VALEUR_STAGES": "1"}, log)
     context = multiprocessing.get_context("spawn")
     # A pipe, written at once by the generator (a multiprocessing.Queue hands each mark to a
     # feeder thread that waits for the generator's GIL; the poller cannot look for a probe
@@ -321,6 +322,7 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
                   "batch": events / max(1, status.get("batches", 0))}
         if "states" in status:
             counts["states"] = status["states"] / events
+        stages = status.get("stages", {})
     finally:
         if poller.is_alive():
             poller.kill()
@@ -339,7 +341,9 @@ def latency(env: dict[str, str], redis_url: str, topic: str, lines: list[bytes],
             "poll_p99_ms": 1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
             "p50_ms": 1000 * seen[len(seen) // 2],
             "p99_ms": 1000 * seen[min(len(seen) - 1, int(len(seen) * 0.99))],
-            "max_ms": 1000 * seen[-1]}
+            "max_ms": 1000 * seen[-1],
+            # per stage: the age of each batch's oldest record there (ms, p50/p90/p99)
+            "stages": stages}
 
 
 def script_calls(url: str) -> int:
@@ -555,6 +559,10 @@ def main() -> None:
                   f"{lat['states_per_event']:.3f} states written; "
                   f"{lat['records_per_batch']:.1f} records and "
                   f"{lat['cpu_ms_per_batch']:.2f} ms of worker CPU per batch)")
+            if lat["stages"]:
+                print("  age of a batch's oldest record at each stage, ms (p50 / p90 / p99): "
+                      + "; ".join(f"{k} " + " / ".join(f"{v:g}" for v in q.values())
+                                  for k, q in lat["stages"].items()))
         shutil.rmtree(tmp, ignore_errors=True)
         return
     b, n, w = statistics.median(bare), statistics.median(noop), statistics.median(worker)

@@ -292,7 +292,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                          "last_batch": runtime.health.last_batch,
                          # store commits (script calls) and the customer states they wrote
                          "commits": pipeline.scope.calls, "states": pipeline.scope.states,
-                         "seconds": {k: round(v, 3) for k, v in runtime.health.seconds.items()}},
+                         "seconds": {k: round(v, 3) for k, v in runtime.health.seconds.items()},
+                         **({"stages": runtime.stages.summary()} if runtime.stages else {})},
                         status=200 if ok else 503)
 
     return app

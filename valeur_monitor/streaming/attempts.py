@@ -33,6 +33,7 @@ class Batch:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.step: Step | None = None
         self.prepared = False           # its commit (and the queued ones') encoded with it
+        self.row: list[float] | None = None     # its stage times, when traced (stages.py)
 
     def process(self) -> Awaitable[Step]:
         return self.runtime._process(self)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from valeur_monitor.streaming.outputs import Record
+from valeur_monitor.streaming.stages import Stages
 
 Ack = Callable[[], None]
 TOP_UP_AFTER = 0.002    # s busy since the last fetch: records buffered then are that stale
@@ -58,6 +59,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         sink = self.sink
         if sink is None:
             raise RuntimeError("BatchConsumer.sink is not set")
+        # the runtime's stage log when benchmarks ask for it (streaming/stages.py)
+        stages: Stages | None = getattr(sink, "stages", None)
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         fetched = time.monotonic()
@@ -66,6 +69,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 busy = time.monotonic() - fetched
                 stale = busy > TOP_UP_AFTER and self._buffered()
                 records, active = await self._wait_next_records(1.0)
+                got = time.time()
                 generation: int = self.app.consumer_generation_id
                 if (records and stale and self.flow_active
                         and _count(records) < self._max_records()):
@@ -86,6 +90,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     await self.perform_seek()
                     continue
                 if batch:
+                    if stages is not None:
+                        stages.open(_oldest(records), got)
                     try:
                         await sink.consume(batch, self._acker(batch, generation))
                     except Exception as exc:    # permanent (auth, OOM, data lost) or a bug:
@@ -177,6 +183,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if self.sink is not None:
             await self.sink.idle()
         await self.commit_and_end_transactions()
+
+
+def _oldest(records: Mapping[Any, Sequence[Any]]) -> int:
+    """The earliest timestamp (ms) of fetched records (each partition's rows in order)."""
+    return min((rows[0].timestamp for rows in records.values() if rows), default=0)
 
 
 def _count(records: Mapping[Any, Sequence[Any]]) -> int:

@@ -34,6 +34,16 @@ from valeur_monitor.streaming.health import Supervised
 from valeur_monitor.streaming.outputs import Message, Record
 from valeur_monitor.streaming.pipeline import Step, StreamPipeline
 from valeur_monitor.streaming.scope import Pending
+from valeur_monitor.streaming.stages import (
+    ACKED,
+    BEGAN,
+    COMMITTED,
+    PROCESSED,
+    PUBLISHED,
+    Stages,
+    mark,
+    stages_from_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,7 @@ class WorkerRuntime(Supervised):
         self._assignment = asyncio.Event()
         self.positions: dict[int, int] = {}   # partition -> next offset after the last commit
         self.fault = fault_from_env()          # chaos tests only (streaming/faults.py)
+        self.stages: Stages | None = stages_from_env()   # benchmarks only (stages.py)
         self.reloader: Reloader | None = None  # `rules reload` / SIGHUP (valeur_monitor/reload)
         # Batches processed whose commits are staged, not prepared yet: exactly the scope's
         # staged commits (every `prepare` takes all of them; a discard folds them into a retry)
@@ -167,6 +178,8 @@ class WorkerRuntime(Supervised):
             await self._reload_if_asked()
             began = time.perf_counter()
             batch = Batch(self, records, self._published, ack)
+            if self.stages is not None:
+                batch.row, self.stages.last = self.stages.last, None
             try:
                 step = await self._retry("process", batch.process, undo=batch.undo)
             except BaseException:
@@ -218,7 +231,9 @@ class WorkerRuntime(Supervised):
         return await asyncio.to_thread(self._process_sync, batch)
 
     def _process_sync(self, batch: Batch) -> Step:
+        mark(batch.row, BEGAN)
         step = self.pipeline.process_batch(batch.records)
+        mark(batch.row, PROCESSED)
         batch.processed_in_thread(step)  # its outputs may go out now
         for hook in self.hooks:          # a failure is a failed attempt: retried, states reloaded
             hook(step.result, step.seconds)
@@ -265,6 +280,7 @@ class WorkerRuntime(Supervised):
                 if batch.published is not None and not await batch.published:
                     # the batch before was not published: it failed, and `consume` stops
                     raise BatchWithheld("the batch before failed")
+                mark(batch.row, PUBLISHED)
                 if self.fault is not None:
                     self.fault.reached("after-publish")
             published_at = time.perf_counter()
@@ -281,8 +297,10 @@ class WorkerRuntime(Supervised):
                 step = batch.step
                 assert step is not None
                 self.positions.update(step.offsets)
+                mark(batch.row, COMMITTED)
                 for ack in batch.acks:
                     ack()
+                mark(batch.row, ACKED)
                 h.batches += 1
                 h.events += step.result.received
                 h.rerouted += step.rerouted
