@@ -495,12 +495,16 @@ def main() -> None:
                         choices=["aiokafka", "kafka-python"],
                         help="load generators of the latency runs (kafka-python: the earlier, "
                              "costlier one, to compare with earlier figures)")
+    parser.add_argument("--fetch-on-loop", choices=["true", "false"], default=None,
+                        help="worker.fetch_on_loop for the worker (default: its setting)")
     parser.add_argument("--noop-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_worker:
         noop_faust_worker()
         return
     extra = {}
+    if args.fetch_on_loop:
+        extra["VALEUR_WORKER__FETCH_ON_LOOP"] = args.fetch_on_loop
     if args.batch_size:
         extra["VALEUR_WORKER__BATCH_SIZE"] = str(args.batch_size)
     if args.flush_interval:

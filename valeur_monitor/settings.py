@@ -158,6 +158,7 @@ class WorkerSettings(BaseModel):
     app_id: str = "valeur-monitor"                  # faust app id = Kafka consumer group
     batch_size: int = Field(default=5000, ge=1, le=100_000)  # a cap: small when not behind
     flush_interval: float = Field(default=0.05, gt=0)   # s: a partial batch waits at most this
+    fetch_on_loop: bool = True      # fetch on the worker's loop, not faust's consumer thread
     clock: ClockMode = "wall"                       # wall: idle stream time follows the clock
     tick_interval: float = Field(default=1.0, gt=0)     # s between stream-time timer ticks
     idle_after: float = Field(default=2.0, gt=0)        # s without records: wall clock leads

@@ -231,7 +231,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     # The hot loop: whole fetches go to the runtime (streaming/consumer.py), no faust agent.
     app.topics.add(source)
-    install(app, events_topic, runtime)
+    install(app, events_topic, runtime, fetch_on_loop=worker.fetch_on_loop)
 
     @app.task  # type: ignore[untyped-decorator]
     async def quiet_logging() -> None:
@@ -306,11 +306,8 @@ def consumer_lag(consumer: Any, topic: str, owned: Iterable[int],
     from aiokafka import TopicPartition
 
     out: dict[int, int] = {}
-    subscription = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription
-    if subscription is None:
-        return out
     for partition in owned:
-        state = subscription.assignment.state_value(TopicPartition(topic, partition))
+        state = consumer.partition_state(TopicPartition(topic, partition))
         high = getattr(state, "highwater", None)
         position = positions.get(partition, getattr(state, "position", None))
         if high is not None and position is not None:

@@ -28,9 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, Protocol
 
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from valeur_monitor.streaming.outputs import Record
+from valeur_monitor.streaming.reader import LoopReader
 from valeur_monitor.streaming.stages import Stages
 
 Ack = Callable[[], None]
@@ -54,6 +56,68 @@ class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer; `_drain_messages` delivers whole fetches to a `BatchSink`."""
 
     sink: BatchSink | None = None    # set by the app before the worker starts
+    # Fetch on the worker's loop (streaming/reader.py) instead of through faust's consumer
+    # thread; faust's consumer keeps the group, the rebalances and the commits
+    fetch_on_loop: bool = False
+    _reader: LoopReader | None = None
+
+    @property
+    def reader(self) -> LoopReader | None:
+        if self.fetch_on_loop and self._reader is None:
+            self._reader = LoopReader(lambda: _reader_consumer(self))
+        return self._reader
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        """Records of the active partitions: from the reader on this loop when there is one
+        (as faust's consumer thread answers: nothing while the flow is stopped)."""
+        reader = self.reader
+        if reader is None:
+            return await super()._getmany(active_partitions, timeout)
+        if not self.flow_active:
+            return {}
+        group = self._thread._ensure_consumer()
+        if not {(tp.topic, tp.partition) for tp in active_partitions or ()} <= reader.placed:
+            await self._place_reader()
+        return await reader.getmany(active_partitions or (), timeout, self._max_records(),
+                                    group._subscription)
+
+    async def seek_to_committed(self) -> Any:
+        """faust placed the group consumer at the committed offsets: the reader follows."""
+        committed = await super().seek_to_committed()
+        if self.reader is not None:
+            await self._place_reader()
+        return committed
+
+    async def _seek(self, partition: Any, offset: int) -> None:
+        await super()._seek(partition, offset)
+        if self.reader is not None:
+            self.reader.seek(partition, offset)
+
+    async def _place_reader(self) -> None:
+        """The reader reads the group's assignment from the group consumer's positions."""
+        reader = self.reader
+        assert reader is not None
+        positions = {tp: await self._thread.position(tp) for tp in self.assignment()}
+        await reader.place(positions)
+
+    def highwater(self, tp: Any) -> int:
+        state = self.reader.state(tp) if self.reader is not None else None
+        if state is None:
+            return int(super().highwater(tp))
+        return int(state.highwater) if state.highwater is not None else -1
+
+    def partition_state(self, tp: Any) -> Any:
+        """aiokafka's state of a partition of the consumer that fetches it (highwater and
+        position: the lag), or None."""
+        if self.reader is not None:
+            return self.reader.state(tp)
+        subscription = self._thread._ensure_consumer()._fetcher._subscriptions.subscription
+        return None if subscription is None else subscription.assignment.state_value(tp)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self._reader is not None:
+            await self._reader.stop()
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs Kafka
         sink = self.sink
@@ -116,6 +180,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _buffered(self) -> bool:
         """Whether aiokafka holds fetched records not yet returned (then no fetch is pending
         for their broker: what arrived since is still there). True when it cannot tell."""
+        if self.reader is not None:
+            return self.reader.buffered()
         with suppress(Exception):   # consumer thread not started, or stopping
             return bool(self._thread._ensure_consumer()._fetcher._records)
         return True
@@ -209,9 +275,29 @@ class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
 
-def install(app: Any, topic: str, sink: BatchSink) -> None:
+def _reader_consumer(consumer: BatchConsumer) -> AIOKafkaConsumer:
+    """The reader's aiokafka consumer: faust's connection, security and fetch settings (those
+    of its group consumer), no group."""
+    conf = consumer.app.conf
+    transport: Any = consumer.transport
+    return AIOKafkaConsumer(
+        client_id=conf.broker_client_id, group_id=None, enable_auto_commit=False,
+        bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+        auto_offset_reset=conf.consumer_auto_offset_reset,
+        max_poll_records=conf.broker_max_poll_records,
+        max_partition_fetch_bytes=conf.consumer_max_fetch_size, fetch_max_wait_ms=1500,
+        request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+        check_crcs=conf.broker_check_crcs,
+        metadata_max_age_ms=conf.consumer_metadata_max_age_ms,
+        connections_max_idle_ms=conf.consumer_connections_max_idle_ms,
+        **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials,
+                                                      conf.ssl_context))
+
+
+def install(app: Any, topic: str, sink: BatchSink, *, fetch_on_loop: bool = False) -> None:
     """Make `app` consume `topic` in batches into `sink` (call before the worker starts)."""
-    consumer_cls = type("ValeurConsumer", (BatchConsumer,), {"sink": sink, "_topic_of": topic})
+    consumer_cls = type("ValeurConsumer", (BatchConsumer,),
+                        {"sink": sink, "_topic_of": topic, "fetch_on_loop": fetch_on_loop})
     transport_cls = type("ValeurTransport", (BatchTransport,), {"Consumer": consumer_cls})
     app.transport = transport_cls(app.conf.broker_consumer, app)
 
