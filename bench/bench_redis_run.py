@@ -86,6 +86,8 @@ def main() -> None:
     m, r = (statistics.median(x[0] for x in memory), statistics.median(x[0] for x in stored))
     mt, rt = (statistics.median(x[1] for x in memory), statistics.median(x[1] for x in stored))
     load = os.getloadavg()
+    from valeur_monitor.store import cached
+    build = "pure" if (cached.__file__ or "").endswith(".py") else "mypyc-compiled"
     table = (f"| first {args.lines:,} events, median of {args.runs} interleaved runs | seconds "
              "| events/s | ratio to memory store | run thread CPU s | ratio |\n"
              "|---|---:|---:|---:|---:|---:|\n"
@@ -97,7 +99,7 @@ def main() -> None:
              f"server {statistics.median(script):.2f} s (medians); all runs memory "
              f"{', '.join(f'{x[0]:.2f}' for x in memory)} s, Redis "
              f"{', '.join(f'{x[0]:.2f}' for x in stored)} s. Load average at the end: "
-             f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}.\n")
+             f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {build} build.\n")
     print(table)
     Path(args.out).write_text(table)
     part.unlink()

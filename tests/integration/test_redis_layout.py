@@ -359,3 +359,29 @@ def test_a_run_alone_never_sees_a_conflict_even_when_its_commits_are_retried(
     assert int(redis_client.hget("vm:epoch", "commits") or 0) == 5
     assert [len(store.ledger(f"c{n}")) for n in range(1, 5)] == [1, 1, 1, 1]
     inner.close()
+
+
+def test_a_flush_in_parts_stops_at_the_first_part_that_fails(
+        redis_db_url: str, redis_client: redis.Redis) -> None:
+    inner = RedisStore.from_url(redis_db_url, ledger_cap=4)
+    cached = CachedStore(inner, pipelined=True, part=2)
+    names = [f"c-{i}" for i in range(1, 7)]
+    states = cached.load(["c-0", *names])
+    cached.commit(commit_of(states["c-0"], [entry("c-0", 1, T0)], T0))   # a run's first batch
+    redis_client.hset(inner.keys.value("c-3"), "x", "1")    # the second part's script fails
+    batch = Commit(watermark=T0 + DAY)
+    for c in names:
+        batch.states[c] = states[c]
+        batch.due[c] = T0 + 2 * DAY
+        batch.entries.append(entry(c, 1, T0))
+        states[c].seq = 1
+    cached.commit(batch)              # held for a group of two batches: the flush sends it
+    with pytest.raises(StoreError):
+        cached.flush()
+    assert [c for c in names if redis_client.exists(inner.keys.value(c))] == ["c-1", "c-2",
+                                                                                 "c-3"]
+    assert redis_client.type(inner.keys.value("c-3")) == b"hash"       # nothing written
+    assert inner.watermark() == T0       # the last part never went: the watermark did not move
+    assert redis_client.zrange(inner.keys.due, 0, -1) == [b"c-1", b"c-2"]
+    assert cached.cache == {} and inner.known.values == {}
+    cached.close()

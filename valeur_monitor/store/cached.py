@@ -68,6 +68,7 @@ class CachedStore:
                          if pipelined and hasattr(inner, "client") else None)
         self._apply: Any = getattr(inner, "apply", None)
         self._pool: ThreadPoolExecutor | None = None
+        self._packer: ThreadPoolExecutor | None = None    # compresses the parts of a flush
         self._pending: Future[None] | None = None
         self._merged: Commit | None = None
         self._batches = 0
@@ -169,13 +170,37 @@ class CachedStore:
                 self._wait()
                 self._drop()
                 raise
-            self._wait()          # encoded while the previous call was on its way
-            if prepared is not None:
-                fresh = self._absent.intersection(piece.states)
-                self._absent -= fresh
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+            if i == 0:
+                self._wait()      # encoded while the previous commit was on its way
+            fresh = self._absent.intersection(piece.states)
+            self._absent -= fresh
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+            if len(pieces) == 1:
                 self._pending = self._pool.submit(self._apply_alone, prepared, fresh)
+                continue
+            # Parts of one flush hold distinct customers: one thread compresses and frames a
+            # part (`Prepared.call`) while the commit thread sends the one before and Redis
+            # runs its script; each part is sent only if the ones before were applied.
+            if self._packer is None:
+                self._packer = ThreadPoolExecutor(1, thread_name_prefix="store-pack")
+            packed = self._packer.submit(self._pack, prepared, fresh)
+            self._pending = self._pool.submit(self._apply_packed, packed, prepared,
+                                              self._pending)
+
+    def _pack(self, prepared: Any, fresh: set[str]) -> None:
+        if fresh:
+            self.inner.known.absent(fresh)   # type: ignore[attr-defined]
+        prepared.call()
+
+    def _apply_packed(self, packed: Future[None], prepared: Any,
+                      before: Future[None] | None) -> None:
+        # what stopped an earlier part stops this one, once packed (then nothing is packing)
+        error = before.exception() if before is not None else None
+        packed.result()
+        if error is not None:
+            raise error
+        self._apply_alone(prepared, set())
 
     def _apply_alone(self, prepared: Any, fresh: set[str]) -> None:
         """Send a prepared commit (in the commit thread), then check nobody else committed.
@@ -214,6 +239,11 @@ class CachedStore:
         self._known, self._known_read = None, False   # read again: Redis holds what it holds
         self._baseline, self._own = None, 0
         self._absent.clear()
+        # parts of a flush packed after the one that failed were never sent (every part was
+        # packed before the last part's send returned): what they taught is wrong
+        known = getattr(self.inner, "known", None)
+        if known is not None:
+            known.clear()
 
     def flush(self) -> None:
         """Send every merged commit and wait until Redis has applied them."""
@@ -247,8 +277,9 @@ class CachedStore:
         try:
             self.flush()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
+            for pool in (self._pool, self._packer):
+                if pool is not None:
+                    pool.shutdown(wait=True)
             self.cache.clear()
             self.inner.close()
 
