@@ -29,6 +29,7 @@ from contextlib import suppress
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from valeur_monitor.streaming.outputs import Record
@@ -97,7 +98,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """The reader reads the group's assignment from the group consumer's positions."""
         reader = self.reader
         assert reader is not None
-        positions = {tp: await self._thread.position(tp) for tp in self.assignment()}
+        positions: dict[Any, int | None] = {}
+        for tp in self.assignment():
+            try:
+                positions[tp] = await self._thread.position(tp)
+            except IllegalStateError:   # revoked meanwhile (a rebalance is starting)
+                continue
         await reader.place(positions)
 
     def highwater(self, tp: Any) -> int:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import ConsumerStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,12 @@ class LoopReader:
     def __init__(self, make: Callable[[], AIOKafkaConsumer]) -> None:
         self._make = make
         self._consumer: AIOKafkaConsumer | None = None
+        self._stopped = False
         self.placed: set[TopicPartition] = set()
 
     async def start(self) -> AIOKafkaConsumer:
+        if self._stopped:   # the worker is stopping: never start another connection
+            raise ConsumerStoppedError()
         if self._consumer is None:
             consumer = self._make()
             await consumer.start()
@@ -89,6 +93,7 @@ class LoopReader:
         return subscription.assignment.state_value(where)
 
     async def stop(self) -> None:
+        self._stopped = True
         consumer, self._consumer = self._consumer, None
         self.placed = set()
         if consumer is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.subscription_state import SubscriptionState
+from aiokafka.errors import ConsumerStoppedError
 from kafka import KafkaProducer
 
 from valeur_monitor.streaming.reader import LoopReader
@@ -59,3 +60,5 @@ async def test_the_reader_reads_where_it_is_placed(kafka_bootstrap: str,
         assert await read(reader, {tp0, tp1}, clock, 2) == {1: [3, 4]}
     finally:
         await reader.stop()
+    with pytest.raises(ConsumerStoppedError):    # stopped: no new connection is opened
+        await reader.getmany({tp1}, 0.1, 100, clock)
