@@ -98,6 +98,23 @@ def test_sharded_run_writes_the_same_files_as_one_process(tmp_path: Path) -> Non
         assert _outputs(tmp_path, events, workers) == one
 
 
+def test_without_score_views_the_report_is_the_same(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=13, customers=200, days=4))
+    reports = [run_files([str(events)], rules=["rules"], dead_letters=str(tmp_path / f"d{w}"),
+                         progress=False, workers=w) for w in (1, 2, 3)]
+    one = reports[0]
+    assert len(one.worst) == 10 and one.customers > 150
+    for report in reports[1:]:
+        assert report.worst == one.worst and report.customers == one.customers
+        assert report.created == one.created and report.destroyed == one.destroyed
+    runner = ShardedRunner(load_rules(["rules"]), 2)
+    runner.run([str(events)], worst=3)
+    assert [v.customer for v in runner.report.worst] == [v.customer for v in one.worst[:3]]
+    with pytest.raises(ValueError, match="views=True"):
+        runner.score_views()
+
+
 def test_workers_need_the_memory_store(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     events.write_bytes(b"")
@@ -193,7 +210,7 @@ def _sharded(inputs: list[str], folder: Path, workers: int, batch: int, until: i
     runner = ShardedRunner(load_rules(["rules"]), workers,
                            ledger=LedgerWriter(folder / ledger_name),
                            dead_letters=DeadLetterWriter(folder / dead_name), batch=batch,
-                           start_method=start_method, clock=lambda: NOW)
+                           start_method=start_method, views=True, clock=lambda: NOW)
     report = runner.run(inputs, until=until)
     return _files(folder, report, runner.score_views())
 

@@ -117,7 +117,7 @@ def _run_sharded(files: list[str], ruleset: RuleSet, workers: int, *, ledger: st
     stop = parse_time(until) if until else None
     names = list(expand_inputs(files))   # an archive directory: its day files in order
     runner = ShardedRunner(ruleset, workers, ledger=LedgerWriter(ledger) if ledger else None,
-                           dead_letters=DeadLetterWriter(dead_letters))
+                           dead_letters=DeadLetterWriter(dead_letters), views=bool(scores))
     sizes = [input_size(name) for name in names]
     bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                    TimeRemainingColumn(), console=err, disable=not progress, transient=True)
@@ -126,7 +126,7 @@ def _run_sharded(files: list[str], ruleset: RuleSet, workers: int, *, ledger: st
                             total=None if None in sizes else sum(s or 0 for s in sizes))
         report = runner.run(names, until=stop, progress=lambda n: bar.advance(task, n))
     state_as_of(report, ruleset)
-    _write_scores(scores, runner.score_views(), ruleset, report.as_of)
+    _write_scores(scores, runner.score_views() if scores else [], ruleset, report.as_of)
     return report
 
 

@@ -55,7 +55,7 @@ class ShardedRunner:
 
     def __init__(self, rules: RuleSet, workers: int, *, ledger: LedgerWriter | None = None,
                  dead_letters: DeadLetterWriter | None = None, batch: int = BATCH,
-                 start_method: str | None = None,
+                 start_method: str | None = None, views: bool = False,
                  clock: Callable[[], int] = wall_clock_ms) -> None:
         if workers < 2:
             raise ValueError("a sharded run needs at least 2 workers")
@@ -65,6 +65,9 @@ class ShardedRunner:
         self.ledger, self.dead = ledger, dead_letters
         self.batch = batch
         self.report = RunReport()
+        # every customer's score sent back for `score_views()` (the CLI's --scores): without
+        # it the shards send only what the report needs (lowest scores, customer count)
+        self.views = views
         self._method = start_method or _start_method()
         # read once: every shard must bound future events alike (one process reads it per batch)
         self._clock = clock
@@ -108,7 +111,9 @@ class ShardedRunner:
         return self.report
 
     def score_views(self) -> list[ScoreView]:
-        """Every customer's final score, by customer id (after `run`)."""
+        """Every customer's final score, by customer id (after `run`, made with `views`)."""
+        if not self.views:
+            raise ValueError("score_views() needs a ShardedRunner made with views=True")
         decode = msgspec.msgpack.Decoder(list[ScoreView]).decode
         # each shard's are in customer order already
         return list(heapq.merge(*(decode(raw) for raw in self._scores),
@@ -153,6 +158,7 @@ class ShardedRunner:
         for i in range(n):
             plan = Plan(index=i, shards=n, inputs=inputs, batch=self.batch, folder=self._folder,
                         ledger_csv=ledger_csv, until=until, clock=clock, worst=worst,
+                        views=self.views,
                         dead_csv=self.dead is not None and self.dead.path.suffix == ".csv",
                         rule_sources=self.rules.sources,
                         catalogue=None if forked else event_catalogue.active(),
