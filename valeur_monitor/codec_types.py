@@ -17,8 +17,10 @@ MAX_DEPTH = 32              # default JSON nesting limit (the record object is d
 FUTURE_LIMIT = 7 * 86_400_000   # ms: no longer than the default late horizon (see Processor)
 
 
-class Record(msgspec.Struct, forbid_unknown_fields=True):
-    """Every named top-level field of either form; anything else goes the exhaustive path."""
+class Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """Every named top-level field of either form; anything else goes the exhaustive path.
+    Not tracked by the cyclic collector (`gc=False`): it holds strings and the decoded `data`
+    (JSON values), which cannot refer back to it, and one is made per record."""
 
     id: str
     type: str

@@ -189,10 +189,9 @@ class Engine:
                 continue
             counted = R.count(rrule, state, event)
             if counted is not None:
-                extra = {"count": counted[0], "key": counted[1],
-                         "within": format_duration(rrule.within)}
                 self._emit(state, Case.of_event(rrule.id, rrule.title, event, late), "repeat",
-                           rrule.effect, event.time, out, extra)
+                           rrule.effect, event.time, out,
+                           (counted[0], counted[1], format_duration(rrule.within)))
         if plan is not None:
             self._expect(state, plan, event, out, late)
         out.processed.append(event)
@@ -208,9 +207,11 @@ class Engine:
         tier: str | None = None
         ref = event.ref
         for step in plan.steps:
+            role = step.open
+            if not role and not promises:
+                continue  # no promise to find: no slot string built and hashed for nothing
             slot = step.prefix + ref
             promise = promises.get(slot)
-            role = step.open
             if promise is None and not role:
                 continue  # nothing to keep, cancel, pause or resume, nothing to open
             rule = step.rule
@@ -325,7 +326,7 @@ class Engine:
 
     # -- values -------------------------------------------------------------------------------
     def _emit(self, state: CustomerState, case: Case, outcome: str, effect: Effect | None,
-              at: int, out: Output, extra: dict[str, Any] | None = None,
+              at: int, out: Output, extra: tuple[int, str, str] | None = None,
               worth: V.Values | None = None) -> None:
         """Book `outcome` of `case` at `at`: ledger entries for its values, score, alerts."""
         if effect is None:
@@ -359,27 +360,28 @@ class Engine:
 
     @staticmethod
     def _explain(state: CustomerState, case: Case, outcome: str, effect: Effect, at: int,
-                 extra: dict[str, Any] | None) -> str:
-        """The entry's explanation; times and durations are formatted only if it shows them."""
+                 extra: tuple[int, str, str] | None) -> str:
+        """The entry's explanation; times and durations are formatted only if it shows them;
+        `extra`: a repeat's count, key and window."""
         compiled = template(effect.explain, outcome)
         event = case.event
-        values: dict[str, Any] = {
-            "title": case.title, "rule": case.rule_id, "ref": case.ref or "-", "team": case.team,
-            "channel": case.channel, "customer": state.customer,
-            "type": event.type if event else ""}
+        # the values in explain.ROW's order (a list: no dict built per entry)
+        row: list[Any] = [case.title, case.rule_id, case.ref or "-", case.team, case.channel,
+                          state.customer, event.type if event else "", None, None, None,
+                          None, None, None, None]
         promise = case.promise
         if promise is not None and compiled.timed:  # only the ones the template shows
             needs = compiled.needs
             if "waited" in needs:
-                values["waited"] = format_duration(at - promise.opened_at)
+                row[7] = format_duration(at - promise.opened_at)
             if "deadline" in needs:
-                values["deadline"] = format_time(promise.deadline)
+                row[8] = format_time(promise.deadline)
             if "overdue" in needs and outcome != "broken":
                 # how late a keep was; a broken promise is not kept yet
-                values["overdue"] = format_duration(max(0, at - promise.deadline))
-        if extra:
-            values.update(extra)
-        return compiled.render(values, event)
+                row[9] = format_duration(max(0, at - promise.deadline))
+        if extra is not None:
+            row[10], row[11], row[12] = extra
+        return compiled.fill(row, event)
 
 
 def _touch(state: CustomerState, slot: str, when: int) -> None:

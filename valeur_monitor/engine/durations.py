@@ -47,11 +47,13 @@ def _format_duration(ms: int) -> str:
     sign = "-" if ms < 0 else ""
     rest = abs(ms)
     parts = []
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
+    for unit, size in _UNITS:
         if rest >= size:
             parts.append(f"{rest // size}{unit}")
             rest %= size
     if rest or not parts:
         parts.append(f"{rest}ms")
     return sign + "".join(parts)
+
+
+_UNITS: Final = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))

@@ -15,8 +15,11 @@ DEFAULTS: Final = {
     "repeat": "{title}: contact #{count} about {key} within {within}",
     "warning": "{title}: {ref} is due at {deadline}",
 }
-FIELDS = frozenset({"title", "rule", "ref", "waited", "deadline", "overdue", "count", "key",
-                    "within", "type", "team", "channel", "customer", "sla"})
+# The fields an explanation can show, in the order of the row `Template.fill` reads them from
+# (a list made per entry: cheaper than a dict of them, no key hashed or inserted)
+ROW: Final = ("title", "rule", "ref", "team", "channel", "customer", "type", "waited",
+              "deadline", "overdue", "count", "key", "within", "sla")
+FIELDS = frozenset(ROW)
 PROMISE_FIELDS = frozenset({"waited", "deadline", "overdue"})  # formatted from the promise
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
@@ -34,26 +37,35 @@ class Template:
     __slots__ = ("needs", "parts", "tail", "timed")
 
     def __init__(self, text: str) -> None:
-        # (literal before, placeholder, its data path or None for a plain field), then the tail
-        parts: list[tuple[str, str, tuple[str, ...] | None]] = []
+        # (literal before, the field's place in ROW (-1: none), its data path or None for a
+        # plain field), then the tail
+        parts: list[tuple[str, int, tuple[str, ...] | None]] = []
+        names = []
         last = 0
         for match in _PLACEHOLDER.finditer(text):
             name = match.group(1)
             path = tuple(name[5:].split(".")) if name.startswith("data.") else None
-            parts.append((text[last:match.start()], name, path))
+            parts.append((text[last:match.start()], ROW.index(name) if name in ROW else -1,
+                          path))
+            names.append(name)
             last = match.end()
         self.parts = tuple(parts)
         self.tail = text[last:]
-        self.needs = frozenset(name for _, name, _ in parts)
+        self.needs = frozenset(names)
         self.timed = not self.needs.isdisjoint(PROMISE_FIELDS)  # shows a formatted time
 
     def render(self, values: dict[str, Any], event: Event | None) -> str:
         """Fill from `values` and the event's data fields; '?' for anything missing."""
+        return self.fill([values.get(name) for name in ROW], event)
+
+    def fill(self, row: list[Any], event: Event | None) -> str:
+        """Fill from `row` (the values of ROW's fields, in its order; None: missing) and the
+        event's data fields; '?' for anything missing."""
         out: list[str] = []
-        for literal, name, path in self.parts:
+        for literal, index, path in self.parts:
             found: Any
             if path is None:
-                found = values.get(name)
+                found = row[index] if index >= 0 else None
             else:
                 found = event.data if event is not None else {}
                 for part in path:

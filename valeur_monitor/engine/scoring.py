@@ -40,8 +40,10 @@ def apply_values(score: Score, worth: tuple[tuple[str, float, float], ...], at: 
             decay = decay_factor(at - score.at, half_life)
             score.total *= decay
             dims = score.dims
-            for dim in dims:
-                dims[dim] *= decay
+            # each value from the iteration, replaced under its key (no size change): one
+            # look-up per dimension, and compiled a float product (not a generic `*=`)
+            for dim, amount in dims.items():
+                dims[dim] = amount * decay
             score.at = at
         elif at < score.at:
             factor = decay_factor(score.at - at, half_life)

@@ -29,15 +29,43 @@ _ZONES: Final[dict[str, int]] = {"Z": 0, "z": 0}   # "+01:00" -> ms to subtract
 _TAILS: Final[dict[str, int]] = {}
 
 
+class _Last:
+    """The hour of the last valid timestamp read: events come in near time order, so most
+    share the hour of the one before (its text a prefix of theirs: no slice, no hash)."""
+
+    __slots__ = ("hour",)
+
+    def __init__(self) -> None:
+        # ("YYYY-MM-DDThh", its epoch ms), replaced whole: one store, whichever thread reads
+        self.hour = ("1970-01-01T00", 0)
+
+
+_LAST: Final = _Last()
+
+
 def parse_time(value: object) -> int:
     """RFC 3339 timestamp with an explicit offset -> epoch milliseconds; ValueError otherwise."""
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 string, got {type(value).__name__}")
-    hour = _HOURS.get(value[:13])
-    if hour is not None:
+    head, ms = _LAST.hour
+    if value.startswith(head):
         tail = _TAILS.get(value[13:])
         if tail is not None:
-            return hour + tail
+            return ms + tail
+    else:
+        head = value[:13]
+        hour = _HOURS.get(head)
+        if hour is not None:
+            tail = _TAILS.get(value[13:])
+            if tail is not None:
+                _LAST.hour = (head, hour)
+                return hour + tail
+    return _parse_checked(value)
+
+
+def _parse_checked(value: str) -> int:
+    """`parse_time` by the pattern (a first-seen hour or tail), with the reason of a refusal;
+    what it finds valid is remembered for the common path."""
     match = _TIMESTAMP.match(value)
     if match is None:
         raise ValueError(f"{value[:40]!r} is not an RFC 3339 timestamp with an offset "

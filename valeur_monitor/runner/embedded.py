@@ -54,16 +54,30 @@ class RunReport:
         self.duplicates += result.duplicates
         self.late += result.late
         self.dead_letters.update(d.reason for d in result.dead_letters)
-        values = self.values
+        # the batch's values and outcomes gathered in plain lists and dicts first (compiled,
+        # an array's or a Counter's methods are generic calls: one per key and batch here,
+        # not one per entry or outcome)
+        batch: dict[tuple[str, str, bool], list[float]] = {}
         for entry in result.entries:
             value = entry.value
             key = (entry.rule, entry.dimension, value >= 0)
+            same = batch.get(key)
+            if same is None:
+                batch[key] = [value]
+            else:
+                same.append(value)
+        values = self.values
+        for key, found in batch.items():
             bucket = values.get(key)
             if bucket is None:
                 bucket = values[key] = array("d")
-            bucket.append(value)
+            bucket.extend(found)
         self.entries += len(result.entries)
-        self.outcomes.update((o.rule, o.outcome) for o in result.outcomes)
+        counts: dict[tuple[str, str], int] = {}
+        for outcome in result.outcomes:
+            pair = (outcome[0], outcome[1])   # (rule, outcome)
+            counts[pair] = counts.get(pair, 0) + 1
+        self.outcomes.update(counts)
         self.notices.update((n.kind, n.id) for n in result.notices)
         self.watermark = max(self.watermark, result.watermark)
 
