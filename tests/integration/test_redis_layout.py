@@ -385,3 +385,23 @@ def test_a_flush_in_parts_stops_at_the_first_part_that_fails(
     assert redis_client.zrange(inner.keys.due, 0, -1) == [b"c-1", b"c-2"]
     assert cached.cache == {} and inner.known.values == {}
     cached.close()
+
+
+@pytest.mark.parametrize("lines", [[], [b"not json\n", b'{"broken":\n']])
+def test_a_pipelined_run_with_nothing_to_write_ends_cleanly(
+        redis_db_url: str, redis_client: redis.Redis, lines: list[bytes]) -> None:
+    """`run --store redis://` over an empty input, or one of refused lines only: the batches
+    commit nothing (no state, no due time, no watermark), so nothing is sent and the run ends
+    as with the memory store (it once failed with an AttributeError on `None.call`)."""
+    from valeur_monitor.engine.rules import load_rules
+    from valeur_monitor.runner.embedded import EmbeddedRunner
+
+    inner = RedisStore.from_url(redis_db_url, ledger_cap=4)
+    store = CachedStore(inner, pipelined=True, group=1)
+    runner = EmbeddedRunner(load_rules(["rules"]), store)
+    runner.feed(lines)
+    report = runner.finish()
+    assert report.customers == 0 and sum(report.dead_letters.values()) == len(lines)
+    store.commit(Commit())            # and an empty commit held for the final flush
+    store.close()                     # flushes: nothing to send, no error
+    assert int(redis_client.hget("vm:epoch", "commits") or 0) == 0

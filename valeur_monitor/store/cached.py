@@ -172,6 +172,8 @@ class CachedStore:
                 raise
             if i == 0:
                 self._wait()      # encoded while the previous commit was on its way
+            if prepared is None:  # nothing to write (an empty input, only refused lines)
+                continue
             fresh = self._absent.intersection(piece.states)
             self._absent -= fresh
             if self._pool is None:
