@@ -405,3 +405,31 @@ def test_a_pipelined_run_with_nothing_to_write_ends_cleanly(
     store.commit(Commit())            # and an empty commit held for the final flush
     store.close()                     # flushes: nothing to send, no error
     assert int(redis_client.hget("vm:epoch", "commits") or 0) == 0
+
+
+def test_a_key_written_meanwhile_is_merged_not_replaced_by_a_first_value_sent_whole(
+        redis_db_url: str, redis_client: redis.Redis) -> None:
+    """A customer the run read as absent (so its first value goes whole, `Known.absent`) but
+    that another process wrote since: the script's prefix check fails, it merges (the other
+    writer's entry kept), and the run stops with a writer conflict after that part."""
+    inner = RedisStore.from_url(redis_db_url, ledger_cap=10)
+    cached = CachedStore(inner, pipelined=True, part=2)
+    names = ["c-3", "c-1", "c-2"]
+    states = cached.load(["c-0", *names])         # none in Redis: all known absent
+    cached.commit(commit_of(states["c-0"], [entry("c-0", 1, T0)], T0))   # a run's first batch
+    other = RedisStore.from_url(redis_db_url, ledger_cap=10)
+    other.commit(commit_of(CustomerState("c-3"), [entry("c-3", 1, T0)], T0))
+    batch = Commit(watermark=T0 + DAY)
+    for c in names:
+        seq = 2 if c == "c-3" else 1
+        batch.states[c] = states[c]
+        batch.due[c] = -1
+        batch.entries.append(entry(c, seq, T0 + DAY))
+        states[c].seq = seq
+    cached.commit(batch)              # held: the flush sends it in parts of two customers
+    with pytest.raises(StoreWriterConflict):
+        cached.flush()
+    assert [e.seq for e in other.ledger("c-3")] == [1, 2]      # merged, not replaced
+    assert other.ledger("c-1") and not redis_client.exists(inner.keys.value("c-2"))
+    cached.close()
+    other.close()
