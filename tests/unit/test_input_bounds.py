@@ -222,3 +222,14 @@ def test_the_splitter_gives_every_line_whatever_the_chunks(parts: list[bytes], s
         at, i = at + size, i + 1
     out += splitter.end()
     assert out == _split_by_hand(data, limit)
+
+
+def test_a_long_line_starting_with_spaces_is_too_large_not_blank() -> None:
+    # cut to its first limit + 2 bytes, only spaces are left: still a line (too_large later),
+    # whether it ends in the middle of a chunk, across chunks or without a newline at the end
+    data = b"{}\n" + b" " * 10 + b"x\n" + b" " * 10 + b"y"
+    for size in (1, 3, 7, len(data)):
+        splitter = LineSplitter(2)
+        out = [line for at in range(0, len(data), size)
+               for line in splitter.feed(data[at:at + size])]
+        assert out + splitter.end() == [b"{}\n", b"    \n", b"    "]

@@ -81,6 +81,7 @@ class LineSplitter:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit + 1        # the newline does not count against the record limit
+        self._ink = False             # a byte other than whitespace was cut off the line
         self._parts: list[bytes] = []  # the unfinished line, in pieces (joined once: linear)
         self._size = 0
         self._first = True            # the next line taken is the input's first
@@ -92,7 +93,7 @@ class LineSplitter:
             return []
         self._keep(chunk[:cut])
         first = self._take()
-        out = [first + b"\n"] if first.strip() else []
+        out = [first + b"\n"] if first is not None else []
         last = chunk.rfind(b"\n")
         if last > cut:
             self._whole(chunk[cut + 1:last + 1], out)
@@ -116,18 +117,23 @@ class LineSplitter:
     def end(self) -> list[bytes]:
         """The last line when the input does not end with a newline."""
         last = self._take()
-        return [last] if last.strip() else []
+        return [last] if last is not None else []
 
     def _keep(self, piece: bytes) -> None:
         # the first line may start with a signature: room for it, so that a first line over
         # the limit is still cut to `limit + 2` bytes of its own (the codec says too_large)
         room = self.limit + 1 + (len(BOM) if self._first else 0) - self._size
+        if len(piece) > max(room, 0) and not self._ink:
+            # what is cut off still says whether the line is blank (a long line of spaces
+            # and then a record is too large, not blank), whatever the chunks
+            self._ink = bool(piece[max(room, 0):].strip())
         if room > 0 and piece:
             piece = piece[:room]
             self._parts.append(piece)
             self._size += len(piece)
 
-    def _take(self) -> bytes:
+    def _take(self) -> bytes | None:
+        """The line kept so far (cut to the limit), None if the whole line was blank."""
         line = b"".join(self._parts)
         self._parts.clear()
         self._size = 0
@@ -137,8 +143,12 @@ class LineSplitter:
             self._first = False
             if line.startswith(BOM):
                 line = line[len(BOM):]
+            inked = bool(line.strip())   # before the cut, which may leave only spaces
             line = line[:self.limit + 1]
-        return line
+        else:
+            inked = bool(line.strip())
+        ink, self._ink = self._ink, False
+        return line if inked or ink else None
 
 
 def _live_batches(fd: int, size: int, limit: int,
