@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -304,6 +306,32 @@ def test_a_killed_shard_stops_the_run_with_an_error(tmp_path: Path) -> None:
         runner.run([str(events)])
     killer.join()
     assert not runner._procs and runner._folder is None   # shards stopped, temp files gone
+
+
+def test_a_shard_that_cannot_start_leaves_the_collector_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the parent freezes its objects before forking; a failed fork (EAGAIN: no process left)
+    # must not leave them frozen, nor shards or temp files behind
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, SimulationConfig(seed=9, customers=50, days=2))
+    runner = ShardedRunner(load_rules(["rules"]), 2, start_method="fork")
+    real = multiprocessing.get_context("fork").Process
+    started = 0
+
+    class OneFork(real):  # type: ignore[misc, valid-type]
+        def start(self) -> None:
+            nonlocal started
+            if started:
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            started += 1
+            super().start()
+
+    monkeypatch.setattr(multiprocessing.get_context("fork"), "Process", OneFork)
+    frozen = gc.get_freeze_count()
+    with pytest.raises(BlockingIOError):
+        runner.run([str(events)])
+    assert gc.get_freeze_count() == frozen
+    assert not runner._procs and runner._folder is None
 
 
 def test_run_workers_reads_stdin_like_a_file(tmp_path: Path) -> None:

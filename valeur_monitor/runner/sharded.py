@@ -124,7 +124,10 @@ class ShardedRunner:
         for proc in self._procs:
             if proc.is_alive():
                 proc.terminate()
-            proc.join()
+            proc.join(5)
+            if proc.is_alive():   # stuck where SIGTERM cannot reach Python code: never wait forever
+                proc.kill()
+                proc.join()
         self._procs = []
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
@@ -155,35 +158,40 @@ class ShardedRunner:
             # what the shards inherit is never scanned by their collectors: their start-up
             # `gc.collect()` walks nothing old, and no inherited page is copied for it
             gc.freeze()
-        for i in range(n):
-            plan = Plan(index=i, shards=n, inputs=inputs, batch=self.batch, folder=self._folder,
-                        ledger_csv=ledger_csv, until=until, clock=clock, worst=worst,
-                        views=self.views,
-                        dead_csv=self.dead is not None and self.dead.path.suffix == ".csv",
-                        rule_sources=self.rules.sources,
-                        catalogue=None if forked else event_catalogue.active(),
-                        limits=None if forked else input_limits())
-            outgoing = [pair[1] for pair in pipes[i] if pair is not None]
-            incoming = [pair[0] for row in pipes if (pair := row[i]) is not None]
-            for conn in outgoing:
-                widen(conn)
-            own = {id(c) for c in (*outgoing, *incoming)}
-            foreign = [c for c in everyone if id(c) not in own] if forked else []
-            mine, theirs = context.Pipe(duplex=False)
-            proc = context.Process(
-                target=serve, name=f"valeur-shard-{i}", daemon=True,
-                args=(plan, self.rules if forked else None, outgoing, incoming, theirs,
-                      progress if i == 0 else None, foreign))
-            self._mark(f"starting shard {i}")
-            proc.start()
-            theirs.close()   # the shard holds it now (and the next shards must not inherit it)
-            self._procs.append(proc)
-            results.append(mine)
+        try:
+            for i in range(n):
+                plan = Plan(index=i, shards=n, inputs=inputs, batch=self.batch, folder=self._folder,
+                            ledger_csv=ledger_csv, until=until, clock=clock, worst=worst,
+                            views=self.views,
+                            dead_csv=self.dead is not None and self.dead.path.suffix == ".csv",
+                            rule_sources=self.rules.sources,
+                            catalogue=None if forked else event_catalogue.active(),
+                            limits=None if forked else input_limits())
+                outgoing = [pair[1] for pair in pipes[i] if pair is not None]
+                incoming = [pair[0] for row in pipes if (pair := row[i]) is not None]
+                for conn in outgoing:
+                    widen(conn)
+                own = {id(c) for c in (*outgoing, *incoming)}
+                foreign = [c for c in everyone if id(c) not in own] if forked else []
+                mine, theirs = context.Pipe(duplex=False)
+                proc = context.Process(
+                    target=serve, name=f"valeur-shard-{i}", daemon=True,
+                    args=(plan, self.rules if forked else None, outgoing, incoming, theirs,
+                          progress if i == 0 else None, foreign))
+                self._mark(f"starting shard {i}")
+                proc.start()
+                theirs.close()   # the shard holds it now (and the next shards must not inherit it)
+                self._procs.append(proc)
+                results.append(mine)
+        finally:
+            # also when a shard could not be started (a failed fork): the parent's garbage is
+            # collected again (tests run many), and the shards already running see their
+            # missing peers' pipes at end-of-file and stop instead of waiting for them
+            if forked:
+                gc.unfreeze()
+            for conn in everyone:
+                conn.close()
         self._mark("shards started")
-        if forked:
-            gc.unfreeze()   # the parent's own garbage is collected again (tests run many)
-        for conn in everyone:
-            conn.close()
         return results, progress
 
     def _collect(self, started: tuple[list[Connection], Any],
