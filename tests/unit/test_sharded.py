@@ -330,7 +330,8 @@ def test_a_shard_that_cannot_start_leaves_the_collector_running(
     frozen = gc.get_freeze_count()
     with pytest.raises(BlockingIOError):
         runner.run([str(events)])
-    assert gc.get_freeze_count() == frozen
+    # nothing of the run's left frozen (unfreezing also releases what another test froze)
+    assert gc.get_freeze_count() <= frozen
     assert not runner._procs and runner._folder is None
 
 
